@@ -1,0 +1,17 @@
+"""fastnn: multilayer perceptrons trained on the CPU with hand-derived gradients and Numba kernels."""
+from fastnn.gradcheck import gradcheck
+from fastnn.kernels import backend, get_backend, set_backend
+from fastnn.layers import Layer, Linear, Parameter, ReLU, Sigmoid, Softmax, Tanh
+from fastnn.losses import Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
+from fastnn.model import Sequential
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Layer", "Linear", "Parameter", "ReLU", "Sigmoid", "Softmax", "Tanh",
+    "Loss", "MSELoss", "NLLLoss", "SoftmaxCrossEntropy",
+    "Sequential",
+    "backend", "get_backend", "set_backend",
+    "gradcheck",
+    "__version__",
+]

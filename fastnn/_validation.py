@@ -1,0 +1,115 @@
+"""Input checks shared by layers, losses and the training loop.
+
+Every check raises before anything is modified, with a message that says what
+was expected and what came.
+"""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_float_dtype(dtype):
+    """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise ``TypeError``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def as_numeric(a, name):
+    if isinstance(a, (str, bytes)) or a is None:
+        raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}")
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as exc:  # ragged nested lists and the like
+        raise TypeError(f"{name} must be a numeric array: {exc}") from exc
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold numbers (int or float), got dtype {arr.dtype}")
+    return arr
+
+
+def check_finite(arr, name):
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        kind = "NaN" if np.isnan(arr[tuple(bad)]) else "inf"
+        raise ValueError(f"{name} contains {kind} (first at index {tuple(int(i) for i in bad)}); "
+                         "expected finite values")
+
+
+def check_matrix(X, name="X", *, n_features=None, dtype=None, finite=True):
+    """Validate a 2-D numeric batch and return it C-contiguous in ``dtype``.
+
+    Parameters
+    ----------
+    X : array_like of shape (n_samples, n_features)
+    n_features : int, optional
+        Required column count.
+    dtype : float32 or float64, optional
+        Dtype of the result; default keeps a float input's dtype (ints become float64).
+    finite : bool
+        Reject NaN and inf.
+    """
+    arr = as_numeric(X, name)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D of shape (n_samples, n_features), got {arr.ndim}-D "
+                         f"array of shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {arr.shape}); expected at least one sample")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features per sample, expected {n_features} "
+                         f"(shape {arr.shape})")
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.float64
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if finite:
+        check_finite(arr, name)
+    return arr
+
+
+def check_labels(y, n_samples, n_classes, name="y"):
+    """Validate integer class labels: shape ``(n_samples,)``, values in ``[0, n_classes)``.
+
+    Float arrays are accepted when every value is integral (``3.0``); the result is int64.
+    """
+    arr = as_numeric(y, name)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D integer labels of shape ({n_samples},), got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} labels but the prediction has {n_samples} rows")
+    if arr.dtype.kind == "f":
+        check_finite(arr, name)
+        if not np.array_equal(arr, np.round(arr)):
+            bad = arr[arr != np.round(arr)][0]
+            raise ValueError(f"{name} must hold integer class labels, found non-integer value {bad}")
+    if arr.size:
+        lo, hi = arr.min(), arr.max()
+        if lo < 0:
+            raise ValueError(f"{name} has negative label {lo}; expected labels in [0, {n_classes})")
+        if hi >= n_classes:
+            raise ValueError(f"{name} has label {hi} out of range; expected labels in [0, {n_classes}) "
+                             f"for {n_classes} outputs")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def check_dense_target(T, shape, dtype, name="target"):
+    """Validate a dense (one-hot, probability or regression) target of exactly ``shape``."""
+    arr = as_numeric(T, name)
+    if arr.shape != tuple(shape):
+        msg = f"{name} has shape {arr.shape}, expected {tuple(shape)} matching the prediction"
+        if arr.ndim == 2 and arr.shape[0] == shape[0]:
+            msg += f" (one-hot/probability width {arr.shape[1]}, expected {shape[1]})"
+        raise ValueError(msg)
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    check_finite(arr, name)
+    return arr
+
+
+def check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

@@ -1,0 +1,47 @@
+"""Weight initialisers, drawn with a ``numpy.random.Generator`` (same seed, same weights).
+
+Each takes ``(rng, fan_in, fan_out, dtype)`` and returns an array of shape
+``(fan_in, fan_out)``, the layout of :class:`fastnn.Linear`'s ``W``.
+"""
+import numpy as np
+
+__all__ = ["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "get_initializer"]
+
+
+def he_normal(rng, fan_in, fan_out, dtype):
+    """He et al. (2015): ``N(0, 2 / fan_in)``, for ReLU layers."""
+    return (rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)).astype(dtype)
+
+
+def he_uniform(rng, fan_in, fan_out, dtype):
+    """He uniform: ``U(-a, a)`` with ``a = sqrt(6 / fan_in)``."""
+    a = np.sqrt(6.0 / fan_in)
+    return rng.uniform(-a, a, (fan_in, fan_out)).astype(dtype)
+
+
+def glorot_normal(rng, fan_in, fan_out, dtype):
+    """Glorot & Bengio (2010): ``N(0, 2 / (fan_in + fan_out))``, for tanh/sigmoid layers."""
+    return (rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / (fan_in + fan_out))).astype(dtype)
+
+
+def glorot_uniform(rng, fan_in, fan_out, dtype):
+    """Glorot uniform: ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))``."""
+    a = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-a, a, (fan_in, fan_out)).astype(dtype)
+
+
+_INITIALIZERS = {
+    "he": he_normal, "he_normal": he_normal, "he_uniform": he_uniform,
+    "glorot": glorot_uniform, "glorot_uniform": glorot_uniform, "glorot_normal": glorot_normal,
+    "xavier": glorot_uniform,
+}
+
+
+def get_initializer(init):
+    """Resolve ``init`` (a name such as ``"he"``/``"glorot_normal"`` or a callable)."""
+    if callable(init):
+        return init
+    try:
+        return _INITIALIZERS[init]
+    except (KeyError, TypeError):
+        raise ValueError(f"init must be a callable or one of {sorted(_INITIALIZERS)}, got {init!r}") from None

@@ -1,0 +1,272 @@
+"""Numba-compiled kernels: the same names and signatures as :mod:`numpy_ref`.
+
+Each function only loops over the arrays it is given and writes into the
+caller's buffers. Matrix products go through BLAS via ``np.dot``; the loops
+around them fuse what NumPy does in several passes (bias + activation, the
+softmax-NLL gradient, optimizer updates). Reductions accumulate in float64
+(``acc = 0.0`` is a float64 in Numba); stores cast back to the buffer dtype.
+"""
+import math
+
+import numpy as np
+
+from fastnn._config import jit
+from fastnn.kernels.numpy_ref import IDENTITY, RELU, SIGMOID, TANH  # noqa: F401  (shared codes)
+
+
+@jit
+def matmul(A, B, out):
+    np.dot(A, B, out)
+    return out
+
+
+@jit(fast=True)
+def linear_forward(X, W, b, act, out):
+    np.dot(X, W, out)
+    n, m = out.shape
+    # One pass over `out` for bias and activation instead of two; the branch
+    # on `act` sits outside the loops so each loop vectorises.
+    if act == RELU:
+        for i in range(n):
+            for j in range(m):
+                v = out[i, j] + b[j]
+                out[i, j] = v if v > 0 else 0
+    elif act == SIGMOID:
+        for i in range(n):
+            for j in range(m):
+                out[i, j] = _sigmoid(out[i, j] + b[j])
+    elif act == TANH:
+        for i in range(n):
+            for j in range(m):
+                out[i, j] = math.tanh(out[i, j] + b[j])
+    else:
+        for i in range(n):
+            for j in range(m):
+                out[i, j] += b[j]
+    return out
+
+
+@jit
+def linear_backward(X, W, g, dW, db, dX):
+    np.dot(X.T, g, dW)
+    n, m = g.shape
+    for j in range(m):
+        acc = 0.0
+        for i in range(n):
+            acc += g[i, j]
+        db[j] = acc
+    if dX is not None:
+        np.dot(g, W.T, dX)
+
+
+@jit(fast=True)
+def relu_forward(x, out):
+    n, m = x.shape
+    for i in range(n):
+        for j in range(m):
+            v = x[i, j]
+            out[i, j] = 0 if v <= 0 else v  # NaN fails `v <= 0` and propagates
+    return out
+
+
+@jit(fast=True)
+def relu_backward(y, g, out):
+    n, m = y.shape
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = g[i, j] if y[i, j] > 0 else 0
+    return out
+
+
+@jit
+def _sigmoid(v):
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return e / (1.0 + e)
+
+
+@jit
+def sigmoid_forward(x, out):
+    n, m = x.shape
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = _sigmoid(x[i, j])
+    return out
+
+
+@jit(fast=True)
+def sigmoid_backward(y, g, out):
+    n, m = y.shape
+    for i in range(n):
+        for j in range(m):
+            s = y[i, j]
+            out[i, j] = g[i, j] * (s * (1 - s))
+    return out
+
+
+@jit
+def tanh_forward(x, out):
+    n, m = x.shape
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = math.tanh(x[i, j])
+    return out
+
+
+@jit(fast=True)
+def tanh_backward(y, g, out):
+    n, m = y.shape
+    for i in range(n):
+        for j in range(m):
+            t = y[i, j]
+            out[i, j] = g[i, j] * (1 - t * t)
+    return out
+
+
+@jit
+def _softmax_row(x, i, out):
+    """Softmax of row ``i`` into ``out[i]``; returns log of the sum of exps after the max shift."""
+    m = x.shape[1]
+    mx = x[i, 0]
+    for j in range(1, m):
+        if x[i, j] > mx:
+            mx = x[i, j]
+    total = 0.0
+    for j in range(m):
+        e = math.exp(x[i, j] - mx)
+        out[i, j] = e
+        total += e
+    inv = 1.0 / total
+    for j in range(m):
+        out[i, j] = out[i, j] * inv
+    return mx, math.log(total)
+
+
+@jit
+def softmax_forward(x, out):
+    for i in range(x.shape[0]):
+        _softmax_row(x, i, out)
+    return out
+
+
+@jit
+def softmax_backward(s, g, out):
+    n, m = s.shape
+    for i in range(n):
+        dot = 0.0
+        for j in range(m):
+            dot += g[i, j] * s[i, j]
+        for j in range(m):
+            out[i, j] = s[i, j] * (g[i, j] - dot)
+    return out
+
+
+@jit
+def softmax_xent_labels(z, labels, probs, grad):
+    n, m = z.shape
+    inv_n = 1.0 / n
+    loss = 0.0
+    for i in range(n):
+        mx, logsum = _softmax_row(z, i, probs)
+        y = labels[i]
+        loss += logsum - (z[i, y] - mx)
+        for j in range(m):
+            grad[i, j] = probs[i, j] * inv_n
+        grad[i, y] = (probs[i, y] - 1.0) * inv_n
+    return loss * inv_n
+
+
+@jit
+def softmax_xent_dense(z, T, probs, grad):
+    n, m = z.shape
+    inv_n = 1.0 / n
+    loss = 0.0
+    for i in range(n):
+        mx, logsum = _softmax_row(z, i, probs)
+        tsum = 0.0
+        for j in range(m):
+            t = T[i, j]
+            tsum += t
+            if t != 0:  # 0 * log p is 0 even where p underflowed to 0
+                loss += t * (logsum - (z[i, j] - mx))
+        for j in range(m):
+            grad[i, j] = (probs[i, j] * tsum - T[i, j]) * inv_n
+    return loss * inv_n
+
+
+@jit
+def nll_labels(P, labels, eps, grad):
+    n, m = P.shape
+    loss = 0.0
+    for i in range(n):
+        for j in range(m):
+            grad[i, j] = 0
+        y = labels[i]
+        p = P[i, y] * 1.0
+        if p > eps:
+            loss -= math.log(p)
+            grad[i, y] = -1.0 / (n * p)
+        else:
+            loss -= math.log(eps)
+    return loss / n
+
+
+@jit
+def nll_dense(P, T, eps, grad):
+    n, m = P.shape
+    loss = 0.0
+    for i in range(n):
+        for j in range(m):
+            p = P[i, j] * 1.0
+            t = T[i, j] * 1.0
+            if p > eps:
+                loss -= t * math.log(p)
+                grad[i, j] = -t / (n * p)
+            else:
+                loss -= t * math.log(eps)
+                grad[i, j] = 0
+    return loss / n
+
+
+@jit
+def mse(y, target, grad):
+    n, m = y.shape
+    scale = 2.0 / (n * m)
+    loss = 0.0
+    for i in range(n):
+        for j in range(m):
+            d = y[i, j] - target[i, j] * 1.0
+            loss += d * d
+            grad[i, j] = scale * d
+    return loss / (n * m)
+
+
+@jit(fast=True)
+def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
+    for k in range(p.shape[0]):
+        d = g[k] + weight_decay * p[k]
+        if momentum != 0:
+            b = momentum * buf[k] + d
+            buf[k] = b
+            d = d + momentum * b if nesterov else b
+        p[k] = p[k] - lr * d
+
+
+@jit(fast=True)
+def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    c1 = 1.0 / (1.0 - beta1**step)
+    c2 = 1.0 / (1.0 - beta2**step)
+    shrink = 1.0 - lr * weight_decay
+    for k in range(p.shape[0]):
+        w = p[k] * 1.0
+        d = g[k] * 1.0
+        if decoupled:
+            w = w * shrink
+        elif weight_decay != 0:
+            d = d + weight_decay * w
+        mk = beta1 * m[k] + (1.0 - beta1) * d
+        vk = beta2 * v[k] + (1.0 - beta2) * d * d
+        m[k] = mk
+        v[k] = vk
+        p[k] = w - lr * (mk * c1) / (math.sqrt(vk * c2) + eps)

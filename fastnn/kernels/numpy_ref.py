@@ -1,0 +1,217 @@
+"""Plain-NumPy twins: the executable specification of every fastnn kernel.
+
+``numba_cpu`` exports the same names with the same signatures. Kernels do no
+validation and allocate nothing: every result goes into an ``out``/``grad``
+array the caller owns, of the inputs' dtype (float32 or float64). Losses
+return a Python float accumulated in float64. The layers and losses in
+:mod:`fastnn.layers` / :mod:`fastnn.losses` validate and own the buffers.
+"""
+import numpy as np
+
+# Activation codes for ``linear_forward``'s fused epilogue.
+IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
+
+
+def matmul(A, B, out):
+    """``out = A @ B``."""
+    np.dot(A, B, out=out)
+    return out
+
+
+def _sigmoid(x, out):
+    # exp(-|x|) never overflows; sigmoid(x) = 1/(1+e) for x >= 0, e/(1+e) below.
+    e = np.exp(-np.abs(x))
+    np.divide(np.where(x >= 0, 1, e), 1 + e, out=out)
+    return out
+
+
+def _activate(act, out):
+    if act == RELU:
+        np.maximum(out, 0, out=out)
+    elif act == SIGMOID:
+        _sigmoid(out, out)
+    elif act == TANH:
+        np.tanh(out, out=out)
+    return out
+
+
+def linear_forward(X, W, b, act, out):
+    """``out = act(X @ W + b)``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, n_in)
+    W : ndarray of shape (n_in, n_out)
+    b : ndarray of shape (n_out,)
+    act : int
+        One of ``IDENTITY``, ``RELU``, ``SIGMOID``, ``TANH``.
+    out : ndarray of shape (n, n_out)
+    """
+    np.dot(X, W, out=out)
+    out += b
+    return _activate(act, out)
+
+
+def linear_backward(X, W, g, dW, db, dX):
+    """Gradients of ``h = X @ W + b`` given ``g = dL/dh``.
+
+    .. math:: dW = X^T g,\\quad db = \\sum_{rows} g,\\quad dX = g W^T
+
+    ``dX`` may be ``None`` (first layer: the input needs no gradient).
+    """
+    np.dot(X.T, g, out=dW)
+    db[...] = g.sum(axis=0, dtype=np.float64)
+    if dX is not None:
+        np.dot(g, W.T, out=dX)
+
+
+def relu_forward(x, out):
+    """``out = max(x, 0)``; NaN propagates."""
+    np.maximum(x, 0, out=out)
+    return out
+
+
+def relu_backward(y, g, out):
+    """``out = g`` where the cached output ``y > 0`` (same as input > 0), else 0."""
+    out[...] = 0
+    np.copyto(out, g, where=y > 0)
+    return out
+
+
+def sigmoid_forward(x, out):
+    """``out = 1 / (1 + exp(-x))``, evaluated without overflow."""
+    return _sigmoid(x, out)
+
+
+def sigmoid_backward(y, g, out):
+    """``out = g * y * (1 - y)`` from the cached output ``y``."""
+    np.multiply(g, y * (1 - y), out=out)
+    return out
+
+
+def tanh_forward(x, out):
+    np.tanh(x, out=out)
+    return out
+
+
+def tanh_backward(y, g, out):
+    """``out = g * (1 - y**2)`` from the cached output ``y``."""
+    np.multiply(g, 1 - y * y, out=out)
+    return out
+
+
+def softmax_forward(x, out):
+    """Row-wise softmax with the row maximum subtracted."""
+    np.subtract(x, x.max(axis=1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True, dtype=np.float64)
+    return out
+
+
+def softmax_backward(s, g, out):
+    """Row-wise Jacobian-vector product of softmax.
+
+    .. math:: dx_i = s_i \\odot (g_i - \\langle g_i, s_i \\rangle)
+    """
+    dot = np.einsum("ij,ij->i", g.astype(np.float64), s.astype(np.float64))
+    np.multiply(s, g - dot[:, None], out=out)
+    return out
+
+
+def _log_softmax(z):
+    zm = z - z.max(axis=1, keepdims=True)
+    return zm - np.log(np.exp(zm.astype(np.float64)).sum(axis=1, keepdims=True))
+
+
+def softmax_xent_labels(z, labels, probs, grad):
+    """Fused softmax + cross-entropy for integer labels.
+
+    Fills ``probs = softmax(z)`` and ``grad = (probs - onehot(labels)) / n``;
+    returns the mean loss ``-mean(log probs[i, labels[i]])``.
+    """
+    n = z.shape[0]
+    logp = _log_softmax(z)
+    softmax_forward(z, probs)
+    np.divide(probs, n, out=grad)
+    grad[np.arange(n), labels] -= 1.0 / n
+    return float(-logp[np.arange(n), labels].sum() / n)
+
+
+def softmax_xent_dense(z, T, probs, grad):
+    """Fused softmax + cross-entropy for one-hot or probability targets ``T``.
+
+    Fills ``grad = (probs * T.sum(1) - T) / n``, which is ``(probs - T) / n``
+    whenever the rows of ``T`` sum to one; returns ``-mean_i sum_j T_ij log p_ij``.
+    """
+    n = z.shape[0]
+    logp = _log_softmax(z)
+    softmax_forward(z, probs)
+    t = T.astype(np.float64)
+    np.divide(probs * t.sum(axis=1, keepdims=True) - t, n, out=grad)
+    return float(-(t * logp).sum() / n)
+
+
+def nll_labels(P, labels, eps, grad):
+    """Negative log-likelihood of probabilities ``P`` with integer labels.
+
+    Loss ``-mean log(max(p_y, eps))``; gradient ``-1 / (n p_y)`` at the label
+    (0 where the clip is active), 0 elsewhere.
+    """
+    n = P.shape[0]
+    rows = np.arange(n)
+    p = P[rows, labels].astype(np.float64)
+    grad[...] = 0
+    grad[rows, labels] = np.where(p > eps, -1.0 / (n * np.maximum(p, eps)), 0.0)
+    return float(-np.log(np.maximum(p, eps)).sum() / n)
+
+
+def nll_dense(P, T, eps, grad):
+    """NLL with one-hot/probability targets: ``-mean_i sum_j T_ij log max(P_ij, eps)``."""
+    n = P.shape[0]
+    p = P.astype(np.float64)
+    t = T.astype(np.float64)
+    clipped = np.maximum(p, eps)
+    np.copyto(grad, np.where(p > eps, -t / (n * clipped), 0.0), casting="same_kind")
+    return float(-(t * np.log(clipped)).sum() / n)
+
+
+def mse(y, target, grad):
+    """Mean squared error over all elements and its gradient ``2 (y - t) / y.size``."""
+    diff = y.astype(np.float64) - target
+    np.multiply(diff, 2.0 / y.size, out=grad, casting="same_kind")
+    return float((diff * diff).sum() / y.size)
+
+
+def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
+    """One SGD step on 1-D views, PyTorch's rule (dampening 0).
+
+    ``g += wd p; buf = momentum buf + g; p -= lr (g + momentum buf if nesterov else buf)``.
+    ``buf`` starts at zero, so the first step sets ``buf = g`` as PyTorch does.
+    With ``momentum == 0`` ``buf`` is not touched.
+    """
+    d = g.astype(np.float64) + weight_decay * p
+    if momentum != 0:
+        b = momentum * buf + d
+        buf[...] = b
+        d = d + momentum * b if nesterov else b
+    p[...] = p - lr * d  # one rounding, in float64, as the compiled twin does
+
+
+def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    """One Adam (``decoupled=False``) or AdamW (``decoupled=True``) step, PyTorch's rule.
+
+    ``step`` is the 1-based step count used for bias correction.
+    """
+    d = g.astype(np.float64)
+    w = p.astype(np.float64)
+    if decoupled:
+        w *= 1 - lr * weight_decay
+    elif weight_decay != 0:
+        d = d + weight_decay * w
+    mt = beta1 * m + (1 - beta1) * d
+    vt = beta2 * v + (1 - beta2) * d * d
+    m[...] = mt
+    v[...] = vt
+    mhat = mt / (1 - beta1**step)
+    vhat = vt / (1 - beta2**step)
+    p[...] = w - lr * mhat / (np.sqrt(vhat) + eps)

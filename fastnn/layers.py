@@ -1,0 +1,188 @@
+"""Layers: they hold parameters and caches; the math is in :mod:`fastnn.kernels`.
+
+Each layer caches only what its backward needs: ``Linear`` its input,
+activations their *output* (ReLU' from y > 0, sigmoid' = y(1 - y),
+tanh' = 1 - y^2, softmax's JVP from S), as scikit-learn's MLP does.
+"""
+import numpy as np
+
+from fastnn import init as _init
+from fastnn._validation import as_float_dtype, check_matrix, check_positive_int
+from fastnn.kernels import get_backend
+from fastnn.kernels.numpy_ref import IDENTITY, RELU, SIGMOID, TANH
+
+__all__ = ["Parameter", "Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "LAYERS"]
+
+
+class Parameter:
+    """A trainable array and its gradient, of equal shape and dtype.
+
+    Attributes
+    ----------
+    data : ndarray
+    grad : ndarray
+        Filled (overwritten, not accumulated) by the owning layer's backward.
+    name : str
+    """
+
+    def __init__(self, data, name=""):
+        self.data = np.ascontiguousarray(data)
+        self.grad = np.zeros_like(self.data)
+        self.name = name
+
+    def __repr__(self):
+        return f"Parameter({self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Layer:
+    """Base class. Subclasses implement ``_forward``/``_backward`` on validated arrays."""
+
+    def forward(self, X):
+        """Validate ``X`` of shape (n_samples, n_in) and return the layer's output."""
+        return self._forward(check_matrix(X, "X", n_features=self._n_in(), dtype=self._dtype()))
+
+    def backward(self, dy):
+        """Given ``dy = dL/d(output)``, fill parameter gradients and return ``dL/d(input)``."""
+        out = self._output_shape()
+        dy = check_matrix(dy, "grad_output", dtype=self._dtype(), finite=False)
+        if dy.shape != out:
+            raise ValueError(f"grad_output has shape {dy.shape}, expected {out} (the last forward's output)")
+        return self._backward(dy, True)
+
+    def parameters(self):
+        return []
+
+    def get_config(self):
+        """Constructor keywords that rebuild this layer (used by save/load)."""
+        return {}
+
+    def _n_in(self):
+        return None
+
+    def _dtype(self):
+        return None
+
+    def _output_shape(self):
+        raise NotImplementedError
+
+    def _astype(self, dtype):
+        for p in self.parameters():
+            p.data = p.data.astype(dtype)
+            p.grad = np.zeros_like(p.data)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Linear(Layer):
+    """Affine layer on row-major batches.
+
+    .. math:: h = X W + b,\\quad dW = X^T g,\\quad db = \\textstyle\\sum_{rows} g,\\quad dX = g W^T
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    init : str or callable
+        Weight initialiser (see :mod:`fastnn.init`); the bias starts at zero.
+    seed : int, numpy.random.Generator or None
+    dtype : float32 or float64
+
+    Attributes
+    ----------
+    W : Parameter of shape (in_features, out_features)
+    b : Parameter of shape (out_features,)
+    """
+
+    def __init__(self, in_features, out_features, *, init="he", seed=None, dtype=np.float32):
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.out_features = check_positive_int(out_features, "out_features")
+        dtype = as_float_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        W = np.asarray(_init.get_initializer(init)(rng, self.in_features, self.out_features, dtype))
+        if W.shape != (self.in_features, self.out_features):
+            raise ValueError(f"init returned shape {W.shape}, expected {(self.in_features, self.out_features)}")
+        self.init = init if isinstance(init, str) else getattr(init, "__name__", "custom")
+        self.W = Parameter(W.astype(dtype), "W")
+        self.b = Parameter(np.zeros(self.out_features, dtype), "b")
+        self._X = None
+
+    def parameters(self):
+        return [self.W, self.b]
+
+    def get_config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "init": self.init, "dtype": np.dtype(self.dtype).name}
+
+    @property
+    def dtype(self):
+        return self.W.data.dtype
+
+    def _n_in(self):
+        return self.in_features
+
+    def _dtype(self):
+        return self.dtype
+
+    def _output_shape(self):
+        return (self._X.shape[0], self.out_features)
+
+    def _forward(self, X, act=IDENTITY):
+        self._X = X
+        out = np.empty((X.shape[0], self.out_features), self.dtype)
+        return get_backend().linear_forward(X, self.W.data, self.b.data, act, out)
+
+    def _backward(self, dy, need_dX):
+        dX = np.empty_like(self._X) if need_dX else None
+        get_backend().linear_backward(self._X, self.W.data, dy, self.W.grad, self.b.grad, dX)
+        return dX
+
+
+class _Activation(Layer):
+    """Element-wise (or row-wise) layer that caches its output ``y``."""
+
+    _kernel = None  # name prefix in the kernel modules
+    code = None  # activation code for linear_forward's fused epilogue, if any
+
+    def __init__(self):
+        self._y = None
+
+    def _output_shape(self):
+        return self._y.shape
+
+    def _forward(self, X):
+        self._y = getattr(get_backend(), self._kernel + "_forward")(X, np.empty_like(X))
+        return self._y
+
+    def _backward(self, dy, need_dX):
+        return getattr(get_backend(), self._kernel + "_backward")(self._y, dy, np.empty_like(dy))
+
+
+class ReLU(_Activation):
+    """:math:`y = \\max(x, 0)`, :math:`dx = g \\cdot [x > 0]`."""
+
+    _kernel, code = "relu", RELU
+
+
+class Sigmoid(_Activation):
+    """:math:`y = 1 / (1 + e^{-x})`, :math:`dx = g \\, y (1 - y)`."""
+
+    _kernel, code = "sigmoid", SIGMOID
+
+
+class Tanh(_Activation):
+    """:math:`y = \\tanh x`, :math:`dx = g (1 - y^2)`."""
+
+    _kernel, code = "tanh", TANH
+
+
+class Softmax(_Activation):
+    """Row-wise softmax; backward is the Jacobian-vector product, no n x n Jacobian.
+
+    .. math:: S = e^{x - \\max x} / \\textstyle\\sum e^{x - \\max x},\\quad dx = S \\odot (g - \\langle g, S \\rangle)
+    """
+
+    _kernel = "softmax"
+
+
+LAYERS = {cls.__name__: cls for cls in (Linear, ReLU, Sigmoid, Tanh, Softmax)}

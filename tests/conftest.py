@@ -1,0 +1,19 @@
+import numpy as np
+import pytest
+
+import fastnn
+
+BACKENDS = ["numba", "numpy"]
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Run a test once per kernel backend, restoring the default afterwards."""
+    with fastnn.backend(request.param):
+        yield request.param
+
+
+def tol(dtype):
+    """Comparison tolerance for results computed in ``dtype`` by different code paths."""
+    return dict(rtol=2e-5, atol=2e-6) if np.dtype(dtype) == np.float32 else dict(rtol=1e-11, atol=1e-12)

@@ -1,0 +1,111 @@
+"""Every Numba kernel against its NumPy twin: float32/float64, odd shapes, n=1, d=1, strided inputs."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastnn.kernels import numba_cpu, numpy_ref
+from tests.conftest import DTYPES, tol
+
+pytestmark = pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
+
+
+def _array(rng, shape, dtype, strided, scale=1.0):
+    """A random array; with ``strided`` it is a non-contiguous view (every other column)."""
+    if not strided or len(shape) == 1:
+        return (rng.standard_normal(shape) * scale).astype(dtype)
+    wide = (rng.standard_normal((shape[0], 2 * shape[1])) * scale).astype(dtype)
+    return wide[:, ::2]
+
+
+def _probs(rng, n, d, dtype, strided):
+    z = rng.standard_normal((n, d))
+    s = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    return _array(rng, (n, d), dtype, strided) * 0 + s.astype(dtype)
+
+
+def _cases(rng, n, d, k, dtype, strided):
+    """(kernel name, positional args without outputs, output shapes) for every kernel."""
+    X, W, b = _array(rng, (n, d), dtype, strided), _array(rng, (d, k), dtype, strided), _array(rng, (k,), dtype, False)
+    g, y = _array(rng, (n, k), dtype, strided), _array(rng, (n, k), dtype, strided)
+    labels = rng.integers(0, k, n)
+    T = np.eye(k, dtype=dtype)[labels]
+    P = _probs(rng, n, k, dtype, strided)
+    cases = [("matmul", (X, W), [(n, k)])]
+    cases += [("linear_forward", (X, W, b, act), [(n, k)]) for act in range(4)]
+    cases += [("linear_backward", (X, W, g), [(d, k), (k,), (n, d)])]
+    for name in ("relu", "sigmoid", "tanh", "softmax"):
+        cases += [(name + "_forward", (y,), [(n, k)]), (name + "_backward", (np.abs(y) - 0.3, g), [(n, k)])]
+    cases += [("softmax_xent_labels", (y * 5, labels), [(n, k), (n, k)]),
+              ("softmax_xent_dense", (y * 5, T), [(n, k), (n, k)]),
+              ("softmax_xent_dense", (y, P), [(n, k), (n, k)]),
+              ("nll_labels", (P, labels, 1e-7), [(n, k)]),
+              ("nll_dense", (P, T, 1e-7), [(n, k)]),
+              ("nll_dense", (P, P, 1e-7), [(n, k)]),
+              ("mse", (y, g), [(n, k)])]
+    return cases
+
+
+def _run(module, name, args, out_shapes, dtype):
+    outs = [np.zeros(s, dtype) for s in out_shapes]
+    ret = getattr(module, name)(*[a.copy() if isinstance(a, np.ndarray) and a.flags.c_contiguous else a
+                                  for a in args], *outs)
+    return ret, outs
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 9), d=st.integers(1, 9), k=st.integers(1, 9),
+       dtype=st.sampled_from(DTYPES), strided=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_kernels_match_numpy_twin(n, d, k, dtype, strided, seed):
+    rng = np.random.default_rng(seed)
+    for name, args, out_shapes in _cases(rng, n, d, k, dtype, strided):
+        r_nb, outs_nb = _run(numba_cpu, name, args, out_shapes, dtype)
+        r_np, outs_np = _run(numpy_ref, name, args, out_shapes, dtype)
+        for a, b in zip(outs_nb, outs_np):
+            assert a.dtype == np.dtype(dtype), name
+            np.testing.assert_allclose(a, b, **tol(dtype), err_msg=f"{name} n={n} d={d} k={k}")
+        if isinstance(r_np, float):
+            assert isinstance(r_nb, float), name
+            np.testing.assert_allclose(r_nb, r_np, rtol=1e-6 if dtype == np.float32 else 1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("module", [numba_cpu, numpy_ref], ids=["numba", "numpy"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_backward_without_dx(module, dtype):
+    rng = np.random.default_rng(0)
+    X, W, g = (rng.standard_normal(s).astype(dtype) for s in [(4, 3), (3, 2), (4, 2)])
+    dW, db = np.empty((3, 2), dtype), np.empty(2, dtype)
+    module.linear_backward(X, W, g, dW, db, None)
+    np.testing.assert_allclose(dW, X.T @ g, **tol(dtype))
+    np.testing.assert_allclose(db, g.sum(0), **tol(dtype))
+
+
+@pytest.mark.parametrize("module", [numba_cpu, numpy_ref], ids=["numba", "numpy"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_optimizer_updates_match(module, dtype):
+    """SGD/Adam kernels against the formulas written out here in float64."""
+    rng = np.random.default_rng(1)
+    p0, g = rng.standard_normal(7), rng.standard_normal(7)
+    # SGD, momentum 0.9, Nesterov, weight decay 0.01, two steps.
+    p, buf = p0.astype(dtype), np.zeros(7, dtype)
+    for _ in range(2):
+        module.sgd_update(p, g.astype(dtype), buf, 0.1, 0.9, 0.01, True)
+    e, b = p0.copy(), np.zeros(7)
+    for _ in range(2):
+        d = g.astype(dtype) + 0.01 * e
+        b = 0.9 * b + d
+        e = e - 0.1 * (d + 0.9 * b)
+    np.testing.assert_allclose(p, e, **tol(dtype))
+    # AdamW, two steps.
+    p, m, v = p0.astype(dtype), np.zeros(7, dtype), np.zeros(7, dtype)
+    for t in (1, 2):
+        module.adam_update(p, g.astype(dtype), m, v, t, 0.01, 0.9, 0.999, 1e-8, 0.1, True)
+    e, mm, vv = p0.copy(), np.zeros(7), np.zeros(7)
+    for t in (1, 2):
+        e = e * (1 - 0.01 * 0.1)
+        mm = 0.9 * mm + 0.1 * g
+        vv = 0.999 * vv + 0.001 * g * g
+        e = e - 0.01 * (mm / (1 - 0.9**t)) / (np.sqrt(vv / (1 - 0.999**t)) + 1e-8)
+    np.testing.assert_allclose(p, e, **tol(dtype))
+    assert p.dtype == np.dtype(dtype) and m.dtype == np.dtype(dtype)
+

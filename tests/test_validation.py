@@ -1,0 +1,119 @@
+"""Bad input gets a clear error naming expected vs got, and changes nothing."""
+import numpy as np
+import pytest
+
+import fastnn as fn
+
+
+@pytest.fixture
+def model():
+    return fn.Sequential(fn.Linear(4, 3, seed=0), fn.ReLU(), fn.Linear(3, 3, seed=1))
+
+
+def _snapshot(model):
+    return [(p.data.copy(), p.grad.copy()) for p in model.parameters()]
+
+
+def _assert_unchanged(model, snap):
+    for (d, g), p in zip(snap, model.parameters()):
+        np.testing.assert_array_equal(d, p.data)
+        np.testing.assert_array_equal(g, p.grad)
+
+
+@pytest.mark.parametrize("X, error, match", [
+    (np.ones(4), ValueError, r"2-D .* got 1-D"),
+    (np.ones((2, 4, 1)), ValueError, r"got 3-D"),
+    (np.ones((2, 5)), ValueError, r"5 features per sample, expected 4"),
+    (np.ones((0, 4)), ValueError, r"empty batch"),
+    (np.array([[1, 2, np.nan, 4.0]]), ValueError, r"NaN .* index \(0, 2\)"),
+    (np.array([[1, np.inf, 3, 4.0]]), ValueError, r"inf"),
+    (np.array([["a", "b", "c", "d"]]), TypeError, r"numbers .* got dtype <U1"),
+    (np.array([[object()] * 4]), TypeError, r"numbers"),
+    ("abcd", TypeError, r"numeric array, got str"),
+    (None, TypeError, r"numeric array, got NoneType"),
+])
+def test_bad_X(model, backend, X, error, match):
+    snap = _snapshot(model)
+    with pytest.raises(error, match=match):
+        model.forward(X)
+    with pytest.raises(error, match=match):
+        model[0].forward(X)
+    _assert_unchanged(model, snap)
+
+
+@pytest.mark.parametrize("y, match", [
+    (np.array([0, 1]), r"2 labels but the prediction has 3 rows"),
+    (np.array([0, 1, 3]), r"label 3 out of range; expected labels in \[0, 3\)"),
+    (np.array([0, -1, 2]), r"negative label -1"),
+    (np.array([0, 1.5, 2]), r"non-integer value 1.5"),
+    (np.array([0, np.nan, 2]), r"NaN"),
+    (np.eye(4)[:3], r"shape \(3, 4\), expected \(3, 3\) .* width 4, expected 3"),
+    (np.eye(3)[:2], r"target has 2 rows but the prediction has 3"),
+    (np.array([[0, 1, 2]]).T, r"shape \(3, 1\), expected \(3, 3\)"),
+    (-np.eye(3), r"negative entries"),
+])
+@pytest.mark.parametrize("loss", [fn.SoftmaxCrossEntropy, fn.NLLLoss], ids=lambda c: c.__name__)
+def test_bad_labels(backend, loss, y, match):
+    P = np.full((3, 3), 1 / 3)
+    with pytest.raises(ValueError, match=match):
+        loss().forward(P, y)
+
+
+def test_labels_accept_integral_floats_and_lists():
+    assert fn.SoftmaxCrossEntropy().forward(np.zeros((2, 3)), [2.0, 0.0]) == pytest.approx(np.log(3))
+
+
+def test_nll_rejects_logits():
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\].*SoftmaxCrossEntropy"):
+        fn.NLLLoss().forward(np.array([[2.0, -1.0]]), [0])
+
+
+def test_bad_mse_targets():
+    with pytest.raises(ValueError, match=r"shape \(2, 3\), expected \(2, 2\)"):
+        fn.MSELoss().forward(np.zeros((2, 2)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"NaN"):
+        fn.MSELoss().forward(np.zeros((2, 1)), [0.0, np.nan])
+    assert fn.MSELoss().forward(np.zeros((2, 1)), [1.0, 3.0]) == pytest.approx(5.0)  # 1-D target, 1 output
+
+
+def test_bad_prediction_for_loss():
+    with pytest.raises(ValueError, match="NaN"):
+        fn.SoftmaxCrossEntropy().forward(np.array([[np.nan, 0.0]]), [0])
+    with pytest.raises(ValueError, match="2-D"):
+        fn.MSELoss().forward(np.zeros(3), np.zeros(3))
+
+
+def test_backward_errors_leave_grads_untouched(model):
+    model.forward(np.ones((2, 4)))
+    model.backward(np.ones((2, 3)))
+    snap = _snapshot(model)
+    with pytest.raises(ValueError, match=r"grad_output has shape \(2, 4\), expected \(2, 3\)"):
+        model.backward(np.ones((2, 4)))
+    with pytest.raises(TypeError, match="numbers"):
+        model.backward(np.array([["x"] * 3] * 2))
+    _assert_unchanged(model, snap)
+    with pytest.raises(RuntimeError, match="before forward"):
+        fn.SoftmaxCrossEntropy().backward()
+    with pytest.raises(RuntimeError, match="before forward"):
+        fn.Sequential(fn.ReLU()).backward(np.ones((1, 1)))
+
+
+def test_bad_construction():
+    with pytest.raises(ValueError, match=r"layer 2 \(Linear\) expects 5 inputs but the layer before it gives 3"):
+        fn.Sequential(fn.Linear(4, 3), fn.ReLU(), fn.Linear(5, 2))
+    with pytest.raises(TypeError, match="layer 1 must be a fastnn Layer, got ufunc"):
+        fn.Sequential(fn.Linear(4, 3), np.tanh)
+    with pytest.raises(TypeError, match="dtype"):
+        fn.Sequential(fn.Linear(4, 3), fn.Linear(3, 2, dtype=np.float64))
+    with pytest.raises(ValueError, match="at least one layer"):
+        fn.Sequential()
+    with pytest.raises(ValueError, match="in_features must be a positive integer, got 0"):
+        fn.Linear(0, 3)
+    with pytest.raises(ValueError, match="out_features must be a positive integer, got 2.5"):
+        fn.Linear(3, 2.5)
+    with pytest.raises(TypeError, match="float32 or float64, got int32"):
+        fn.Linear(3, 2, dtype=np.int32)
+    with pytest.raises(ValueError, match="init must be"):
+        fn.Linear(3, 2, init="orthogonal")
+    with pytest.raises(ValueError, match="eps"):
+        fn.NLLLoss(eps=0)
