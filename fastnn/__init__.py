@@ -4,13 +4,19 @@ from fastnn.kernels import backend, get_backend, set_backend
 from fastnn.layers import Layer, Linear, Parameter, ReLU, Sigmoid, Softmax, Tanh
 from fastnn.losses import Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
 from fastnn.model import Sequential
+from fastnn.optim import SGD, Adam, AdamW, Optimizer
+from fastnn.train import EarlyStopping, History
+
+load = Sequential.load
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Layer", "Linear", "Parameter", "ReLU", "Sigmoid", "Softmax", "Tanh",
     "Loss", "MSELoss", "NLLLoss", "SoftmaxCrossEntropy",
-    "Sequential",
+    "Sequential", "load",
+    "Optimizer", "SGD", "Adam", "AdamW",
+    "EarlyStopping", "History",
     "backend", "get_backend", "set_backend",
     "gradcheck",
     "__version__",

@@ -65,6 +65,9 @@ class Layer:
     def _output_shape(self):
         raise NotImplementedError
 
+    def _clear_cache(self):
+        """Drop what forward cached for backward."""
+
     def _astype(self, dtype):
         for p in self.parameters():
             p.data = p.data.astype(dtype)
@@ -127,6 +130,9 @@ class Linear(Layer):
     def _output_shape(self):
         return (self._X.shape[0], self.out_features)
 
+    def _clear_cache(self):
+        self._X = None
+
     def _forward(self, X, act=IDENTITY):
         self._X = X
         out = np.empty((X.shape[0], self.out_features), self.dtype)
@@ -149,6 +155,9 @@ class _Activation(Layer):
 
     def _output_shape(self):
         return self._y.shape
+
+    def _clear_cache(self):
+        self._y = None
 
     def _forward(self, X):
         self._y = getattr(get_backend(), self._kernel + "_forward")(X, np.empty_like(X))

@@ -28,8 +28,12 @@ class Loss:
         target : ndarray of shape (n_samples,) of int labels, or (n_samples, n_outputs)
         """
         P = check_matrix(prediction, "prediction")
+        return self._forward(P, self.check_target(target, P.shape, P.dtype))
+
+    def _forward(self, P, T):
+        """``forward`` on an already validated prediction and target."""
         grad = np.empty_like(P)
-        loss = self._compute(P, self._target(target, P), grad)
+        loss = self._compute(P, T, grad)
         self._grad = grad
         return loss
 
@@ -41,15 +45,19 @@ class Loss:
             raise RuntimeError(f"{type(self).__name__}.backward() called before forward()")
         return self._grad
 
-    def _target(self, target, P):
-        T = as_numeric(target, "target")
+    def check_target(self, target, shape, dtype, name="target"):
+        """Validate ``target`` for a prediction of ``shape``/``dtype``; return it as the kernels take it.
+
+        Integer labels come back int64 of shape (n,), dense targets C-contiguous in ``dtype``.
+        """
+        T = as_numeric(target, name)
         if T.ndim == 1 and self.classification:
-            return check_labels(T, P.shape[0], P.shape[1], "target")
-        if T.ndim == 2 and T.shape[0] != P.shape[0]:
-            raise ValueError(f"target has {T.shape[0]} rows but the prediction has {P.shape[0]}")
-        T = check_dense_target(T, P.shape, P.dtype)
+            return check_labels(T, shape[0], shape[1], name)
+        if T.ndim == 2 and T.shape[0] != shape[0]:
+            raise ValueError(f"{name} has {T.shape[0]} rows but the prediction has {shape[0]}")
+        T = check_dense_target(T, shape, dtype, name)
         if self.classification and (T < 0).any():
-            raise ValueError("one-hot/probability target has negative entries; expected values in [0, 1]")
+            raise ValueError(f"one-hot/probability {name} has negative entries; expected values in [0, 1]")
         return T
 
     def get_config(self):
@@ -122,11 +130,11 @@ class MSELoss(Loss):
     with ``N = n_samples * n_outputs``. A 1-D target is accepted for a single output.
     """
 
-    def _target(self, target, P):
-        T = as_numeric(target, "target")
-        if T.ndim == 1 and P.shape[1] == 1:
+    def check_target(self, target, shape, dtype, name="target"):
+        T = as_numeric(target, name)
+        if T.ndim == 1 and shape[1] == 1:
             T = T.reshape(-1, 1)
-        return super()._target(T, P)
+        return super().check_target(T, shape, dtype, name)
 
     def _compute(self, Y, T, grad):
         return get_backend().mse(Y, T, grad)

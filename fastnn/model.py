@@ -1,6 +1,6 @@
 """``Sequential``: a stack of layers with forward, backward and parameter access."""
-import numpy as np
-
+from fastnn import io as _io
+from fastnn import train as _train
 from fastnn._validation import check_matrix
 from fastnn.layers import LAYERS, Layer
 
@@ -130,13 +130,98 @@ class Sequential:
             g = self.layers[i]._backward(g, need_input_grad or i > 0)
         return g
 
+    # -- training ----------------------------------------------------------------
+    def fit(self, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
+            validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None):
+        """Train in place with mini-batches.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features_in)
+        y : array_like of shape (n_samples,) int labels, or (n_samples, n_outputs)
+        loss : Loss or str
+            E.g. ``SoftmaxCrossEntropy()`` or ``"MSELoss"``.
+        optimizer : Optimizer
+            Built on ``self.parameters()``.
+        epochs, batch_size : int
+            The last batch of an epoch may be smaller.
+        shuffle : bool
+            A new permutation of the sample *indices* each epoch (the data is not moved).
+        validation_data : tuple (X_val, y_val), optional
+        validation_split : float in [0, 1)
+            Hold out the last fraction of ``X``/``y`` (before shuffling) for validation.
+        early_stopping : EarlyStopping or int, optional
+            An int is the patience of ``EarlyStopping()`` on ``val_loss`` (or ``loss``),
+            restoring the best weights.
+        seed : int or None
+            Seeds the shuffling; with the same initial weights and backend the
+            trained weights are bit-identical.
+        verbose : {0, 1, 2}
+            0 silent, 1 one line per epoch, 2 also a per-batch bar when stderr is a terminal.
+        callbacks : list, optional
+            Objects with ``on_epoch_end(epoch, logs)``; returning True stops training.
+
+        Returns
+        -------
+        History
+
+        Raises
+        ------
+        FloatingPointError
+            When the loss becomes NaN or inf; the message names the epoch and batch
+            and the model keeps its last finite weights.
+        """
+        return _train.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                          shuffle=shuffle, validation_data=validation_data, validation_split=validation_split,
+                          early_stopping=early_stopping, seed=seed, verbose=verbose, callbacks=callbacks)
+
+    def predict(self, X, batch_size=1024):
+        """Outputs for ``X`` of shape (n_samples, n_features_in), computed in batches, caching nothing."""
+        return _train.predict(self, X, batch_size)
+
+    def evaluate(self, X, y, loss, batch_size=1024):
+        """``{"loss": mean loss, "accuracy": ...}`` over ``(X, y)`` (accuracy for classification losses)."""
+        return _train.evaluate(self, X, y, loss, batch_size)
+
     def get_config(self):
         return [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]
 
+    @classmethod
+    def _from_config(cls, architecture):
+        # Weights are overwritten by the caller, so the initialiser is not re-run by name.
+        return cls(*[LAYERS[c["class"]](**{k: v for k, v in c["config"].items() if k != "init"})
+                     for c in architecture])
+
+    def save(self, path):
+        """Write the architecture (JSON) and every parameter to one ``.npz`` file, atomically.
+
+        A crash mid-write leaves any existing file at ``path`` intact.
+        """
+        _io.write_model(path, self.get_config(), {name: p.data for name, p in self.named_parameters()})
+
+    @classmethod
+    def load(cls, path):
+        """Rebuild a model written by :meth:`save` (no pickle: nothing in the file is executed)."""
+        architecture, arrays = _io.read_model(path)
+        try:
+            model = cls._from_config(architecture)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{path}: invalid architecture in model file: {exc}") from exc
+        named = dict(model.named_parameters())
+        if set(named) != set(arrays):
+            raise ValueError(f"{path}: parameters {sorted(arrays)} do not match the architecture's "
+                             f"{sorted(named)}")
+        for name, p in named.items():
+            a = arrays[name]
+            if a.shape != p.data.shape or a.dtype != p.data.dtype:
+                raise ValueError(f"{path}: parameter {name} has shape {a.shape} dtype {a.dtype}, "
+                                 f"expected {p.data.shape} {p.data.dtype}")
+            p.data = a.copy()
+        return model
+
     def copy(self):
         """An independent copy (parameters copied, caches dropped)."""
-        clone = Sequential(*[LAYERS[c["class"]](**{k: v for k, v in c["config"].items() if k != "init"})
-                             for c in self.get_config()])
+        clone = self._from_config(self.get_config())
         for dst, src in zip(clone.parameters(), self.parameters()):
             dst.data = src.data.copy()
             dst.grad = src.grad.copy()

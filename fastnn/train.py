@@ -1,0 +1,280 @@
+"""The training loop: batching, metrics, validation, early stopping, progress. Thin by design.
+
+The per-batch work is one call, ``step(idx) -> (loss_sum, n_correct)``, built
+once per ``fit``.
+"""
+import math
+import sys
+import time
+
+import numpy as np
+
+from fastnn._validation import check_matrix, check_positive_int
+from fastnn.losses import LOSSES, Loss
+from fastnn.optim import Optimizer
+
+__all__ = ["History", "EarlyStopping", "fit", "predict", "evaluate"]
+
+
+class History:
+    """What ``fit`` returns, as in Keras.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        ``"loss"`` and, for classification losses, ``"accuracy"``; ``"val_loss"`` and
+        ``"val_accuracy"`` with validation data. One entry per epoch.
+    epoch : list of int
+        The epoch numbers (0-based) that ran.
+    stopped_epoch : int or None
+        Epoch at which early stopping or a callback ended training.
+    """
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+        self.stopped_epoch = None
+        self.fast_path = False
+
+    def _append(self, epoch, logs):
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    Parameters
+    ----------
+    monitor : str
+        A ``History`` key; ``None`` picks ``"val_loss"`` with validation data, else ``"loss"``.
+    patience : int
+    min_delta : float
+    mode : {"min", "max"}
+        ``"max"`` for accuracies.
+    restore_best_weights : bool
+        On stopping (or at the end of fit), put back the parameters of the best epoch.
+    """
+
+    def __init__(self, monitor=None, patience=5, min_delta=0.0, mode="min", restore_best_weights=True):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
+        if not min_delta >= 0:
+            raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")
+        self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
+        self.mode, self.restore_best_weights = mode, restore_best_weights
+
+    def _start(self, params, has_validation):
+        self.monitor_ = self.monitor or ("val_loss" if has_validation else "loss")
+        self.best_, self.best_epoch_, self._wait = None, None, 0
+        self._params, self._best_weights = params, None
+
+    def _update(self, epoch, logs):
+        """Record ``logs``; return True when training should stop."""
+        if self.monitor_ not in logs:
+            raise ValueError(f"EarlyStopping monitors {self.monitor_!r}, which fit does not report; "
+                             f"available: {sorted(logs)}")
+        value = logs[self.monitor_]
+        sign = 1 if self.mode == "min" else -1
+        if self.best_ is None or sign * (self.best_ - value) > self.min_delta:
+            self.best_, self.best_epoch_, self._wait = value, epoch, 0
+            if self.restore_best_weights:
+                self._best_weights = [p.data.copy() for p in self._params]
+            return False
+        self._wait += 1
+        return self._wait > self.patience
+
+    def _restore(self):
+        if self.restore_best_weights and self._best_weights is not None:
+            for p, w in zip(self._params, self._best_weights):
+                p.data[...] = w
+
+
+def _resolve_loss(loss):
+    if isinstance(loss, str) and loss in LOSSES:
+        return LOSSES[loss]()
+    if isinstance(loss, Loss):
+        return loss
+    raise TypeError(f"loss must be a fastnn Loss or one of {sorted(LOSSES)}, got {loss!r}")
+
+
+def _check_data(model, loss, X, y, name):
+    X = check_matrix(X, f"X{name}", n_features=model.n_features_in, dtype=model.dtype)
+    T = loss.check_target(y, (X.shape[0], model.n_outputs), X.dtype, f"y{name}")
+    return X, T
+
+
+def _labels_for_accuracy(T):
+    return T if T.ndim == 1 else T.argmax(axis=1)
+
+
+def _general_step(model, loss, optimizer, X, T, labels, batch_size):
+    """Layer-by-layer step on gathered batches; buffers reused across batches."""
+    xbuf = np.empty((batch_size, X.shape[1]), X.dtype)
+    tbuf = np.empty((batch_size,) + T.shape[1:], T.dtype)
+
+    def step(idx):
+        m = idx.shape[0]
+        Xb, Tb = np.take(X, idx, axis=0, out=xbuf[:m]), np.take(T, idx, axis=0, out=tbuf[:m])
+        out = model._forward(Xb)
+        value = loss._forward(out, Tb)
+        if not math.isfinite(value):
+            return value, 0
+        model._backward(loss.backward())
+        optimizer.step()
+        correct = int((out.argmax(axis=1) == labels[idx]).sum()) if labels is not None else 0
+        return value * m, correct
+
+    return step
+
+
+def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
+        validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None):
+    """Train ``model`` in place; see :meth:`fastnn.Sequential.fit` for the parameters."""
+    loss = _resolve_loss(loss)
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a fastnn Optimizer (SGD, Adam, AdamW), got {type(optimizer).__name__}")
+    mine = {id(p) for p in model.parameters()}
+    if not mine <= {id(p) for p in optimizer.params}:
+        raise ValueError("optimizer does not hold this model's parameters; build it with model.parameters()")
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    if not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    if validation_data is not None and validation_split:
+        raise ValueError("pass validation_data or validation_split, not both")
+    if isinstance(early_stopping, int) and not isinstance(early_stopping, bool):
+        early_stopping = EarlyStopping(patience=early_stopping)
+    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        raise TypeError(f"early_stopping must be an EarlyStopping or an int patience, got {early_stopping!r}")
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if not callable(getattr(cb, "on_epoch_end", None)):
+            raise TypeError(f"callback {cb!r} has no on_epoch_end(epoch, logs) method")
+
+    X, T = _check_data(model, loss, X, y, "")
+    if validation_split:
+        # Keras' convention: the last fraction of the data, before any shuffling.
+        n_val = int(round(X.shape[0] * validation_split))
+        if not 0 < n_val < X.shape[0]:
+            raise ValueError(f"validation_split={validation_split} leaves {n_val} of {X.shape[0]} samples "
+                             "for validation; expected at least one on each side")
+        validation_data = (X[-n_val:], T[-n_val:])
+        X, T = X[:-n_val], T[:-n_val]
+    if validation_data is not None:
+        try:
+            Xv, yv = validation_data
+        except (TypeError, ValueError):
+            raise ValueError("validation_data must be a pair (X_val, y_val)") from None
+        Xv, Tv = _check_data(model, loss, Xv, yv, "_val")
+
+    n = X.shape[0]
+    labels = _labels_for_accuracy(T) if loss.classification else None
+    history = History()
+    step = _general_step(model, loss, optimizer, X, T, labels, batch_size)
+
+    rng = np.random.default_rng(seed)
+    if early_stopping is not None:
+        early_stopping._start(model.parameters(), validation_data is not None)
+    n_batches = -(-n // batch_size)
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        snapshot = [p.data.copy() for p in model.parameters()]
+        total, correct = 0.0, 0
+        bar = _progress(n_batches, epoch, epochs, verbose)
+        for b in range(n_batches):
+            value, c = step(order[b * batch_size:(b + 1) * batch_size])
+            if not math.isfinite(value):
+                _diverged(model, snapshot, value, epoch, epochs, b, n_batches, history)
+            total += value
+            correct += c
+            if bar is not None:
+                bar.update()
+        if bar is not None:
+            bar.close()
+        logs = {"loss": total / n}
+        if labels is not None:
+            logs["accuracy"] = correct / n
+        if validation_data is not None:
+            logs.update({f"val_{k}": v for k, v in evaluate(model, Xv, Tv, loss, _checked=True).items()})
+        history._append(epoch, logs)
+        if verbose:
+            print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.2f}s - "
+                  + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
+        stop = early_stopping is not None and early_stopping._update(epoch, logs)
+        stop = any([bool(cb.on_epoch_end(epoch, dict(logs))) for cb in callbacks]) or stop
+        if stop:
+            history.stopped_epoch = epoch
+            break
+    if early_stopping is not None:
+        early_stopping._restore()
+    return history
+
+
+def _progress(total, epoch, epochs, verbose):
+    """A per-batch bar only when asked for and stderr is a terminal: logs never fill with bars."""
+    if verbose < 2 or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm  # noqa: PLC0415  (only needed interactively)
+
+    return tqdm(total=total, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", leave=False, file=sys.stderr)
+
+
+def _diverged(model, snapshot, value, epoch, epochs, b, n_batches, history):
+    # The loss is checked before the update, so the current weights produced the
+    # last finite step; they are kept unless they themselves overflowed.
+    where = "the weights from before this batch"
+    if not all(np.isfinite(p.data).all() for p in model.parameters()):
+        for p, w in zip(model.parameters(), snapshot):
+            p.data[...] = w
+        where = "the weights from the start of this epoch (the last step overflowed them)"
+    err = FloatingPointError(f"loss became {value} at epoch {epoch + 1}/{epochs}, batch {b + 1}/{n_batches}; "
+                             f"training stopped and the model keeps {where}. Try a lower learning rate.")
+    err.history = history
+    raise err
+
+
+def predict(model, X, batch_size=1024):
+    """Model outputs for ``X`` in batches; no layer keeps a reference to ``X`` afterwards."""
+    X = check_matrix(X, "X", n_features=model.n_features_in, dtype=model.dtype)
+    return _predict(model, X, check_positive_int(batch_size, "batch_size"))
+
+
+def _predict(model, X, batch_size):
+    out = None
+    for s in range(0, X.shape[0], batch_size):
+        o = model._forward(X[s:s + batch_size])
+        if out is None:
+            out = np.empty((X.shape[0], o.shape[1]), o.dtype)
+        out[s:s + batch_size] = o
+    for layer in model.layers:  # inference keeps nothing alive
+        layer._clear_cache()
+    return out
+
+
+def evaluate(model, X, y, loss, batch_size=1024, _checked=False):
+    """Mean loss (and accuracy for classification losses) over ``(X, y)``.
+
+    Returns
+    -------
+    dict
+        ``{"loss": float}`` plus ``"accuracy"`` for classification losses.
+    """
+    loss = _resolve_loss(loss)
+    if not _checked:
+        X, y = _check_data(model, loss, X, y, "")
+    out = _predict(model, X, check_positive_int(batch_size, "batch_size"))
+    result = {"loss": loss._forward(out, y)}
+    loss._grad = None
+    if loss.classification:
+        result["accuracy"] = float((out.argmax(axis=1) == _labels_for_accuracy(y)).mean())
+    return result

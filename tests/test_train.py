@@ -1,0 +1,201 @@
+"""fit / predict / evaluate: batching, metrics, validation, early stopping, divergence, determinism."""
+import numpy as np
+import pytest
+
+import fastnn as fn
+
+
+def _blobs(n=120, d=5, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    centers = rng.standard_normal((k, d)) * 3
+    return (centers[y] + rng.standard_normal((n, d))).astype(np.float32), y
+
+
+def _model(d=5, k=3, seed=0, dtype=np.float32):
+    return fn.Sequential(fn.Linear(d, 16, seed=seed, dtype=dtype), fn.ReLU(), fn.Linear(16, k, seed=seed + 1,
+                                                                                          dtype=dtype))
+
+
+def _weights(model):
+    return [p.data.copy() for p in model.parameters()]
+
+
+def test_fit_learns_and_reports(backend):
+    X, y = _blobs()
+    model = _model()
+    h = model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.Adam(model.parameters(), lr=1e-2),
+                  epochs=15, batch_size=16, seed=0, verbose=0, validation_split=0.25)
+    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert h.epoch == list(range(15)) and all(len(v) == 15 for v in h.history.values())
+    assert h.history["loss"][-1] < h.history["loss"][0] / 3
+    assert h.history["accuracy"][-1] > 0.9 and h.history["val_accuracy"][-1] > 0.9
+    assert model.evaluate(X, y, fn.SoftmaxCrossEntropy())["accuracy"] > 0.9
+
+
+def test_epoch_loss_is_sample_weighted_mean_with_partial_batch(backend):
+    """With lr tiny the weights barely move, so the epoch loss equals the full-data loss.
+
+    10 samples in batches of 4: 4 + 4 + 2, each batch mean weighted by its size.
+    """
+    X, y = _blobs(n=10)
+    model = _model()
+    full = model.evaluate(X, y, fn.SoftmaxCrossEntropy())["loss"]
+    h = model.fit(X, y, loss="SoftmaxCrossEntropy", optimizer=fn.SGD(model.parameters(), lr=1e-12),
+                  batch_size=4, verbose=0, shuffle=False)
+    assert h.history["loss"][0] == pytest.approx(full, rel=1e-6)
+
+
+def test_fit_equals_manual_loop():
+    """fit(shuffle=False) is exactly forward/backward/step over consecutive batches."""
+    X, y = _blobs(n=30)
+    a, b = _model(), _model()
+    a.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.SGD(a.parameters(), lr=0.1, momentum=0.9),
+          batch_size=8, shuffle=False, verbose=0, epochs=2)
+    loss, opt = fn.SoftmaxCrossEntropy(), fn.SGD(b.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        for s in range(0, 30, 8):
+            loss.forward(b.forward(X[s:s + 8]), y[s:s + 8])
+            b.backward(loss.backward())
+            opt.step()
+    for wa, wb in zip(_weights(a), _weights(b)):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
+
+
+def test_same_seed_bit_identical(backend):
+    X, y = _blobs()
+    runs = []
+    for _ in range(2):
+        model = _model()
+        model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.Adam(model.parameters()), epochs=2,
+                  batch_size=7, seed=42, verbose=0)
+        runs.append(_weights(model))
+    for wa, wb in zip(*runs):
+        np.testing.assert_array_equal(wa, wb)
+    other = _model()
+    other.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.Adam(other.parameters()), epochs=2,
+              batch_size=7, seed=43, verbose=0)
+    assert not np.array_equal(runs[0][0], _weights(other)[0])
+
+
+def test_one_hot_targets_and_mse_regression(backend):
+    X, y = _blobs()
+    model = _model()
+    h = model.fit(X, np.eye(3)[y], loss=fn.SoftmaxCrossEntropy(), optimizer=fn.Adam(model.parameters(), lr=1e-2),
+                  epochs=5, verbose=0, seed=0)
+    assert h.history["accuracy"][-1] > 0.8
+    reg = fn.Sequential(fn.Linear(5, 8, seed=0), fn.Tanh(), fn.Linear(8, 1, seed=1))
+    target = X.sum(axis=1) / 5
+    h = reg.fit(X, target, loss=fn.MSELoss(), optimizer=fn.Adam(reg.parameters(), lr=1e-2), epochs=20,
+                verbose=0, seed=0, validation_data=(X[:20], target[:20]))
+    assert set(h.history) == {"loss", "val_loss"}
+    assert h.history["loss"][-1] < 0.2 * h.history["loss"][0]
+
+
+def test_early_stopping_restores_best(backend):
+    X, y = _blobs(n=60)
+    model = _model()
+    seen = []
+
+    class Spy:
+        def on_epoch_end(self, epoch, logs):
+            seen.append((epoch, logs["val_loss"], _weights(model)))
+
+    es = fn.EarlyStopping(patience=2)
+    # Validation labels are noise, so val_loss stops improving quickly.
+    rng = np.random.default_rng(1)
+    h = model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.Adam(model.parameters(), lr=0.05),
+                  epochs=200, verbose=0, seed=0, early_stopping=es, callbacks=[Spy()],
+                  validation_data=(X[:30], rng.integers(0, 3, 30)))
+    assert h.stopped_epoch is not None and len(h.epoch) < 200
+    assert h.stopped_epoch == es.best_epoch_ + 2 + 1
+    best = min(seen, key=lambda s: s[1])
+    assert best[0] == es.best_epoch_
+    for w, b in zip(_weights(model), best[2]):
+        np.testing.assert_array_equal(w, b)
+
+
+def test_callback_can_stop():
+    X, y = _blobs(n=20)
+    model = _model()
+
+    class StopAt1:
+        def on_epoch_end(self, epoch, logs):
+            return epoch == 1
+
+    h = model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.SGD(model.parameters(), lr=0.1),
+                  epochs=10, verbose=0, callbacks=[StopAt1()])
+    assert h.epoch == [0, 1] and h.stopped_epoch == 1
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_divergence_names_epoch_and_batch_and_keeps_finite_weights(backend):
+    X, y = _blobs(n=64)
+    model = _model()
+    with pytest.raises(FloatingPointError, match=r"at epoch \d+/50, batch \d+/4") as info:
+        model.fit(X * 1e3, np.eye(3)[y] * 1e3, loss=fn.MSELoss(), optimizer=fn.SGD(model.parameters(), lr=10.0),
+                  epochs=50, batch_size=16, verbose=0, seed=0)
+    assert all(np.isfinite(p.data).all() for p in model.parameters())
+    assert isinstance(info.value.history, fn.History)
+
+
+def test_verbose_output(capsys):
+    X, y = _blobs(n=20)
+    model = _model()
+    model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.SGD(model.parameters(), lr=0.1), epochs=2,
+              verbose=0)
+    assert capsys.readouterr().out == ""
+    model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.SGD(model.parameters(), lr=0.1), epochs=2,
+              verbose=1, validation_data=(X, y))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[1].startswith("Epoch 2/2 - ") and "loss: " in lines[1] and "val_accuracy: " in lines[1]
+    model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.SGD(model.parameters(), lr=0.1), epochs=1,
+              verbose=2, batch_size=2)
+    captured = capsys.readouterr()
+    assert len(captured.out.strip().splitlines()) == 1 and "it/s" not in captured.err  # no bar: not a tty
+
+
+def test_predict_batches_and_caches_nothing(backend):
+    X, _ = _blobs(n=50)
+    model = _model()
+    full = model.forward(X)
+    out = model.predict(X, batch_size=7)
+    np.testing.assert_allclose(out, full, rtol=1e-6)
+    assert model[0]._X is None and model[1]._y is None
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(X=np.ones((10, 4))), ValueError, "4 features per sample, expected 5"),
+    (dict(y=np.zeros(9, int)), ValueError, "9 labels but the prediction has 10 rows"),
+    (dict(y=np.full(10, 3)), ValueError, r"label 3 out of range"),
+    (dict(X=np.full((10, 5), np.nan)), ValueError, "NaN"),
+    (dict(epochs=0), ValueError, "epochs must be a positive integer"),
+    (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
+    (dict(validation_split=1.0), ValueError, "validation_split"),
+    (dict(validation_split=0.01), ValueError, "leaves 0 of 10"),
+    (dict(validation_data=(np.ones((3, 5)),)), ValueError, "pair"),
+    (dict(validation_data=(np.ones((3, 5)), [0, 1])), ValueError, "y_val has 2 labels"),
+    (dict(loss="hinge"), TypeError, "loss must be a fastnn Loss"),
+    (dict(optimizer="adam"), TypeError, "optimizer must be a fastnn Optimizer"),
+    (dict(verbose=3), ValueError, "verbose"),
+    (dict(early_stopping="yes"), TypeError, "early_stopping"),
+    (dict(callbacks=[print]), TypeError, "on_epoch_end"),
+])
+def test_bad_fit_arguments_leave_model_untouched(kwargs, error, match):
+    X, y = _blobs(n=10)
+    model = _model()
+    before = _weights(model)
+    args = dict(X=X, y=y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.SGD(model.parameters(), lr=0.1), verbose=0)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        model.fit(args.pop("X"), args.pop("y"), **args)
+    for a, b in zip(before, _weights(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_optimizer_of_another_model_is_rejected():
+    X, y = _blobs(n=10)
+    model, other = _model(), _model()
+    with pytest.raises(ValueError, match="optimizer does not hold this model's parameters"):
+        model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.SGD(other.parameters(), lr=0.1))
