@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import math
 import os
+import urllib.error
 import urllib.request
 import uuid
 import zlib
@@ -145,6 +146,8 @@ def _download(spec, mirror, stem, directory):
                     while chunk := response.read(1 << 20):
                         out.write(chunk)
             except OSError as exc:
+                if isinstance(exc, urllib.error.HTTPError):
+                    exc.close()  # an HTTPError is also the open response; the chain below would keep its socket
                 raise OSError(f"could not download {stem}.gz from {url}: {exc}") from exc
         try:
             actual = hashlib.sha256(_read_payload(tmp) if spec.payload_sha256 else tmp.read_bytes()).hexdigest()
