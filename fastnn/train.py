@@ -1,7 +1,8 @@
 """The training loop: batching, metrics, validation, early stopping, progress. Thin by design.
 
-The per-batch work is one call, ``step(idx) -> (loss_sum, n_correct)``, built
-once per ``fit``.
+The work of a run of batches is one call, ``run(order, b0, b1)``, built once per
+``fit``: the compiled step of :mod:`fastnn.fused` when the model, loss and
+optimizer allow it, else the general layer-by-layer path here.
 """
 import math
 import sys
@@ -9,6 +10,7 @@ import time
 
 import numpy as np
 
+from fastnn import fused
 from fastnn._validation import check_matrix, check_positive_int
 from fastnn.losses import LOSSES, Loss
 from fastnn.optim import Optimizer
@@ -114,24 +116,29 @@ def _labels_for_accuracy(T):
     return T if T.ndim == 1 else T.argmax(axis=1)
 
 
-def _general_step(model, loss, optimizer, X, T, labels, batch_size):
-    """Layer-by-layer step on gathered batches; buffers reused across batches."""
+def _general_runner(model, loss, optimizer, X, T, labels, batch_size):
+    """Layer-by-layer ``run(order, b0, b1)`` with the fused runner's contract; buffers reused."""
     xbuf = np.empty((batch_size, X.shape[1]), X.dtype)
     tbuf = np.empty((batch_size,) + T.shape[1:], T.dtype)
 
-    def step(idx):
-        m = idx.shape[0]
-        Xb, Tb = np.take(X, idx, axis=0, out=xbuf[:m]), np.take(T, idx, axis=0, out=tbuf[:m])
-        out = model._forward(Xb)
-        value = loss._forward(out, Tb)
-        if not math.isfinite(value):
-            return value, 0
-        model._backward(loss.backward())
-        optimizer.step()
-        correct = int((out.argmax(axis=1) == labels[idx]).sum()) if labels is not None else 0
-        return value * m, correct
+    def run(order, b0, b1):
+        sums, correct = [], 0
+        for b in range(b0, b1):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            m = idx.shape[0]
+            Xb, Tb = np.take(X, idx, axis=0, out=xbuf[:m]), np.take(T, idx, axis=0, out=tbuf[:m])
+            out = model._forward(Xb)
+            value = loss._forward(out, Tb)
+            sums.append(value * m)
+            if not math.isfinite(value):
+                return np.array(sums), correct, b - b0
+            model._backward(loss.backward())
+            optimizer.step()
+            if labels is not None:
+                correct += int((out.argmax(axis=1) == labels[idx]).sum())
+        return np.array(sums), correct, b1 - b0
 
-    return step
+    return run
 
 
 def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
@@ -179,7 +186,10 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
     n = X.shape[0]
     labels = _labels_for_accuracy(T) if loss.classification else None
     history = History()
-    step = _general_step(model, loss, optimizer, X, T, labels, batch_size)
+    run = fused.make_runner(model, loss, optimizer, X, T, labels, batch_size)
+    history.fast_path = run is not None
+    if run is None:
+        run = _general_runner(model, loss, optimizer, X, T, labels, batch_size)
 
     rng = np.random.default_rng(seed)
     if early_stopping is not None:
@@ -191,14 +201,17 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
         snapshot = [p.data.copy() for p in model.parameters()]
         total, correct = 0.0, 0
         bar = _progress(n_batches, epoch, epochs, verbose)
-        for b in range(n_batches):
-            value, c = step(order[b * batch_size:(b + 1) * batch_size])
-            if not math.isfinite(value):
-                _diverged(model, snapshot, value, epoch, epochs, b, n_batches, history)
-            total += value
+        # One call per epoch, or ~50 per epoch when a progress bar is showing.
+        chunk = n_batches if bar is None else max(1, n_batches // 50)
+        for b0 in range(0, n_batches, chunk):
+            b1 = min(b0 + chunk, n_batches)
+            sums, c, done = run(order, b0, b1)
+            if done < b1 - b0:
+                _diverged(model, snapshot, sums[done], epoch, epochs, b0 + done, n_batches, history)
+            total += float(sums.sum())
             correct += c
             if bar is not None:
-                bar.update()
+                bar.update(done)
         if bar is not None:
             bar.close()
         logs = {"loss": total / n}

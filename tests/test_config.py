@@ -17,7 +17,7 @@ def test_numba_options_only_in_config():
         if path.name == "_config.py":
             continue
         text = path.read_text()
-        if re.search(r"\b(fastmath|cache|parallel)\s*=", text) or re.search(r"numba\.(njit|jit)\b|from numba import", text):
+        if re.search(r"\b(fastmath|cache|parallel)\s*=", text) or re.search(r"numba\.(njit|jit)\b|from numba import .*\b(n?jit)\b", text):
             offenders.append(path.name)
     assert not offenders, f"Numba options or decorators outside _config.py: {offenders}"
 

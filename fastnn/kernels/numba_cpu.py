@@ -270,3 +270,108 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
         m[k] = mk
         v[k] = vk
         p[k] = w - lr * (mk * c1) / (math.sqrt(vk * c2) + eps)
+
+
+# -- the fused training step ---------------------------------------------------------------------
+# Loss kinds and optimizer kinds for `train_batches` (shared with numpy_ref).
+from fastnn.kernels.numpy_ref import ADAM, MSE, SCE_DENSE, SCE_LABELS, SGD  # noqa: E402
+
+
+@jit(fast=True)
+def _act_backward(act, y, g):
+    """``g *= act'(y)`` in place, from the cached activation output ``y``."""
+    n, m = g.shape
+    if act == RELU:
+        for i in range(n):
+            for j in range(m):
+                if not y[i, j] > 0:
+                    g[i, j] = 0
+    elif act == SIGMOID:
+        for i in range(n):
+            for j in range(m):
+                s = y[i, j]
+                g[i, j] = g[i, j] * (s * (1 - s))
+    elif act == TANH:
+        for i in range(n):
+            for j in range(m):
+                t = y[i, j]
+                g[i, j] = g[i, j] * (1 - t * t)
+
+
+@jit
+def _loss_grad(loss_kind, z, labels, T, rows, grad):
+    """Loss sum over the batch and ``grad = dL_mean/dz``; argmax hits counted for classification."""
+    m, k = z.shape
+    inv_m = 1.0 / m
+    total, correct = 0.0, 0
+    if loss_kind == MSE:
+        scale = 2.0 / (m * k)
+        for i in range(m):
+            r = rows[i]
+            for j in range(k):
+                d = z[i, j] - T[r, j] * 1.0
+                total += d * d
+                grad[i, j] = scale * d
+        return total / k, 0
+    for i in range(m):
+        r = rows[i]
+        mx, logsum = _softmax_row(z, i, grad)  # grad holds the probabilities for now
+        best = 0
+        for j in range(1, k):
+            if z[i, j] > z[i, best]:
+                best = j
+        if labels.shape[0] and best == labels[r]:
+            correct += 1
+        if loss_kind == SCE_LABELS:
+            y = labels[r]
+            total += logsum - (z[i, y] - mx)
+            for j in range(k):
+                grad[i, j] = grad[i, j] * inv_m
+            grad[i, y] = grad[i, y] - inv_m
+        else:
+            tsum = 0.0
+            for j in range(k):
+                t = T[r, j] * 1.0
+                tsum += t
+                if t != 0:
+                    total += t * (logsum - (z[i, j] - mx))
+            for j in range(k):
+                grad[i, j] = (grad[i, j] * tsum - T[r, j]) * inv_m
+    return total, correct
+
+
+@jit
+def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, dWs, dbs,
+                  loss_kind, opt_kind, hyper, step, S1, S2, losses, correct):
+    n = order.shape[0]
+    L = len(Ws)
+    lr, momentum, wd, nesterov = hyper[0], hyper[1], hyper[2], hyper[3] != 0
+    beta1, beta2, eps, decoupled = hyper[4], hyper[5], hyper[6], hyper[7] != 0
+    for b in range(b0, b1):
+        rows = order[b * batch_size:min(n, (b + 1) * batch_size)]
+        m = rows.shape[0]
+        x = H[0][:m]
+        for i in range(m):  # gather the batch: the order is shuffled, the data never is
+            x[i, :] = X[rows[i], :]
+        for l in range(L):
+            linear_forward(H[l][:m], Ws[l], bs[l], acts[l], H[l + 1][:m])
+        total, hits = _loss_grad(loss_kind, H[L][:m], labels, T, rows, G[L][:m])
+        losses[b - b0] = total
+        correct[b - b0] = hits
+        if not math.isfinite(total):
+            return b - b0  # stop before the update: the weights stay finite
+        for l in range(L - 1, -1, -1):
+            g = G[l + 1][:m]
+            if l > 0:
+                linear_backward(H[l][:m], Ws[l], g, dWs[l], dbs[l], G[l][:m])
+                _act_backward(acts[l - 1], H[l][:m], G[l][:m])
+            else:  # the input needs no gradient: skip the largest GEMM of the backward pass
+                linear_backward(H[l][:m], Ws[l], g, dWs[l], dbs[l], None)
+        step += 1
+        for l in range(L):
+            for p, dp, k in ((Ws[l].reshape(-1), dWs[l].reshape(-1), 2 * l), (bs[l], dbs[l], 2 * l + 1)):
+                if opt_kind == SGD:
+                    sgd_update(p, dp, S1[k], lr, momentum, wd, nesterov)
+                else:
+                    adam_update(p, dp, S1[k], S2[k], step, lr, beta1, beta2, eps, wd, decoupled)
+    return b1 - b0

@@ -10,6 +10,9 @@ import numpy as np
 
 # Activation codes for ``linear_forward``'s fused epilogue.
 IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
+# Loss and optimizer codes for ``train_batches``.
+SCE_LABELS, SCE_DENSE, MSE = 0, 1, 2
+SGD, ADAM = 0, 1
 
 
 def matmul(A, B, out):
@@ -215,3 +218,87 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
     mhat = mt / (1 - beta1**step)
     vhat = vt / (1 - beta2**step)
     p[...] = w - lr * mhat / (np.sqrt(vhat) + eps)
+
+
+def _act_backward(act, y, g):
+    """``g *= act'(y)`` in place, from the cached activation output ``y``."""
+    if act == RELU:
+        g[~(y > 0)] = 0
+    elif act == SIGMOID:
+        g *= y * (1 - y)
+    elif act == TANH:
+        g *= 1 - y * y
+
+
+def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, dWs, dbs,
+                  loss_kind, opt_kind, hyper, step, S1, S2, losses, correct):
+    """Train on batches ``b0 .. b1-1`` of ``order``: forward, fused loss gradient, backward, update.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_in)
+    labels : int64 ndarray of shape (n_samples,)
+        Class labels (also used for accuracy with dense targets); empty for regression.
+    T : ndarray of shape (n_samples, n_out)
+        Dense targets for ``SCE_DENSE``/``MSE``; unused (may be empty) for ``SCE_LABELS``.
+    order : int64 ndarray of shape (n_samples,)
+        Sample indices in training order; batch ``b`` is ``order[b*batch_size:(b+1)*batch_size]``.
+    Ws, bs : sequences of the L layers' weights (n_in_l, n_out_l) and biases, updated in place.
+    acts : int64 ndarray of shape (L,)
+        Activation code after each Linear (the last is ``IDENTITY``: the loss takes logits).
+    H, G : sequences of L + 1 buffers of shape (batch_size, width_l)
+        Activations (``H[0]`` holds the gathered batch) and gradients w.r.t. pre-activations.
+    dWs, dbs : gradient buffers shaped like ``Ws``, ``bs``.
+    loss_kind : ``SCE_LABELS``, ``SCE_DENSE`` or ``MSE``.
+    opt_kind : ``SGD`` or ``ADAM``.
+    hyper : float64 ndarray
+        ``[lr, momentum, weight_decay, nesterov, beta1, beta2, eps, decoupled]``.
+    step : int
+        Adam's step count before this call.
+    S1, S2 : sequences of flat optimizer states, two per layer (W then b): SGD momentum
+        buffers in ``S1``; Adam's ``m`` in ``S1`` and ``v`` in ``S2``.
+    losses : float64 ndarray of shape (b1 - b0,)
+        Receives each batch's loss *sum* (mean times batch size).
+    correct : int64 ndarray of shape (b1 - b0,)
+        Receives each batch's count of argmax hits.
+
+    Returns
+    -------
+    int
+        Batches completed. Fewer than ``b1 - b0`` when a loss was not finite: that
+        batch's update is not applied.
+    """
+    L = len(Ws)
+    for b in range(b0, b1):
+        rows = order[b * batch_size:(b + 1) * batch_size]
+        m = rows.shape[0]
+        np.take(X, rows, axis=0, out=H[0][:m])
+        for l in range(L):
+            linear_forward(H[l][:m], Ws[l], bs[l], acts[l], H[l + 1][:m])
+        z, grad = H[L][:m], G[L][:m]
+        probs = np.empty_like(z)  # the reference may allocate; the compiled twin does not
+        if loss_kind == MSE:
+            total = mse(z, T[rows], grad) * m
+            hits = 0
+        else:
+            if loss_kind == SCE_LABELS:
+                total = softmax_xent_labels(z, labels[rows], probs, grad) * m
+            else:
+                total = softmax_xent_dense(z, T[rows], probs, grad) * m
+            hits = int((z.argmax(axis=1) == labels[rows]).sum()) if labels.shape[0] else 0
+        losses[b - b0], correct[b - b0] = total, hits
+        if not np.isfinite(total):
+            return b - b0
+        for l in range(L - 1, -1, -1):
+            linear_backward(H[l][:m], Ws[l], G[l + 1][:m], dWs[l], dbs[l], G[l][:m] if l > 0 else None)
+            if l > 0:
+                _act_backward(acts[l - 1], H[l][:m], G[l][:m])
+        step += 1
+        for l in range(L):
+            for p, dp, k in ((Ws[l].reshape(-1), dWs[l].reshape(-1), 2 * l), (bs[l], dbs[l], 2 * l + 1)):
+                if opt_kind == SGD:
+                    sgd_update(p, dp, S1[k], hyper[0], hyper[1], hyper[2], hyper[3] != 0)
+                else:
+                    adam_update(p, dp, S1[k], S2[k], step, hyper[0], hyper[4], hyper[5], hyper[6], hyper[2],
+                                hyper[7] != 0)
+    return b1 - b0
