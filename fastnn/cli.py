@@ -1,0 +1,285 @@
+"""The ``fastnn`` command: train an MLP on (Fashion-)MNIST, or evaluate a saved one.
+
+Each subcommand is one ``_add_<name>(subparsers, common)`` function that builds its parser and binds
+``set_defaults(run=<runner>, parser=<its parser>)``; a runner takes ``(args, say)`` and returns the result dict
+(``test_loss``/``test_accuracy`` for the plain-text line). Listing the function in ``_SUBCOMMANDS`` adds it.
+
+Exit status: 0 on success, 2 for a malformed command line (argparse's own errors), 1 for an error found while
+running (missing or corrupt files, a model that does not fit the data, a diverging run), 130 on Ctrl-C.
+"""
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+import fastnn as fn
+from fastnn.datasets import load_fashion_mnist, load_mnist
+
+__all__ = ["main"]
+
+_DATASETS = {"fashion-mnist": load_fashion_mnist, "mnist": load_mnist}
+_N_FEATURES, _N_CLASSES = 28 * 28, 10
+_ACTIVATIONS = {"relu": (fn.ReLU, "he"), "tanh": (fn.Tanh, "glorot"), "sigmoid": (fn.Sigmoid, "glorot")}
+_OPTIMIZERS = {"sgd": (fn.SGD, 0.1), "adam": (fn.Adam, 1e-3), "adamw": (fn.AdamW, 1e-3)}
+
+
+class _Failure(Exception):
+    """An error found while running a command: reported as ``fastnn: error: ...``, exit status 1."""
+
+
+class _UsageError(Exception):
+    """Options that parse alone but not together: reported by the subcommand's parser, exit status 2."""
+
+
+# -- argument types: raise ArgumentTypeError so argparse names the option and exits 2 ----------------------
+def _widths(text):
+    """``"128,64"`` -> ``[128, 64]``; ``""`` -> ``[]`` (no hidden layer: softmax regression)."""
+    if not text.strip():
+        return []
+    widths = []
+    for part in text.split(","):
+        part = part.strip()
+        if not (part.isascii() and part.isdigit()) or int(part) < 1:
+            raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 128,64, "
+                                             f"got {part!r} in {text!r}")
+        widths.append(int(part))
+    return widths
+
+
+def _number(low, *, integer=False, open_low=False, high=None):
+    def parse(text):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            value = math.nan
+        ok = math.isfinite(value) and (value > low if open_low else value >= low) and (high is None or value < high)
+        if not ok:
+            kind = "an integer" if integer else "a number"
+            bound = f"{'>' if open_low else '>='} {low:g}" + ("" if high is None else f" and < {high:g}")
+            raise argparse.ArgumentTypeError(f"expected {kind} {bound}, got {text!r}")
+        return value
+    return parse
+
+
+_positive_int, _count = _number(0, integer=True, open_low=True), _number(0, integer=True)
+_positive, _non_negative, _fraction = _number(0, open_low=True), _number(0), _number(0, high=1)
+
+
+# -- parser ----------------------------------------------------------------------------------------------
+def _common_options():
+    """Options every subcommand shares: where the data comes from, how results are printed."""
+    common = argparse.ArgumentParser(add_help=False)
+    data = common.add_argument_group("data")
+    data.add_argument("--dataset", choices=sorted(_DATASETS), default="fashion-mnist",
+                      help="dataset to use (default: %(default)s)")
+    data.add_argument("--data-dir", metavar="DIR",
+                      help="directory searched first for the four IDX files, and the download target; then "
+                           "$FASTNN_DATA, ~/.cache/fastnn and system directories are searched")
+    data.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
+    run = common.add_argument_group("computation and output")
+    run.add_argument("--backend", choices=["numba", "numpy"], default="numba",
+                     help="kernel backend (default: %(default)s)")
+    run.add_argument("--json", action="store_true",
+                     help="print the final result as one JSON object on stdout (progress goes to stderr)")
+    return common
+
+
+def _add_train(subparsers, common):
+    p = subparsers.add_parser(
+        "train", parents=[common], help="train an MLP and report test-set loss and accuracy",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train Linear(784, h1) -> act -> ... -> Linear(h_last, 10) with softmax cross-entropy,\n"
+                    "print one line per epoch, then the test-set loss and accuracy.",
+        epilog="example:\n  fastnn train --hidden 128,64 --epochs 10 --optimizer adam --seed 0 --save model.npz")
+    model = p.add_argument_group("model")
+    model.add_argument("--hidden", type=_widths, default=[128, 64], metavar="W1,W2,...",
+                       help="hidden-layer widths; '' for none (default: 128,64)")
+    model.add_argument("--activation", choices=sorted(_ACTIVATIONS), default="relu",
+                       help="hidden activation; relu layers start He-initialised, tanh/sigmoid Glorot "
+                            "(default: %(default)s)")
+    model.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                       help="parameter and compute dtype (default: %(default)s)")
+    model.add_argument("--seed", type=_count, help="seeds the initial weights and the shuffling; "
+                                                   "same seed and backend, same result (default: fresh entropy)")
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=_positive_int, default=10, help="(default: %(default)s)")
+    opt.add_argument("--batch-size", type=_positive_int, default=64, help="(default: %(default)s)")
+    opt.add_argument("--optimizer", choices=sorted(_OPTIMIZERS), default="adam", help="(default: %(default)s)")
+    opt.add_argument("--lr", type=_positive, help="learning rate (default: 0.1 for sgd, 1e-3 for adam/adamw)")
+    opt.add_argument("--momentum", type=_non_negative, help="sgd only (default: 0)")
+    opt.add_argument("--weight-decay", type=_non_negative,
+                     help="L2 for sgd/adam, decoupled for adamw (default: 0, 1e-2 for adamw)")
+    opt.add_argument("--validation-split", type=_fraction, default=0.0, metavar="FRACTION",
+                     help="hold out this last fraction of the training set for val_loss/val_accuracy "
+                          "(default: 0)")
+    opt.add_argument("--early-stopping", type=_count, metavar="PATIENCE",
+                     help="stop after PATIENCE epochs without improvement of val_loss (loss without a "
+                          "validation split) and keep the best epoch's weights")
+    out = p.add_argument_group("output")
+    out.add_argument("--save", metavar="PATH",
+                     help="write the trained model here (.npz, atomically; nothing is written if training fails)")
+    talk = out.add_mutually_exclusive_group()
+    talk.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
+                      help="0: final result only, 1: a line per epoch, 2: also a per-batch bar on a terminal "
+                           "(default: %(default)s)")
+    talk.add_argument("-q", "--quiet", action="store_const", dest="verbose", const=0, help="same as --verbose 0")
+    p.set_defaults(run=_train, parser=p)
+    return p
+
+
+def _add_evaluate(subparsers, common):
+    p = subparsers.add_parser(
+        "evaluate", parents=[common], help="report a saved model's test-set loss and accuracy",
+        description="Load a model written by 'fastnn train --save' (or Sequential.save) and print its loss and "
+                    "accuracy on the dataset's test split. The model must map 784 inputs to 10 logits "
+                    "(or to probabilities, if it ends with Softmax).")
+    p.add_argument("model", metavar="MODEL", help="model file (.npz)")
+    p.add_argument("--batch-size", type=_positive_int, default=1024, help="(default: %(default)s)")
+    p.set_defaults(run=_evaluate, parser=p)
+    return p
+
+
+_SUBCOMMANDS = (_add_train, _add_evaluate)
+
+
+def build_parser():
+    """The ``fastnn`` argument parser, one subparser per entry of ``_SUBCOMMANDS``."""
+    parser = argparse.ArgumentParser(
+        prog="fastnn", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train multilayer perceptrons on (Fashion-)MNIST with fastnn, or evaluate saved ones.",
+        epilog="Run 'fastnn COMMAND --help' for a command's options.\n"
+               "Exit status: 0 success, 1 error while running, 2 bad command line, 130 interrupted.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {fn.__version__}")
+    subparsers = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
+    common = _common_options()
+    for add in _SUBCOMMANDS:
+        add(subparsers, common)
+    return parser
+
+
+# -- commands --------------------------------------------------------------------------------------------
+def _load_data(args):
+    return _DATASETS[args.dataset](args.data_dir, download=not args.no_download)
+
+
+def _build_model(args, seeds):
+    act, init = _ACTIVATIONS[args.activation]
+    widths = [_N_FEATURES, *args.hidden, _N_CLASSES]
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(fn.Linear(n_in, n_out, init=init, seed=np.random.default_rng(seeds[i]), dtype=args.dtype))
+        if i < len(widths) - 2:
+            layers.append(act())
+    return fn.Sequential(*layers)
+
+
+def _build_optimizer(args, params):
+    cls, default_lr = _OPTIMIZERS[args.optimizer]
+    kwargs = {"lr": default_lr if args.lr is None else args.lr}
+    if args.momentum is not None:
+        kwargs["momentum"] = args.momentum
+    if args.weight_decay is not None:
+        kwargs["weight_decay"] = args.weight_decay
+    return cls(params, **kwargs)
+
+
+def _check_save_path(path):
+    """Fail before training, not after it, if ``path`` cannot be written."""
+    folder = os.path.dirname(path) or os.curdir
+    if os.path.isdir(path):
+        raise _Failure(f"--save {path}: is a directory")
+    if not os.path.isdir(folder):
+        raise _Failure(f"--save {path}: directory {folder!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _Failure(f"--save {path}: directory {folder!r} is not writable")
+
+
+def _train(args, say):
+    if args.momentum is not None and args.optimizer != "sgd":
+        raise _UsageError(f"--momentum applies only to --optimizer sgd, not {args.optimizer}")
+    if args.save is not None:
+        _check_save_path(args.save)
+    # One independent stream per Linear layer plus one for the shuffling, all from --seed.
+    seeds = np.random.SeedSequence(args.seed).spawn(len(args.hidden) + 2)
+    model = _build_model(args, seeds)
+    optimizer = _build_optimizer(args, model.parameters())
+    (X_train, y_train), (X_test, y_test) = _load_data(args)
+    n_params = sum(p.data.size for p in model.parameters())
+    say(f"{args.dataset}: {len(X_train)} train / {len(X_test)} test samples; MLP "
+        f"{'-'.join(str(w) for w in [_N_FEATURES, *args.hidden, _N_CLASSES])} ({args.activation}, {args.dtype}, "
+        f"{n_params:,} parameters); {optimizer!r}")
+    loss = fn.SoftmaxCrossEntropy()
+    start = time.perf_counter()
+    # fit checks every batch's loss and raises on NaN/inf; the NumPy twins' overflow warnings on the way there
+    # would only be noise ahead of that message.
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            history = model.fit(X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
+                                batch_size=args.batch_size, validation_split=args.validation_split,
+                                early_stopping=args.early_stopping, seed=int(seeds[-1].generate_state(1)[0]),
+                                verbose=args.verbose)
+    except FloatingPointError as exc:
+        raise _Failure(f"training diverged: {exc}" + ("; nothing was saved" if args.save else "")) from None
+    seconds = time.perf_counter() - start
+    metrics = model.evaluate(X_test, y_test, loss)
+    if args.save is not None:
+        model.save(args.save)
+        say(f"saved model to {args.save}")
+    return {"dataset": args.dataset, "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"],
+            "epochs": len(history.epoch), "train_seconds": round(seconds, 3), "history": history.history,
+            "model": args.save}
+
+
+def _evaluate(args, say):
+    model = fn.load(args.model)
+    if model.n_features_in != _N_FEATURES or model.n_outputs != _N_CLASSES:
+        raise _Failure(f"{args.model}: the model maps {model.n_features_in} inputs to {model.n_outputs} "
+                       f"outputs, but {args.dataset} needs {_N_FEATURES} inputs and {_N_CLASSES} outputs")
+    _, (X_test, y_test) = _load_data(args)
+    loss = fn.NLLLoss() if isinstance(model.layers[-1], fn.Softmax) else fn.SoftmaxCrossEntropy()
+    metrics = model.evaluate(X_test, y_test, loss, batch_size=args.batch_size)
+    return {"model": args.model, "dataset": args.dataset, "n_samples": len(X_test),
+            "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"]}
+
+
+def _describe(exc):
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
+
+
+def main(argv=None):
+    """Run the ``fastnn`` command line with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    A malformed command line raises ``SystemExit(2)`` from argparse, as does ``--help`` with status 0.
+    """
+    args = build_parser().parse_args(argv)
+    quiet = getattr(args, "verbose", 1) == 0
+    # With --json, stdout carries only the result, so fit's epoch lines and our notes go to stderr.
+    progress = sys.stderr if args.json else sys.stdout
+
+    def say(line):
+        if not quiet:
+            print(line, file=progress, flush=True)
+
+    try:
+        with fn.backend(args.backend), contextlib.redirect_stdout(progress):
+            result = args.run(args, say)
+    except _UsageError as exc:
+        args.parser.error(str(exc))
+    except KeyboardInterrupt:
+        print("fastnn: interrupted", file=sys.stderr)
+        return 130
+    except (_Failure, OSError, ValueError) as exc:  # files, data and arguments fit rejects: no traceback
+        print(f"fastnn: error: {_describe(exc)}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"test_loss: {result['test_loss']:.4f} - test_accuracy: {result['test_accuracy']:.4f}")
+    return 0
