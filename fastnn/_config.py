@@ -10,13 +10,16 @@ Environment overrides, read once at import:
     Do not write or read Numba's on-disk cache.
 ``FASTNN_FASTMATH=0``
     Compile the matmul-style loops without any fastmath flag.
+``FASTNN_BLAS_THREADS=N``
+    BLAS threads for the compiled training step (default: chosen by batch size,
+    see :func:`blas_threads`).
 """
 import os
 import warnings
 
 import numba
 
-__all__ = ["CACHE", "FAST_FLAGS", "jit"]
+__all__ = ["CACHE", "FAST_FLAGS", "BLAS_THREADS", "blas_threads", "jit"]
 
 
 def _env_flag(name, default):
@@ -31,6 +34,33 @@ def _env_flag(name, default):
 
 
 CACHE = _env_flag("FASTNN_CACHE", True)
+
+
+def _env_int(name):
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+BLAS_THREADS = _env_int("FASTNN_BLAS_THREADS")
+# Below this batch size the GEMMs are too small to split: a second BLAS thread
+# costs more in synchronisation than it saves, and on a busy machine its
+# spin-waiting can make an epoch several times slower (benchmarks/README).
+MIN_BATCH_FOR_THREADS = 128
+
+
+def blas_threads(batch_size):
+    """BLAS threads for a training step on batches of ``batch_size`` rows.
+
+    One level of parallelism at a time: the Numba kernels run serially, and
+    BLAS gets every core only for batches of :data:`MIN_BATCH_FOR_THREADS` or more.
+    """
+    if BLAS_THREADS is not None:
+        return BLAS_THREADS
+    return 1 if batch_size < MIN_BATCH_FOR_THREADS else (os.cpu_count() or 1)
 
 # LLVM flags for loops that may reassociate and contract sums. ``nnan`` and
 # ``ninf`` are deliberately absent: with them ``np.isnan`` folds to False and a

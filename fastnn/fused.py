@@ -7,7 +7,9 @@ Anything else trains through the layer-by-layer path in :mod:`fastnn.train`.
 """
 import numpy as np
 from numba import typed
+from threadpoolctl import ThreadpoolController
 
+from fastnn._config import blas_threads
 from fastnn.kernels import get_backend
 from fastnn.kernels.numpy_ref import ADAM, IDENTITY, MSE, SCE_DENSE, SCE_LABELS, SGD
 from fastnn.layers import Linear, ReLU, Sigmoid, Tanh
@@ -16,6 +18,16 @@ from fastnn.optim import SGD as SGDOptimizer
 from fastnn.optim import Adam, AdamW
 
 __all__ = ["make_runner"]
+
+_controller = None
+
+
+def _limit_blas(n_threads):
+    """Context manager capping every loaded BLAS (NumPy's and SciPy's OpenBLAS) at ``n_threads``."""
+    global _controller
+    if _controller is None:  # inspecting the loaded libraries costs milliseconds: once per process
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=n_threads, user_api="blas")
 
 
 def _plan(model):
@@ -67,22 +79,25 @@ def make_runner(model, loss, optimizer, X, T, labels, batch_size):
     K = get_backend()
     # The compiled twin needs homogeneous typed lists; the NumPy twin takes plain lists.
     as_list = typed.List if K.__name__.endswith("numba_cpu") else list
+    rows = min(batch_size, X.shape[0])  # a batch larger than the data is the whole data
     ws = dict(
         Ws=as_list([lin.W.data for lin in linears]), bs=as_list([lin.b.data for lin in linears]),
-        H=as_list([np.empty((batch_size, w), dtype) for w in widths]),
-        G=as_list([np.empty((0, 0), dtype)] + [np.empty((batch_size, w), dtype) for w in widths[1:]]),
+        H=as_list([np.empty((rows, w), dtype) for w in widths]),
+        G=as_list([np.empty((0, 0), dtype)] + [np.empty((rows, w), dtype) for w in widths[1:]]),
         dWs=as_list([lin.W.grad for lin in linears]), dbs=as_list([lin.b.grad for lin in linears]),
         S1=as_list(S1), S2=as_list(S2),
     )
     hyper = np.array(hyper, np.float64)
     n_batches = -(-X.shape[0] // batch_size)
     losses, correct = np.empty(n_batches), np.empty(n_batches, np.int64)
+    threads = blas_threads(batch_size)
 
     def run(order, b0, b1):
         step = optimizer.t if opt_kind == ADAM else 0
-        done = K.train_batches(X, labels, dense, order, batch_size, b0, b1, ws["Ws"], ws["bs"], acts, ws["H"],
-                               ws["G"], ws["dWs"], ws["dbs"], loss_kind, opt_kind, hyper, step, ws["S1"],
-                               ws["S2"], losses, correct)
+        with _limit_blas(threads):
+            done = K.train_batches(X, labels, dense, order, batch_size, b0, b1, ws["Ws"], ws["bs"], acts, ws["H"],
+                                   ws["G"], ws["dWs"], ws["dbs"], loss_kind, opt_kind, hyper, step, ws["S1"],
+                                   ws["S2"], losses, correct)
         if opt_kind == ADAM:
             optimizer.t += done
         k = min(done + 1, b1 - b0)

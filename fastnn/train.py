@@ -118,8 +118,9 @@ def _labels_for_accuracy(T):
 
 def _general_runner(model, loss, optimizer, X, T, labels, batch_size):
     """Layer-by-layer ``run(order, b0, b1)`` with the fused runner's contract; buffers reused."""
-    xbuf = np.empty((batch_size, X.shape[1]), X.dtype)
-    tbuf = np.empty((batch_size,) + T.shape[1:], T.dtype)
+    rows = min(batch_size, X.shape[0])
+    xbuf = np.empty((rows, X.shape[1]), X.dtype)
+    tbuf = np.empty((rows,) + T.shape[1:], T.dtype)
 
     def run(order, b0, b1):
         sums, correct = [], 0
