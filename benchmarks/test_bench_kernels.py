@@ -117,6 +117,14 @@ def _linear_backward(with_dx, n, n_in, n_out):
                 _shape(n_in, n_out), n, make, (3, 4, 5) if with_dx else (3, 4))
 
 
+def _linear_backward_sgd(with_dx, n, n_in, n_out):
+    def make(rng):
+        X, W, g = _layer_input(rng, n, n_in), _normal(rng, (n_in, n_out), np.sqrt(2 / n_in)), _normal(rng, (n, n_out))
+        return X, W, g, _normal(rng, n_out, 0.1), 0.01, 0.0, _buffer(X.shape) if with_dx else None, np.zeros(2, F32)
+    return Case("linear_backward_sgd_dX" if with_dx else "linear_backward_sgd_nodX", "linear_backward_sgd",
+                _shape(n_in, n_out), n, make, (1, 3, 6) if with_dx else (1, 3), stateful=True)
+
+
 def _activation(act, direction, n, m):
     def make(rng):
         if direction == "forward":
@@ -193,6 +201,7 @@ def _batch_cases(n):
     cases += [_linear_forward(act, n, *layer) for layer in LAYERS[:2] for act in ACTS]
     cases.append(_linear_forward("identity", n, *LAYERS[2]))
     cases += [_linear_backward(with_dx, n, *layer) for layer in LAYERS for with_dx in (True, False)]
+    cases += [_linear_backward_sgd(with_dx, n, *layer) for layer in LAYERS for with_dx in (True, False)]
     cases += [_activation(act, d, n, m) for act in ("relu", "sigmoid", "tanh")
               for d in ("forward", "backward") for m in (128, 64)]
     cases += [_softmax(d, n, 10) for d in ("forward", "backward")]

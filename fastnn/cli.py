@@ -1,8 +1,9 @@
-"""The ``fastnn`` command: train an MLP on (Fashion-)MNIST, or evaluate a saved one.
+"""The ``fastnn`` command: train an MLP on (Fashion-)MNIST, evaluate a saved one, or benchmark the kernels.
 
 Each subcommand is one ``_add_<name>(subparsers, common)`` function that builds its parser and binds
-``set_defaults(run=<runner>, parser=<its parser>)``; a runner takes ``(args, say)`` and returns the result dict
-(``test_loss``/``test_accuracy`` for the plain-text line). Listing the function in ``_SUBCOMMANDS`` adds it.
+``set_defaults(run=<runner>, parser=<its parser>, text=<result -> plain-text output>)``; a runner takes
+``(args, say)`` and returns the result dict, printed by ``text`` (or as JSON with ``--json``). Listing the function
+in ``_SUBCOMMANDS`` adds it.
 
 Exit status: 0 on success, 2 for a malformed command line (argparse's own errors), 1 for an error found while
 running (missing or corrupt files, a model that does not fit the data, a diverging run), 130 on Ctrl-C.
@@ -13,11 +14,13 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 import fastnn as fn
+from fastnn import bench
 from fastnn.datasets import load_fashion_mnist, load_mnist
 
 __all__ = ["main"]
@@ -128,7 +131,7 @@ def _add_train(subparsers, common):
                       help="0: final result only, 1: a line per epoch, 2: also a per-batch bar on a terminal "
                            "(default: %(default)s)")
     talk.add_argument("-q", "--quiet", action="store_const", dest="verbose", const=0, help="same as --verbose 0")
-    p.set_defaults(run=_train, parser=p)
+    p.set_defaults(run=_train, parser=p, text=_metrics_line)
     return p
 
 
@@ -140,18 +143,65 @@ def _add_evaluate(subparsers, common):
                     "(or to probabilities, if it ends with Softmax).")
     p.add_argument("model", metavar="MODEL", help="model file (.npz)")
     p.add_argument("--batch-size", type=_positive_int, default=1024, help="(default: %(default)s)")
-    p.set_defaults(run=_evaluate, parser=p)
+    p.set_defaults(run=_evaluate, parser=p, text=_metrics_line)
     return p
 
 
-_SUBCOMMANDS = (_add_train, _add_evaluate)
+def _add_bench(subparsers, common):
+    # Not built on `common`: the benchmarks choose their own data and time both backends.
+    p = subparsers.add_parser(
+        "bench", help="time the Numba kernels against their NumPy twins, and one epoch against NumPy and PyTorch",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run fastnn's pytest-benchmark suite (benchmarks/ of the source repository) and print markdown\n"
+                    "tables of the median times; optionally draw them as a PNG chart. The suites:\n\n"
+                    "  kernels  every kernel of fastnn.kernels, the Numba twin beside the NumPy twin, at the float32\n"
+                    "           shapes of a 784-128-64-10 MLP with batch 16, 64 and 256: median ms of each and\n"
+                    "           the ratio Numba/NumPy (< 1: Numba is faster)\n"
+                    "  epoch    one training epoch of that MLP (ReLU, SGD lr 0.1, 60,000 synthetic samples) with\n"
+                    "           fastnn, a plain NumPy reference and PyTorch (if installed): median s/epoch, the\n"
+                    "           ratios fastnn/NumPy and fastnn/PyTorch, and peak extra memory\n"
+                    "  all      everything in benchmarks/ (also the scikit-learn-API fits, if Fashion-MNIST is\n"
+                    "           installed)\n\n"
+                    "Every time is a median over rounds, taken after the kernels are compiled, and every ratio\n"
+                    "divides two medians from the same run: ratios carry over between machines, absolute times do\n"
+                    "not. A whole suite takes minutes; -k narrows it to the benchmarks whose ids match, e.g.\n"
+                    "test_kernel[relu_backward-bs16-128-numba].",
+        epilog="examples:\n"
+               "  fastnn bench --suite kernels --out-md kernels.md --out-png kernels.png\n"
+               "  fastnn bench --suite all --threads 1 --json bench.json\n"
+               "  fastnn bench -k 'relu_backward and bs64' -- --benchmark-max-time=0.2\n"
+               "  fastnn bench --from-json bench.json --out-png chart.png")
+    what = p.add_argument_group("what to run")
+    what.add_argument("--suite", choices=list(bench.SUITES), help="(default: kernels)")
+    what.add_argument("-k", metavar="EXPR", help="only the benchmarks whose ids match this pytest -k expression")
+    what.add_argument("--threads", type=_positive_int, metavar="N",
+                      help="BLAS threads per benchmark, via FASTNN_BENCH_THREADS (default: the libraries' own)")
+    what.add_argument("--bench-dir", metavar="DIR",
+                      help="the benchmarks directory (default: benchmarks/ of the checkout fastnn is installed from)")
+    what.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARG",
+                      help="further pytest options, after --, e.g. -- --benchmark-max-time=0.2")
+    out = p.add_argument_group("output")
+    out.add_argument("--from-json", metavar="PATH",
+                     help="run nothing: report this pytest-benchmark JSON (from --json or --benchmark-json)")
+    out.add_argument("--json", dest="json_path", metavar="PATH",
+                     help="keep pytest-benchmark's JSON of the run here (default: a temporary file)")
+    out.add_argument("--out-md", metavar="PATH", help="also write the markdown here (it is always printed)")
+    out.add_argument("--out-png", metavar="PATH", help="draw the chart here (needs matplotlib)")
+    out.add_argument("-q", "--quiet", action="store_const", dest="verbose", const=0, default=1,
+                     help="print only the markdown, not pytest's progress (shown anyway if the run fails)")
+    p.set_defaults(run=_bench, parser=p, text=lambda result: result["markdown"].rstrip("\n"))
+    return p
+
+
+_SUBCOMMANDS = (_add_train, _add_evaluate, _add_bench)
 
 
 def build_parser():
     """The ``fastnn`` argument parser, one subparser per entry of ``_SUBCOMMANDS``."""
     parser = argparse.ArgumentParser(
         prog="fastnn", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train multilayer perceptrons on (Fashion-)MNIST with fastnn, or evaluate saved ones.",
+        description="Train multilayer perceptrons on (Fashion-)MNIST with fastnn, evaluate saved ones, or "
+                    "benchmark fastnn's kernels.",
         epilog="Run 'fastnn COMMAND --help' for a command's options.\n"
                "Exit status: 0 success, 1 error while running, 2 bad command line, 130 interrupted.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {fn.__version__}")
@@ -188,22 +238,22 @@ def _build_optimizer(args, params):
     return cls(params, **kwargs)
 
 
-def _check_save_path(path):
-    """Fail before training, not after it, if ``path`` cannot be written."""
+def _check_out_path(path, option):
+    """Fail before the long part of a command, not after it, if ``path`` (given as ``option``) cannot be written."""
     folder = os.path.dirname(path) or os.curdir
     if os.path.isdir(path):
-        raise _Failure(f"--save {path}: is a directory")
+        raise _Failure(f"{option} {path}: is a directory")
     if not os.path.isdir(folder):
-        raise _Failure(f"--save {path}: directory {folder!r} does not exist")
+        raise _Failure(f"{option} {path}: directory {folder!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise _Failure(f"--save {path}: directory {folder!r} is not writable")
+        raise _Failure(f"{option} {path}: directory {folder!r} is not writable")
 
 
 def _train(args, say):
     if args.momentum is not None and args.optimizer != "sgd":
         raise _UsageError(f"--momentum applies only to --optimizer sgd, not {args.optimizer}")
     if args.save is not None:
-        _check_save_path(args.save)
+        _check_out_path(args.save, "--save")
     # One independent stream per Linear layer plus one for the shuffling, all from --seed.
     seeds = np.random.SeedSequence(args.seed).spawn(len(args.hidden) + 2)
     model = _build_model(args, seeds)
@@ -247,6 +297,35 @@ def _evaluate(args, say):
             "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"]}
 
 
+def _bench(args, say):
+    run_options = [name for name, value in (("--suite", args.suite), ("-k", args.k), ("--threads", args.threads),
+                                            ("--bench-dir", args.bench_dir), ("--json", args.json_path),
+                                            ("pytest arguments", args.pytest_args)) if value]
+    if args.from_json is not None and run_options:
+        raise _UsageError(f"--from-json reports an existing run and runs nothing; it takes no {', '.join(run_options)}")
+    outputs = {"--json": args.json_path, "--out-md": args.out_md, "--out-png": args.out_png}
+    for option, path in outputs.items():
+        if path is not None:
+            _check_out_path(path, option)
+    bench.check_dependencies(run=args.from_json is None, png=args.out_png is not None)
+    if args.from_json is not None:
+        text = bench.render(args.from_json, args.out_md, args.out_png)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            json_path = args.json_path or os.path.join(tmp, "bench.json")
+            bench.run(json_path, args.suite or "kernels", args.bench_dir, k=args.k, threads=args.threads,
+                      pytest_args=args.pytest_args, stream=None if args.verbose == 0 else sys.stderr)
+            text = bench.render(json_path, args.out_md, args.out_png)
+    for path in outputs.values():
+        if path is not None:
+            say(f"wrote {path}")
+    return {"markdown": text, "json": args.json_path, "out_md": args.out_md, "out_png": args.out_png}
+
+
+def _metrics_line(result):
+    return f"test_loss: {result['test_loss']:.4f} - test_accuracy: {result['test_accuracy']:.4f}"
+
+
 def _describe(exc):
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"
@@ -260,26 +339,25 @@ def main(argv=None):
     """
     args = build_parser().parse_args(argv)
     quiet = getattr(args, "verbose", 1) == 0
-    # With --json, stdout carries only the result, so fit's epoch lines and our notes go to stderr.
-    progress = sys.stderr if args.json else sys.stdout
+    as_json = getattr(args, "json", False)  # bench has no --json flag: its --json names a file
+    # When stdout carries a result meant for a program or a file (--json's object, bench's markdown), fit's
+    # epoch lines, pytest's output and our notes go to stderr.
+    progress = sys.stderr if as_json or args.command == "bench" else sys.stdout
 
     def say(line):
         if not quiet:
             print(line, file=progress, flush=True)
 
     try:
-        with fn.backend(args.backend), contextlib.redirect_stdout(progress):
+        with fn.backend(getattr(args, "backend", "numba")), contextlib.redirect_stdout(progress):
             result = args.run(args, say)
     except _UsageError as exc:
         args.parser.error(str(exc))
     except KeyboardInterrupt:
         print("fastnn: interrupted", file=sys.stderr)
         return 130
-    except (_Failure, OSError, ValueError) as exc:  # files, data and arguments fit rejects: no traceback
+    except (_Failure, bench.BenchError, OSError, ValueError) as exc:  # files, data, rejected arguments: no traceback
         print(f"fastnn: error: {_describe(exc)}", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"test_loss: {result['test_loss']:.4f} - test_accuracy: {result['test_accuracy']:.4f}")
+    print(json.dumps(result) if as_json else args.text(result))
     return 0

@@ -109,3 +109,29 @@ def test_optimizer_updates_match(module, dtype):
     np.testing.assert_allclose(p, e, **tol(dtype))
     assert p.dtype == np.dtype(dtype) and m.dtype == np.dtype(dtype)
 
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("strided", [False, True])
+@pytest.mark.parametrize("with_dx", [False, True])
+@pytest.mark.parametrize("n, d, k", [(1, 1, 1), (5, 7, 3), (16, 33, 9)])
+def test_linear_backward_sgd_is_backward_then_sgd(dtype, strided, with_dx, n, d, k):
+    """The fused backward+update equals linear_backward followed by sgd_update, in both twins."""
+    rng = np.random.default_rng(n * 100 + d)
+    X, g = _array(rng, (n, d), dtype, strided), _array(rng, (n, k), dtype, strided)
+    W0, b0 = _array(rng, (d, k), dtype, False), _array(rng, (k,), dtype, False)
+    lr, wd = 0.05, 0.01
+    # The specification: the two unfused kernels of the NumPy twin.
+    dW, db, dX_ref = np.empty_like(W0), np.empty_like(b0), np.empty((n, d), dtype)
+    numpy_ref.linear_backward(X, W0, g, dW, db, dX_ref)
+    W_ref, b_ref = W0.copy(), b0.copy()
+    numpy_ref.sgd_update(W_ref.reshape(-1), dW.reshape(-1), np.zeros(0, dtype), lr, 0.0, wd, False)
+    numpy_ref.sgd_update(b_ref, db, np.zeros(0, dtype), lr, 0.0, wd, False)
+    for module in (numba_cpu, numpy_ref):
+        W, b = W0.copy(), b0.copy()
+        dX = np.empty((n, d), dtype) if with_dx else None
+        module.linear_backward_sgd(X, W, g, b, lr, wd, dX, np.empty(2, dtype))
+        np.testing.assert_allclose(W, W_ref, **tol(dtype), err_msg=module.__name__)
+        np.testing.assert_allclose(b, b_ref, **tol(dtype), err_msg=module.__name__)
+        if with_dx:
+            np.testing.assert_allclose(dX, dX_ref, **tol(dtype), err_msg=module.__name__)

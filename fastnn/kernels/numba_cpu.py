@@ -9,6 +9,7 @@ softmax-NLL gradient, optimizer updates). Reductions accumulate in float64
 import math
 
 import numpy as np
+from numba.core import types as nbtypes
 
 from fastnn._config import jit
 from fastnn.kernels.numpy_ref import IDENTITY, RELU, SIGMOID, TANH  # noqa: F401  (shared codes)
@@ -57,6 +58,45 @@ def linear_backward(X, W, g, dW, db, dX):
         db[j] = acc
     if dX is not None:
         np.dot(g, W.T, dX)
+
+
+# Numba's own BLAS entry (np.dot calls it with alpha=1, beta=0): a C symbol of its
+# helper library bound by name, so kernels calling it stay cacheable. Pointers are
+# untyped so one declaration serves float32 ('s') and float64 ('d').
+_xxgemm = nbtypes.ExternalFunction("numba_xxgemm", nbtypes.intc(
+    nbtypes.char, nbtypes.char, nbtypes.char, nbtypes.intp, nbtypes.intp, nbtypes.intp, nbtypes.voidptr,
+    nbtypes.voidptr, nbtypes.intp, nbtypes.voidptr, nbtypes.intp, nbtypes.voidptr, nbtypes.voidptr, nbtypes.intp))
+
+
+@jit
+def _gemm_tn_into(X, g, W, alpha, beta, ab):
+    """``W = alpha X^T g + beta W`` in one GEMM (all C-contiguous); ``ab`` is a 2-element scratch."""
+    m, n_in = X.shape
+    n_out = g.shape[1]
+    ab[0] = alpha
+    ab[1] = beta
+    # Column-major view of the row-major arrays: W^T (n_out x n_in) = g^T (n_out x m) X (m x n_in).
+    status = _xxgemm(115 if X.itemsize == 4 else 100, 110, 116, n_out, n_in, m, ab[0:].ctypes, g.ctypes, n_out,
+                     X.ctypes, n_in, ab[1:].ctypes, W.ctypes, n_out)
+    if status != 0:
+        raise RuntimeError("BLAS gemm failed")
+
+
+@jit
+def linear_backward_sgd(X, W, g, b, lr, weight_decay, dX, ab):
+    if dX is not None:
+        np.dot(g, W.T, dX)  # with W before its update
+    shrink = 1.0 - lr * weight_decay
+    n, m = g.shape
+    for j in range(m):
+        acc = 0.0
+        for i in range(n):
+            acc += g[i, j]
+        b[j] = shrink * b[j] - lr * acc
+    if X.flags.c_contiguous and g.flags.c_contiguous and W.flags.c_contiguous:
+        _gemm_tn_into(X, g, W, -lr, shrink, ab)
+    else:
+        W[...] = shrink * W - lr * np.dot(X.T, g)
 
 
 @jit(fast=True)
@@ -347,6 +387,10 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
     L = len(Ws)
     lr, momentum, wd, nesterov = hyper[0], hyper[1], hyper[2], hyper[3] != 0
     beta1, beta2, eps, decoupled = hyper[4], hyper[5], hyper[6], hyper[7] != 0
+    # Plain SGD goes into the weight-gradient GEMM (W = -lr X^T g + (1 - lr wd) W):
+    # W is written once per step instead of three times, and dW never exists.
+    fold = opt_kind == SGD and momentum == 0
+    ab = np.empty(2, X.dtype)
     for b in range(b0, b1):
         rows = order[b * batch_size:min(n, (b + 1) * batch_size)]
         m = rows.shape[0]
@@ -362,11 +406,16 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
             return b - b0  # stop before the update: the weights stay finite
         for l in range(L - 1, -1, -1):
             g = G[l + 1][:m]
+            # The input needs no gradient: no dX for the first layer, the largest GEMM saved.
+            dX = G[l][:m] if l > 0 else None
+            if fold:
+                linear_backward_sgd(H[l][:m], Ws[l], g, bs[l], lr, wd, dX, ab)
+            else:
+                linear_backward(H[l][:m], Ws[l], g, dWs[l], dbs[l], dX)
             if l > 0:
-                linear_backward(H[l][:m], Ws[l], g, dWs[l], dbs[l], G[l][:m])
                 _act_backward(acts[l - 1], H[l][:m], G[l][:m])
-            else:  # the input needs no gradient: skip the largest GEMM of the backward pass
-                linear_backward(H[l][:m], Ws[l], g, dWs[l], dbs[l], None)
+        if fold:
+            continue
         step += 1
         for l in range(L):
             for p, dp, k in ((Ws[l].reshape(-1), dWs[l].reshape(-1), 2 * l), (bs[l], dbs[l], 2 * l + 1)):

@@ -68,6 +68,24 @@ def linear_backward(X, W, g, dW, db, dX):
         np.dot(g, W.T, out=dX)
 
 
+def linear_backward_sgd(X, W, g, b, lr, weight_decay, dX, ab):
+    r"""Backward of ``h = X W + b`` fused with a plain SGD step (no momentum).
+
+    ``dX = g W^T`` with the weights before the step (skipped when ``dX`` is None), then
+
+    .. math:: W \leftarrow (1 - \eta\lambda) W - \eta X^T g,\quad b \leftarrow (1 - \eta\lambda) b - \eta \textstyle\sum_{rows} g
+
+    which is ``sgd_update`` applied to ``linear_backward``'s ``dW``/``db``. The compiled
+    twin does the weight update as one BLAS call (alpha = -lr, beta = 1 - lr wd); ``ab``
+    is its 2-element scratch for alpha and beta, unused here.
+    """
+    if dX is not None:
+        np.dot(g, W.T, out=dX)
+    shrink = 1 - lr * weight_decay
+    b[...] = shrink * b - lr * g.sum(axis=0, dtype=np.float64)
+    W[...] = shrink * W - lr * np.dot(X.T, g)
+
+
 def relu_forward(x, out):
     """``out = max(x, 0)``; NaN propagates."""
     np.maximum(x, 0, out=out)
@@ -267,6 +285,11 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
     int
         Batches completed. Fewer than ``b1 - b0`` when a loss was not finite: that
         batch's update is not applied.
+
+    Notes
+    -----
+    Plain SGD (``momentum == 0``) is applied inside the backward pass by
+    ``linear_backward_sgd``; ``dWs``/``dbs`` are then not written.
     """
     L = len(Ws)
     for b in range(b0, b1):
@@ -289,10 +312,17 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
         losses[b - b0], correct[b - b0] = total, hits
         if not np.isfinite(total):
             return b - b0
+        fold = opt_kind == SGD and hyper[1] == 0  # plain SGD: update inside the backward pass
         for l in range(L - 1, -1, -1):
-            linear_backward(H[l][:m], Ws[l], G[l + 1][:m], dWs[l], dbs[l], G[l][:m] if l > 0 else None)
+            dX = G[l][:m] if l > 0 else None
+            if fold:
+                linear_backward_sgd(H[l][:m], Ws[l], G[l + 1][:m], bs[l], hyper[0], hyper[2], dX, None)
+            else:
+                linear_backward(H[l][:m], Ws[l], G[l + 1][:m], dWs[l], dbs[l], dX)
             if l > 0:
                 _act_backward(acts[l - 1], H[l][:m], G[l][:m])
+        if fold:
+            continue
         step += 1
         for l in range(L):
             for p, dp, k in ((Ws[l].reshape(-1), dWs[l].reshape(-1), 2 * l), (bs[l], dbs[l], 2 * l + 1)):

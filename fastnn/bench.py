@@ -1,0 +1,321 @@
+"""Run fastnn's benchmark suite and report it: markdown tables of medians and ratios, and a PNG chart.
+
+The suite lives in the source repository's ``benchmarks/`` directory (pytest-benchmark), not in the installed
+package. :func:`run` times it in a subprocess and writes pytest-benchmark's JSON; :func:`render` turns such a JSON
+into markdown and, optionally, a chart. ``fastnn bench`` and ``scripts/bench_report.py`` are thin layers over both.
+
+Kernel rows pair the Numba and NumPy twins of one case and shape by ``extra_info`` (written by
+``benchmarks/test_bench_kernels.py``); epoch rows put fastnn, the NumPy reference and PyTorch side by side per batch
+size (``benchmarks/test_bench_epoch.py``); any other benchmark (e.g. the sklearn-API fits) is listed by group and
+median. All times are medians, and a ratio only ever divides two medians of the same run.
+"""
+import argparse
+import collections
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["BenchError", "SUITES", "check_dependencies", "find_bench_dir", "run", "load", "kernel_pairs",
+           "kernel_table", "epoch_rows", "epoch_table", "other_table", "report", "plot", "render", "main"]
+
+FRAMEWORKS = ("fastnn", "numpy", "torch")
+# What each suite runs, relative to the benchmarks directory ("." is all of it).
+SUITES = {"kernels": "test_bench_kernels.py", "epoch": "test_bench_epoch.py", "all": "."}
+_PYTEST_STATUS = {1: "some benchmarks failed", 2: "interrupted", 5: "no benchmark matched the selection"}
+
+
+class BenchError(Exception):
+    """A benchmark run or report that cannot be made; the message says why in one line."""
+
+
+# -- running ---------------------------------------------------------------------------------------------
+def check_dependencies(*, run=False, png=False):
+    """Raise :class:`BenchError` naming the missing packages if running the suite or drawing the chart is impossible.
+
+    Parameters
+    ----------
+    run : bool
+        The suite will be run (needs pytest-benchmark, which brings pytest).
+    png : bool
+        A chart will be drawn (needs matplotlib).
+    """
+    missing = [name for name, module, needed in (("pytest-benchmark", "pytest_benchmark", run),
+                                                 ("matplotlib", "matplotlib", png))
+               if needed and importlib.util.find_spec(module) is None]
+    if missing:
+        raise BenchError(f"{' and '.join(missing)} not installed; they come with fastnn's 'bench' extra: "
+                         f"pip install 'fastnn[bench]'")
+
+
+def find_bench_dir(bench_dir=None, suite="all"):
+    """The benchmarks directory: ``bench_dir``, or by default ``benchmarks/`` beside the package (a source checkout).
+
+    Raises :class:`BenchError` if it, or the file ``suite`` runs, is not there.
+    """
+    path = Path(bench_dir) if bench_dir is not None else Path(__file__).resolve().parent.parent / "benchmarks"
+    if not (path / "conftest.py").is_file() or not (path / SUITES[suite]).exists():
+        wanted = "conftest.py" + ("" if suite == "all" else f" and {SUITES[suite]}")
+        where = f"--bench-dir {path}" if bench_dir is not None else f"{path} (beside the fastnn package)"
+        raise BenchError(f"{where}: no fastnn benchmark suite there ({wanted}); the benchmarks ship with the "
+                         f"source repository, not the installed package: run from a checkout installed with "
+                         f"'pip install -e .', or pass --bench-dir CHECKOUT/benchmarks")
+    return path.resolve()
+
+
+def run(json_path, suite="kernels", bench_dir=None, *, k=None, threads=None, pytest_args=(), stream=sys.stderr):
+    """Time one suite with pytest-benchmark in a subprocess, writing its JSON to ``json_path``.
+
+    Runs ``python -m pytest <bench_dir>/<suite file> --benchmark-enable --benchmark-json=<json_path> -q
+    -p no:cacheprovider [-k K] [pytest_args]`` from the repository root (so its ``pyproject.toml`` applies).
+
+    Parameters
+    ----------
+    json_path : str or path
+    suite : {"kernels", "epoch", "all"}
+    bench_dir : str or path, optional
+        See :func:`find_bench_dir`.
+    k : str, optional
+        pytest ``-k`` expression selecting benchmarks by id, e.g. ``"relu_backward and bs16"``.
+    threads : int, optional
+        BLAS threads per benchmark (``FASTNN_BENCH_THREADS``; unset: the libraries' defaults).
+    pytest_args : sequence of str
+        Further pytest options, e.g. ``["--benchmark-max-time=0.1"]``.
+    stream : file-like or None
+        Where pytest's output goes as it comes; ``None`` keeps it, to quote its end in a failure.
+    """
+    check_dependencies(run=True)
+    bench_dir = find_bench_dir(bench_dir, suite)
+    cmd = [sys.executable, "-m", "pytest", str(bench_dir / SUITES[suite]), "--benchmark-enable",
+           f"--benchmark-json={Path(json_path).resolve()}", "--benchmark-columns=median,iqr,rounds", "-q",
+           "-p", "no:cacheprovider", *(["-k", k] if k else []), *pytest_args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # pytest's lines arrive as they are written, not in blocks
+    if threads is not None:
+        env["FASTNN_BENCH_THREADS"] = str(threads)
+    tail = collections.deque(maxlen=25)
+    with subprocess.Popen(cmd, cwd=bench_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        try:
+            for line in proc.stdout:
+                tail.append(line)
+                if stream is not None:
+                    stream.write(line)
+                    stream.flush()
+        except KeyboardInterrupt:
+            proc.terminate()
+            raise
+    if proc.returncode != 0:
+        why = _PYTEST_STATUS.get(proc.returncode, "pytest failed")
+        selection = f"suite {suite!r}" + (f", -k {k!r}" if k else "")
+        output = " (its output is above)" if stream is not None else ":\n" + "".join(tail).rstrip()
+        raise BenchError(f"{why} ({selection}; pytest exit status {proc.returncode}){output}")
+
+
+# -- reading and tabulating ------------------------------------------------------------------------------
+def load(path):
+    """Return the ``benchmarks`` list of a pytest-benchmark JSON file (entries without stats dropped)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a JSON file ({exc})") from None
+    if not isinstance(data, dict) or "benchmarks" not in data:
+        raise ValueError(f"{path}: expected pytest-benchmark JSON with a 'benchmarks' list")
+    return [b for b in data["benchmarks"] if b.get("stats")]
+
+
+def kernel_pairs(benchmarks, suite=None):
+    """Numba/NumPy pairs of the kernel benchmarks.
+
+    Parameters
+    ----------
+    benchmarks : list of dict
+        As returned by :func:`load`.
+    suite : {"full", "ci"} or None
+        Keep only one parametrisation of the kernel benchmarks (``None``: both).
+
+    Returns
+    -------
+    list of dict
+        Keys ``case``, ``kernel``, ``shape``, ``batch``, ``suite``, ``numba_ms``, ``numpy_ms``,
+        ``ratio`` (Numba median / NumPy median), in the order the cases first appear.
+        A case with only one backend timed is left out.
+    """
+    pairs = {}
+    for b in benchmarks:
+        info = b.get("extra_info", {})
+        if "backend" not in info or "case" not in info or (suite and info.get("suite") != suite):
+            continue
+        key = (info.get("suite"), info["case"], info.get("batch"), info["shape"])
+        row = pairs.setdefault(key, {"case": info["case"], "kernel": info["kernel"], "shape": info["shape"],
+                                     "batch": info.get("batch"), "suite": info.get("suite")})
+        row[f"{info['backend']}_ms"] = b["stats"]["median"] * 1e3
+    rows = [r for r in pairs.values() if "numba_ms" in r and "numpy_ms" in r]
+    for r in rows:
+        r["ratio"] = r["numba_ms"] / r["numpy_ms"]
+    return rows
+
+
+def _fmt(value, digits=4):
+    return "–" if value is None else f"{value:.{digits}g}"
+
+
+def kernel_table(benchmarks, suite=None):
+    """Markdown table of Numba vs NumPy medians (ms) and their ratio, one row per kernel case and shape."""
+    rows = kernel_pairs(benchmarks, suite)
+    if not rows:
+        return ""
+    lines = ["| kernel | shape | batch | Numba (ms) | NumPy (ms) | Numba/NumPy |", "|---|---|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["suite"] != "full", r["case"], r["batch"] or 0, r["shape"])):
+        case = r["case"] + (" (ci)" if r["suite"] == "ci" else "")
+        lines.append(f"| {case} | {r['shape']} | {r['batch'] or '–'} | {_fmt(r['numba_ms'])} | "
+                     f"{_fmt(r['numpy_ms'])} | {r['ratio']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def epoch_rows(benchmarks):
+    """One dict per batch size: ``{framework}_s`` (median seconds per epoch), ``{framework}_mib``
+    (peak extra MiB from the memory benchmark), ``samples``, and the ratios ``fastnn/numpy``, ``fastnn/torch``."""
+    by_batch = {}
+    for b in benchmarks:
+        info = b.get("extra_info", {})
+        if info.get("framework") not in FRAMEWORKS:
+            continue
+        row = by_batch.setdefault(info["batch"], {"batch": info["batch"]})
+        if "peak_extra_mib" in info:
+            row[f"{info['framework']}_mib"] = info["peak_extra_mib"]
+        else:
+            row[f"{info['framework']}_s"] = b["stats"]["median"]
+            row["samples"] = info.get("samples")
+    rows = [by_batch[k] for k in sorted(by_batch)]
+    for r in rows:
+        for other in FRAMEWORKS[1:]:
+            if r.get("fastnn_s") and r.get(f"{other}_s"):
+                r[f"fastnn/{other}"] = r["fastnn_s"] / r[f"{other}_s"]
+    return rows
+
+
+def epoch_table(benchmarks):
+    """Markdown table of seconds per epoch for fastnn, the NumPy reference and PyTorch, per batch size."""
+    rows = epoch_rows(benchmarks)
+    timed = [r for r in rows if any(f"{f}_s" in r for f in FRAMEWORKS)]
+    out = []
+    if timed:
+        out += ["| batch | samples | fastnn (s) | NumPy (s) | PyTorch (s) | fastnn/NumPy | fastnn/PyTorch |",
+                "|---:|---:|---:|---:|---:|---:|---:|"]
+        out += [f"| {r['batch']} | {r.get('samples') or '–'} | " + " | ".join(
+                    _fmt(r.get(k), 3) for k in ("fastnn_s", "numpy_s", "torch_s", "fastnn/numpy", "fastnn/torch"))
+                + " |" for r in timed]
+    mem = [r for r in rows if any(f"{f}_mib" in r for f in FRAMEWORKS)]
+    if mem:
+        out += ["", "| batch | fastnn peak extra (MiB) | NumPy peak extra (MiB) |", "|---:|---:|---:|"]
+        out += [f"| {r['batch']} | {_fmt(r.get('fastnn_mib'), 3)} | {_fmt(r.get('numpy_mib'), 3)} |" for r in mem]
+    return "\n".join(out) + "\n" if out else ""
+
+
+def other_table(benchmarks):
+    """Markdown table (median s) of benchmarks that are neither kernel pairs nor epochs, e.g. the sklearn fits."""
+    rows = [b for b in benchmarks
+            if "backend" not in b.get("extra_info", {}) and b.get("extra_info", {}).get("framework") not in FRAMEWORKS]
+    if not rows:
+        return ""
+    lines = ["| group | benchmark | median (s) | rounds |", "|---|---|---:|---:|"]
+    lines += [f"| {b.get('group') or '–'} | {b['name']} | {_fmt(b['stats']['median'])} | {b['stats']['rounds']} |"
+              for b in sorted(rows, key=lambda b: (b.get("group") or "", b["name"]))]
+    return "\n".join(lines) + "\n"
+
+
+def report(benchmarks, suite=None):
+    """The markdown report: each non-empty table of :func:`kernel_table`, :func:`epoch_table` and
+    :func:`other_table` under a heading ("" if none has a row). ``suite`` as in :func:`kernel_pairs`."""
+    sections = []
+    if kernels := kernel_table(benchmarks, suite):
+        sections.append("## Kernels (median ms; Numba/NumPy < 1 means Numba is faster)\n\n" + kernels)
+    if epochs := epoch_table(benchmarks):
+        sections.append("## One epoch (median s; ratios < 1 mean fastnn is faster)\n\n" + epochs)
+    if others := other_table(benchmarks):
+        sections.append("## Other benchmarks (median s)\n\n" + others)
+    return "\n".join(sections)
+
+
+# -- drawing ---------------------------------------------------------------------------------------------
+def plot(benchmarks, path, suite=None):
+    """Write a PNG: Numba/NumPy ratio per kernel case (log scale, line at 1) and, if timed, s/epoch per batch."""
+    pairs = sorted(kernel_pairs(benchmarks, suite), key=lambda r: (r["case"], r["batch"] or 0, r["shape"]))
+    epochs = [r for r in epoch_rows(benchmarks) if any(f"{f}_s" in r for f in FRAMEWORKS)]
+    panels = [p for p in ("kernels", "epochs") if {"kernels": pairs, "epochs": epochs}[p]]
+    if not panels:
+        raise BenchError("no kernel pairs or epoch timings to plot")
+    check_dependencies(png=True)
+    # Imported here: matplotlib is an optional extra, and slow to import. Agg draws files without a display.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    heights = [max(2.0, 0.18 * len(pairs)) if p == "kernels" else 3.0 for p in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, sum(heights) + 1), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, panel in zip(axes[:, 0], panels):
+        if panel == "kernels":
+            labels = [f"{r['case']}{' (ci)' if r['suite'] == 'ci' else ''} "
+                      f"[{'bs=%s,' % r['batch'] if r['batch'] else ''}{r['shape']}]" for r in pairs]
+            ratios = [r["ratio"] for r in pairs]
+            ax.barh(range(len(pairs)), ratios, color=["tab:green" if x <= 1 else "tab:red" for x in ratios])
+            ax.set_yticks(range(len(pairs)), labels, fontsize=6)
+            ax.set_ylim(len(pairs) - 0.5, -0.5)  # first case on top, no empty margin
+            ax.set_xscale("log")
+            ax.axvline(1.0, color="black", linewidth=0.8)
+            ax.set_xlabel("median time Numba / NumPy (lower is faster; < 1: Numba wins)")
+            ax.set_title("fastnn kernels: Numba vs NumPy twin")
+        else:
+            width = 0.8 / len(FRAMEWORKS)
+            for k, fw in enumerate(FRAMEWORKS):
+                xs = [i + (k - 1) * width for i, r in enumerate(epochs) if f"{fw}_s" in r]
+                ys = [r[f"{fw}_s"] for r in epochs if f"{fw}_s" in r]
+                if ys:
+                    ax.bar(xs, ys, width, label=fw)
+            ax.set_xticks(range(len(epochs)), [f"bs={r['batch']}" for r in epochs])
+            ax.set_ylabel("s / epoch (median)")
+            ax.set_title("one epoch, 784-128-64-10 ReLU, SGD lr 0.1, float32")
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def render(json_path, out_md=None, out_png=None, kernel_suite=None):
+    """Report a pytest-benchmark JSON: return the markdown, also written to ``out_md``; draw ``out_png``.
+
+    ``kernel_suite`` keeps one kernel parametrisation (``"full"`` or ``"ci"``, see :func:`kernel_pairs`).
+    Raises :class:`BenchError` if the file holds no benchmark to report.
+    """
+    benchmarks = load(json_path)
+    text = report(benchmarks, kernel_suite)
+    if not text:
+        raise BenchError(f"{json_path}: no fastnn kernel or epoch benchmarks found")
+    if out_md is not None:
+        Path(out_md).write_text(text)
+    if out_png is not None:
+        plot(benchmarks, out_png, kernel_suite)
+    return text
+
+
+def main(argv=None):
+    """``scripts/bench_report.py``: report an existing JSON (the markdown goes to ``--out-md``, else stdout)."""
+    parser = argparse.ArgumentParser(description="Summarise a pytest-benchmark JSON of fastnn's benchmarks as "
+                                                 "markdown tables and a PNG chart.")
+    parser.add_argument("json", help="pytest-benchmark JSON (--benchmark-json=...)")
+    parser.add_argument("--out-md", help="write the markdown tables here (default: print them)")
+    parser.add_argument("--out-png", help="write the chart here")
+    parser.add_argument("--suite", choices=("full", "ci"), help="only this kernel parametrisation")
+    args = parser.parse_args(argv)
+    try:
+        text = render(args.json, args.out_md, args.out_png, args.suite)
+    except (BenchError, OSError, ValueError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    if args.out_md is None:
+        print(text)
+    return 0
