@@ -9,7 +9,8 @@ Environment overrides, read once at import:
 ``FASTNN_CACHE=0``
     Do not write or read Numba's on-disk cache.
 ``FASTNN_FASTMATH=0``
-    Compile the matmul-style loops without any fastmath flag.
+    Compile the matmul-style loops without any fastmath flag (and without the
+    on-disk cache, which would otherwise serve code compiled with them).
 ``FASTNN_BLAS_THREADS=N``
     BLAS threads for the compiled training step (default: chosen by batch size,
     see :func:`blas_threads`).
@@ -33,7 +34,10 @@ def _env_flag(name, default):
     raise ValueError(f"{name} must be 0 or 1, got {value!r}")
 
 
-CACHE = _env_flag("FASTNN_CACHE", True)
+_FASTMATH = _env_flag("FASTNN_FASTMATH", True)
+# Numba's cache index keys on the source file, not on compile options: code cached
+# with the fastmath flags would be loaded even with them off, so that mode compiles afresh.
+CACHE = _env_flag("FASTNN_CACHE", True) and _FASTMATH
 
 
 def _env_int(name):
@@ -65,11 +69,7 @@ def blas_threads(batch_size):
 # LLVM flags for loops that may reassociate and contract sums. ``nnan`` and
 # ``ninf`` are deliberately absent: with them ``np.isnan`` folds to False and a
 # diverging run would hide its NaNs, so every kernel may use this set.
-FAST_FLAGS = (
-    frozenset({"nsz", "arcp", "contract", "reassoc"})
-    if _env_flag("FASTNN_FASTMATH", True)
-    else frozenset()
-)
+FAST_FLAGS = frozenset({"nsz", "arcp", "contract", "reassoc"}) if _FASTMATH else frozenset()
 
 
 def jit(fn=None, *, fast=False, parallel=False):
@@ -92,7 +92,10 @@ def jit(fn=None, *, fast=False, parallel=False):
     """
     if fn is None:
         return lambda f: jit(f, fast=fast, parallel=parallel)
-    options = {"nogil": True, "fastmath": set(FAST_FLAGS) if fast else False, "parallel": parallel}
+    # error_model="numpy": x / 0 gives inf/nan as in the NumPy twins, instead of a
+    # ZeroDivisionError check per division that also stops LLVM vectorising the loop.
+    options = {"nogil": True, "error_model": "numpy", "fastmath": set(FAST_FLAGS) if fast else False,
+               "parallel": parallel}
     if CACHE:
         try:
             return numba.njit(cache=True, **options)(fn)

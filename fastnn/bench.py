@@ -65,7 +65,7 @@ def find_bench_dir(bench_dir=None, suite="all"):
     return path.resolve()
 
 
-def run(json_path, suite="kernels", bench_dir=None, *, k=None, threads=None, pytest_args=(), stream=sys.stderr):
+def run(json_path, suite="kernels", bench_dir=None, *, k=None, threads=None, pytest_args=(), stream=None):
     """Time one suite with pytest-benchmark in a subprocess, writing its JSON to ``json_path``.
 
     Runs ``python -m pytest <bench_dir>/<suite file> --benchmark-enable --benchmark-json=<json_path> -q
@@ -83,8 +83,9 @@ def run(json_path, suite="kernels", bench_dir=None, *, k=None, threads=None, pyt
         BLAS threads per benchmark (``FASTNN_BENCH_THREADS``; unset: the libraries' defaults).
     pytest_args : sequence of str
         Further pytest options, e.g. ``["--benchmark-max-time=0.1"]``.
-    stream : file-like or None
-        Where pytest's output goes as it comes; ``None`` keeps it, to quote its end in a failure.
+    stream : file-like, optional
+        Where pytest's output goes as it comes (e.g. ``sys.stderr``); by default it is kept back, and its end
+        quoted if the run fails.
     """
     check_dependencies(run=True)
     bench_dir = find_bench_dir(bench_dir, suite)

@@ -1,0 +1,152 @@
+"""``fastnn bench`` and ``scripts/bench_report.py`` on a synthetic pytest-benchmark JSON, plus one tiny real run."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastnn import bench
+from fastnn.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+needs_pytest_benchmark = pytest.mark.skipif(importlib.util.find_spec("pytest_benchmark") is None,
+                                           reason="pytest-benchmark not installed")
+THREADS = {"blas_threads": {"numpy.libs": 1}, "numba_threads": 2, "numba_threading_layer": "workqueue"}
+
+
+def kernel(case, backend, median, batch=16, shape="128", suite="full"):
+    """One entry as benchmarks/test_bench_kernels.py records it."""
+    group = f"{'ci:' if suite == 'ci' else ''}{case}[bs={batch},{shape}]"
+    test = "test_kernel_ci" if suite == "ci" else "test_kernel"
+    return {"group": group, "name": f"{test}[{case}-bs{batch}-{shape}-{backend}]", "stats": stats(median),
+            "extra_info": {"case": case, "kernel": case, "backend": backend, "batch": batch, "shape": shape,
+                           "dtype": "float32", "suite": suite, **THREADS}}
+
+
+def epoch(framework, median, batch=64, **memory):
+    """One entry as benchmarks/test_bench_epoch.py records it (``memory``: test_epoch_memory's extra fields)."""
+    group = f"epoch-memory[bs={batch}]" if memory else f"epoch[bs={batch}]"
+    return {"group": group, "name": f"test_epoch[{batch}-{framework}]", "stats": stats(median),
+            "extra_info": {"framework": framework, "batch": batch, "samples": 60000, "data": "synthetic",
+                           "dtype": "float32", "lr": 0.1, **THREADS, **memory}}
+
+
+def stats(median):
+    return {"min": median * 0.9, "max": median * 1.5, "mean": median * 1.1, "median": median, "iqr": median * 0.1,
+            "rounds": 5}
+
+
+@pytest.fixture
+def bench_json(tmp_path, monkeypatch):
+    """A pytest-benchmark-shaped JSON: relu_backward Numba 0.02 ms vs NumPy 0.08 ms (ratio 0.25), a CI pair,
+    a case timed on one backend only, an epoch at bs=64 (fastnn 2 s, NumPy 4 s, PyTorch 1 s) and its memory."""
+    monkeypatch.chdir(tmp_path)
+    benchmarks = [kernel("relu_backward", "numba", 2e-5), kernel("relu_backward", "numpy", 8e-5),
+                  kernel("mse", "numba", 3e-5, suite="ci", batch=64, shape="10"),
+                  kernel("mse", "numpy", 1e-5, suite="ci", batch=64, shape="10"),
+                  kernel("tanh_forward", "numba", 1e-5),
+                  epoch("fastnn", 2.0), epoch("numpy", 4.0), epoch("torch", 1.0),
+                  epoch("fastnn", 1.0, batch=256, peak_extra_mib=12.5), epoch("numpy", 1.0, batch=256,
+                                                                                peak_extra_mib=40.0)]
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"machine_info": {}, "commit_info": {}, "benchmarks": benchmarks,
+                                "datetime": "2024-01-01T00:00:00", "version": "4.0.0"}))
+    return path
+
+
+def run(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_from_json_prints_and_writes_the_tables(capsys, bench_json, tmp_path):
+    code, out, err = run(capsys, "bench", "--from-json", bench_json, "--out-md", tmp_path / "t.md")
+    assert code == 0, err
+    text = (tmp_path / "t.md").read_text()
+    assert out == text.rstrip("\n") + "\n"
+    assert "| relu_backward | 128 | 16 | 0.02 | 0.08 | 0.25 |" in text
+    assert "| mse (ci) | 10 | 64 | 0.03 | 0.01 | 3.00 |" in text
+    assert "tanh_forward" not in text  # no NumPy twin timed: no ratio
+    assert "| 64 | 60000 | 2 | 4 | 1 | 0.5 | 2 |" in text  # s/epoch: fastnn, NumPy, PyTorch; fastnn/NumPy, /PyTorch
+    assert "| 256 | 12.5 | 40 |" in text
+    assert err == f"wrote {tmp_path / 't.md'}\n"
+
+
+def test_from_json_draws_a_png(capsys, bench_json, tmp_path):
+    pytest.importorskip("matplotlib")
+    code, out, err = run(capsys, "bench", "--from-json", bench_json, "--out-png", tmp_path / "c.png", "-q")
+    assert code == 0 and err == "", err
+    assert "| 0.25 |" in out
+    assert (tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_script_renders_the_same_markdown(bench_json, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_report.py"), str(bench_json),
+                           "--out-md", str(tmp_path / "s.md")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "s.md").read_text() == bench.render(bench_json)
+
+
+@pytest.mark.parametrize("content, message", [(None, "No such file"), ("[1, 2", "not a JSON file"),
+                                              ('{"benchmarks": []}', "no fastnn kernel or epoch benchmarks")])
+def test_from_json_errors_exit_1(capsys, tmp_path, content, message):
+    path = tmp_path / "in.json"
+    if content is not None:
+        path.write_text(content)
+    code, out, err = run(capsys, "bench", "--from-json", path)
+    assert code == 1 and out == ""
+    assert err.startswith("fastnn: error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra", [["--suite", "epoch"], ["-k", "relu"], ["--json", "x.json"], ["--", "-x"]])
+def test_from_json_runs_nothing_so_run_options_exit_2(capsys, bench_json, extra):
+    code, out, err = run(capsys, "bench", "--from-json", bench_json, *extra)
+    assert code == 2 and "fastnn bench: error: --from-json" in err
+
+
+def test_output_directory_missing_fails_before_running(capsys, bench_json, tmp_path):
+    code, out, err = run(capsys, "bench", "--out-md", tmp_path / "no" / "t.md")
+    assert code == 1 and "--out-md" in err and "does not exist" in err
+
+
+@needs_pytest_benchmark
+def test_missing_bench_dir(capsys, tmp_path, monkeypatch):
+    code, out, err = run(capsys, "bench", "--bench-dir", tmp_path / "nope")
+    assert code == 1 and out == ""
+    assert err.startswith("fastnn: error: --bench-dir ") and "ship with the source repository" in err
+    # An installed (non-editable) package: no benchmarks/ beside it.
+    monkeypatch.setattr(bench, "__file__", str(tmp_path / "site-packages" / "fastnn" / "bench.py"))
+    code, out, err = run(capsys, "bench")
+    assert code == 1 and "beside the fastnn package" in err and "--bench-dir" in err
+
+
+def test_help_says_what_is_measured(capsys):
+    code, out, err = run(capsys, "bench", "--help")
+    assert code == 0
+    for words in ("kernels", "epoch", "median", "same run", "--from-json", "--threads", "FASTNN_BENCH_THREADS"):
+        assert words in out
+
+
+@needs_pytest_benchmark
+@pytest.mark.skipif(not (ROOT / "benchmarks" / "test_bench_kernels.py").is_file(), reason="no source checkout")
+def test_tiny_real_run(capsys, tmp_path):
+    """Two cheap benchmarks (one Numba/NumPy pair), a few rounds each, one BLAS thread."""
+    out_json, out_md = tmp_path / "b.json", tmp_path / "t.md"
+    code, out, err = run(capsys, "bench", "--suite", "kernels", "-k", "relu_backward and bs16 and 128",
+                         "--threads", "1", "--json", out_json, "--out-md", out_md, "--bench-dir", ROOT / "benchmarks",
+                         "--", "--benchmark-min-rounds=3", "--benchmark-max-time=0.01")
+    assert code == 0, err
+    assert "2 passed" in err  # pytest's progress goes to stderr, the markdown to stdout
+    data = json.loads(out_json.read_text())
+    assert sorted(b["extra_info"]["backend"] for b in data["benchmarks"]) == ["numba", "numpy"]
+    assert data["machine_info"]["fastnn_threads"]["env"]["FASTNN_BENCH_THREADS"] == "1"
+    assert out == out_md.read_text().rstrip("\n") + "\n"
+    [row] = [line for line in out.splitlines() if line.startswith("| relu_backward |")]
+    assert row.startswith("| relu_backward | 128 | 16 |") and float(row.split("|")[-2]) > 0
