@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from numba import typed
 
 from fastnn.kernels import get_backend, numpy_ref
 from fastnn.kernels.numpy_ref import IDENTITY, RELU, SCE_LABELS, SGD, SIGMOID, TANH
@@ -247,10 +246,10 @@ def _widen(a):
     return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype == F32 else a
 
 
-def _for_backend(args, backend):
-    # The compiled twin takes homogeneous sequences as numba.typed.List, the NumPy twin plain lists;
-    # a typed.List holds the very arrays it was built from, so results land in them either way.
-    return tuple(typed.List(a) if backend == "numba" and isinstance(a, list) else a for a in args)
+def _as_passed(args):
+    # train_batches takes its per-layer arrays as tuples (UniTuples to Numba), as fit passes them;
+    # a tuple holds the very arrays it was built from, so results land in them.
+    return tuple(tuple(a) if isinstance(a, list) else a for a in args)
 
 
 def _expected(case, args):
@@ -285,12 +284,12 @@ def _bench(benchmark, threads, case, backend, suite):
     fn = getattr(get_backend(backend), case.kernel)
     args = case.make(np.random.default_rng(0))
     warm = _copy(args)
-    _check(case, warm, args, fn(*_for_backend(warm, backend)), backend)  # compiles; from a fresh state
+    _check(case, warm, args, fn(*_as_passed(warm)), backend)  # compiles; from a fresh state
     benchmark.group = ("ci:" if suite == "ci" else "") + case.group
     benchmark.extra_info.update(case=case.name, kernel=case.kernel, backend=backend, batch=case.batch,
                                 shape=case.shape, dtype="float32", suite=suite, **threads())
     timed = _copy(args)
-    ret = benchmark(fn, *_for_backend(timed, backend))
+    ret = benchmark(fn, *_as_passed(timed))
     if not case.stateful or benchmark.disabled:  # a stateful kernel timed N times has moved on N steps
         _check(case, timed, args, ret, backend)
     elif isinstance(ret, (int, np.integer)):  # train_batches: every batch still finished (finite loss)

@@ -6,7 +6,6 @@ Eligible: ``Linear`` layers, each optionally followed by one ``ReLU``/``Sigmoid`
 Anything else trains through the layer-by-layer path in :mod:`fastnn.train`.
 """
 import numpy as np
-from numba import typed
 from threadpoolctl import ThreadpoolController
 
 from fastnn._config import blas_threads
@@ -77,15 +76,15 @@ def make_runner(model, loss, optimizer, X, T, labels, batch_size):
         S2 = [np.zeros(0, dtype) for _ in S1]
         hyper = [optimizer.lr, optimizer.momentum, optimizer.weight_decay, float(optimizer.nesterov), 0, 0, 0, 0]
     K = get_backend()
-    # The compiled twin needs homogeneous typed lists; the NumPy twin takes plain lists.
-    as_list = typed.List if K.__name__.endswith("numba_cpu") else list
     rows = min(batch_size, X.shape[0])  # a batch larger than the data is the whole data
+    # Tuples of same-typed arrays are UniTuples to Numba: indexable by a runtime layer
+    # number, free to pass, and unlike typed.List they need no per-process compilation.
     ws = dict(
-        Ws=as_list([lin.W.data for lin in linears]), bs=as_list([lin.b.data for lin in linears]),
-        H=as_list([np.empty((rows, w), dtype) for w in widths]),
-        G=as_list([np.empty((0, 0), dtype)] + [np.empty((rows, w), dtype) for w in widths[1:]]),
-        dWs=as_list([lin.W.grad for lin in linears]), dbs=as_list([lin.b.grad for lin in linears]),
-        S1=as_list(S1), S2=as_list(S2),
+        Ws=tuple([lin.W.data for lin in linears]), bs=tuple([lin.b.data for lin in linears]),
+        H=tuple([np.empty((rows, w), dtype) for w in widths]),
+        G=tuple([np.empty((0, 0), dtype)] + [np.empty((rows, w), dtype) for w in widths[1:]]),
+        dWs=tuple([lin.W.grad for lin in linears]), dbs=tuple([lin.b.grad for lin in linears]),
+        S1=tuple(S1), S2=tuple(S2),
     )
     hyper = np.array(hyper, np.float64)
     n_batches = -(-X.shape[0] // batch_size)

@@ -95,8 +95,11 @@ def linear_backward_sgd(X, W, g, b, lr, weight_decay, dX, ab):
         b[j] = shrink * b[j] - lr * acc
     if X.flags.c_contiguous and g.flags.c_contiguous and W.flags.c_contiguous:
         _gemm_tn_into(X, g, W, -lr, shrink, ab)
-    else:
-        W[...] = shrink * W - lr * np.dot(X.T, g)
+    else:  # strided views (never in the training step): a temporary, then the update
+        dW = np.dot(X.T, g)
+        for i in range(W.shape[0]):
+            for j in range(W.shape[1]):
+                W[i, j] = shrink * W[i, j] - lr * dW[i, j]
 
 
 @jit(fast=True)
@@ -418,9 +421,11 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
             continue
         step += 1
         for l in range(L):
-            for p, dp, k in ((Ws[l].reshape(-1), dWs[l].reshape(-1), 2 * l), (bs[l], dbs[l], 2 * l + 1)):
-                if opt_kind == SGD:
-                    sgd_update(p, dp, S1[k], lr, momentum, wd, nesterov)
-                else:
-                    adam_update(p, dp, S1[k], S2[k], step, lr, beta1, beta2, eps, wd, decoupled)
+            W, dW, b, db = Ws[l].reshape(-1), dWs[l].reshape(-1), bs[l], dbs[l]
+            if opt_kind == SGD:
+                sgd_update(W, dW, S1[2 * l], lr, momentum, wd, nesterov)
+                sgd_update(b, db, S1[2 * l + 1], lr, momentum, wd, nesterov)
+            else:
+                adam_update(W, dW, S1[2 * l], S2[2 * l], step, lr, beta1, beta2, eps, wd, decoupled)
+                adam_update(b, db, S1[2 * l + 1], S2[2 * l + 1], step, lr, beta1, beta2, eps, wd, decoupled)
     return b1 - b0
