@@ -165,6 +165,14 @@ class Sequential:
         -------
         History
 
+        Notes
+        -----
+        Stacks of ``Linear`` (each optionally followed by ``ReLU``/``Sigmoid``/``Tanh``)
+        ending in a ``Linear``, with ``SoftmaxCrossEntropy`` or ``MSELoss`` and ``SGD``,
+        ``Adam`` or ``AdamW``, train through one compiled call per epoch. With plain SGD
+        (no momentum) the update is applied inside the backward GEMM, so ``Parameter.grad``
+        is not filled by such a fit.
+
         Raises
         ------
         FloatingPointError

@@ -30,6 +30,8 @@ class History:
         The epoch numbers (0-based) that ran.
     stopped_epoch : int or None
         Epoch at which early stopping or a callback ended training.
+    fast_path : bool
+        Whether the compiled training step of :mod:`fastnn.fused` ran (else layer by layer).
     """
 
     def __init__(self):
