@@ -19,5 +19,15 @@ __all__ = [
     "EarlyStopping", "History",
     "backend", "get_backend", "set_backend",
     "gradcheck",
+    "MLPClassifier", "MLPRegressor",
     "__version__",
 ]
+
+
+def __getattr__(name):
+    # The scikit-learn estimators load on first use: scikit-learn is an optional extra.
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from fastnn import sklearn
+
+        return getattr(sklearn, name)
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
