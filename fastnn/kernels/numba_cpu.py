@@ -12,7 +12,8 @@ import numpy as np
 from numba.core import types as nbtypes
 
 from fastnn._config import jit
-from fastnn.kernels.numpy_ref import IDENTITY, RELU, SIGMOID, TANH  # noqa: F401  (shared codes)
+# Activation, loss and optimizer codes are shared with the NumPy twin.
+from fastnn.kernels.numpy_ref import ADAM, IDENTITY, MSE, RELU, SCE_DENSE, SCE_LABELS, SGD, SIGMOID, TANH  # noqa: F401
 
 
 @jit
@@ -316,8 +317,6 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
 
 
 # -- the fused training step ---------------------------------------------------------------------
-# Loss kinds and optimizer kinds for `train_batches` (shared with numpy_ref).
-from fastnn.kernels.numpy_ref import ADAM, MSE, SCE_DENSE, SCE_LABELS, SGD  # noqa: E402
 
 
 @jit(fast=True)
