@@ -135,3 +135,18 @@ def test_linear_backward_sgd_is_backward_then_sgd(dtype, strided, with_dx, n, d,
         np.testing.assert_allclose(b, b_ref, **tol(dtype), err_msg=module.__name__)
         if with_dx:
             np.testing.assert_allclose(dX, dX_ref, **tol(dtype), err_msg=module.__name__)
+
+
+def test_float32_tanh_accuracy_and_nan():
+    """The compiled float32 tanh (a rational approximation) against float64 tanh over its whole range."""
+    x = np.concatenate([np.linspace(-30, 30, 600_003), np.linspace(-1e-3, 1e-3, 20_001),
+                        [0.0, -0.0, np.inf, -np.inf]]).astype(np.float32).reshape(-1, 8)
+    out = numba_cpu.tanh_forward(x, np.empty_like(x))
+    exact = np.tanh(x.astype(np.float64))
+    assert np.all(np.abs(out - exact) <= 3e-7 * np.maximum(np.abs(exact), 1e-30))
+    x = x[:-1]  # the last row holds +-inf, which the identity GEMM would turn into inf * 0 = NaN
+    lin = numba_cpu.linear_forward(x, np.eye(8, dtype=np.float32), np.zeros(8, np.float32), numba_cpu.TANH,
+                                   np.empty_like(x))
+    np.testing.assert_array_equal(lin, out[:-1])  # the fused epilogue is the same function
+    nan = numba_cpu.tanh_forward(np.array([[np.nan, 1.0]], np.float32), np.empty((1, 2), np.float32))
+    assert np.isnan(nan[0, 0]) and np.isfinite(nan[0, 1])
