@@ -6,6 +6,7 @@ Eligible: ``Linear`` layers, each optionally followed by one ``ReLU``/``Sigmoid`
 Anything else trains through the layer-by-layer path in :mod:`fastnn.train`.
 """
 import numpy as np
+import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS Numba's np.dot calls, so threadpoolctl can limit it)
 from threadpoolctl import ThreadpoolController
 
 from fastnn._config import blas_threads
@@ -33,10 +34,10 @@ def _plan(model):
     """``(linears, acts)`` when the layers are Linear[+activation]* ending in a Linear, else None."""
     linears, acts = [], []
     for layer in model.layers:
-        if isinstance(layer, Linear):
+        if type(layer) is Linear:  # exact types: a subclass may compute something else
             linears.append(layer)
             acts.append(IDENTITY)
-        elif isinstance(layer, (ReLU, Sigmoid, Tanh)) and linears and acts[-1] == IDENTITY:
+        elif type(layer) in (ReLU, Sigmoid, Tanh) and linears and acts[-1] == IDENTITY:
             acts[-1] = layer.code
         else:
             return None
