@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fastnn import bench
-from fastnn.cli import main
+from tests.conftest import run
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -55,15 +55,6 @@ def bench_json(tmp_path, monkeypatch):
     path.write_text(json.dumps({"machine_info": {}, "commit_info": {}, "benchmarks": benchmarks,
                                 "datetime": "2024-01-01T00:00:00", "version": "4.0.0"}))
     return path
-
-
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_from_json_prints_and_writes_the_tables(capsys, bench_json, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 import fastnn as fn
 from fastnn import datasets
-from fastnn.cli import main
+from tests.conftest import run
 
 STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -53,16 +53,6 @@ def data_dir(tmp_path_factory):
     for stem, array in zip(STEMS, arrays, strict=True):
         (directory / (stem + ".gz")).write_bytes(idx_gz(array, 0x08))
     return str(directory)
-
-
-def run(capsys, *argv):
-    """``main(argv)`` -> (exit status, stdout, stderr), catching argparse's SystemExit."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def train(capsys, data_dir, *extra):

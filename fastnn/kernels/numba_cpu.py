@@ -238,35 +238,46 @@ def softmax_backward(s, g, out):
 
 
 @jit
+def _xent_row_label(z, i, y, probs, grad, scale):
+    """Row ``i`` of fused softmax + cross-entropy with label ``y``: fills ``probs[i]`` and
+    ``grad[i] = (probs[i] - onehot(y)) * scale``; returns the row's loss. ``probs`` may be ``grad``."""
+    mx, logsum = _softmax_row(z, i, probs)
+    for j in range(z.shape[1]):
+        grad[i, j] = probs[i, j] * scale
+    grad[i, y] -= scale
+    return logsum - (z[i, y] - mx)
+
+
+@jit
+def _xent_row_dense(z, i, t, probs, grad, scale):
+    """As :func:`_xent_row_label` for a target row ``t``: ``grad[i] = (probs[i] sum(t) - t) * scale``."""
+    mx, logsum = _softmax_row(z, i, probs)
+    loss, tsum = 0.0, 0.0
+    for j in range(z.shape[1]):
+        tj = t[j] * 1.0
+        tsum += tj
+        if tj != 0:  # 0 * log p is 0 even where p underflowed to 0
+            loss += tj * (logsum - (z[i, j] - mx))
+    for j in range(z.shape[1]):
+        grad[i, j] = (probs[i, j] * tsum - t[j]) * scale
+    return loss
+
+
+@jit
 def softmax_xent_labels(z, labels, probs, grad):
-    n, m = z.shape
-    inv_n = 1.0 / n
+    inv_n = 1.0 / z.shape[0]
     loss = 0.0
-    for i in range(n):
-        mx, logsum = _softmax_row(z, i, probs)
-        y = labels[i]
-        loss += logsum - (z[i, y] - mx)
-        for j in range(m):
-            grad[i, j] = probs[i, j] * inv_n
-        grad[i, y] = (probs[i, y] - 1.0) * inv_n
+    for i in range(z.shape[0]):
+        loss += _xent_row_label(z, i, labels[i], probs, grad, inv_n)
     return loss * inv_n
 
 
 @jit
 def softmax_xent_dense(z, T, probs, grad):
-    n, m = z.shape
-    inv_n = 1.0 / n
+    inv_n = 1.0 / z.shape[0]
     loss = 0.0
-    for i in range(n):
-        mx, logsum = _softmax_row(z, i, probs)
-        tsum = 0.0
-        for j in range(m):
-            t = T[i, j]
-            tsum += t
-            if t != 0:  # 0 * log p is 0 even where p underflowed to 0
-                loss += t * (logsum - (z[i, j] - mx))
-        for j in range(m):
-            grad[i, j] = (probs[i, j] * tsum - T[i, j]) * inv_n
+    for i in range(z.shape[0]):
+        loss += _xent_row_dense(z, i, T[i], probs, grad, inv_n)
     return loss * inv_n
 
 
@@ -388,28 +399,17 @@ def _loss_grad(loss_kind, z, labels, T, rows, grad):
         return total / k, 0
     for i in range(m):
         r = rows[i]
-        mx, logsum = _softmax_row(z, i, grad)  # grad holds the probabilities for now
         best = 0
         for j in range(1, k):
             if z[i, j] > z[i, best]:
                 best = j
         if labels.shape[0] and best == labels[r]:
             correct += 1
+        # grad doubles as the probability buffer: the row helpers allow the aliasing.
         if loss_kind == SCE_LABELS:
-            y = labels[r]
-            total += logsum - (z[i, y] - mx)
-            for j in range(k):
-                grad[i, j] = grad[i, j] * inv_m
-            grad[i, y] = grad[i, y] - inv_m
+            total += _xent_row_label(z, i, labels[r], grad, grad, inv_m)
         else:
-            tsum = 0.0
-            for j in range(k):
-                t = T[r, j] * 1.0
-                tsum += t
-                if t != 0:
-                    total += t * (logsum - (z[i, j] - mx))
-            for j in range(k):
-                grad[i, j] = (grad[i, j] * tsum - T[r, j]) * inv_m
+            total += _xent_row_dense(z, i, T[r], grad, grad, inv_m)
     return total, correct
 
 

@@ -292,6 +292,7 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
     ``linear_backward_sgd``; ``dWs``/``dbs`` are then not written.
     """
     L = len(Ws)
+    fold = opt_kind == SGD and hyper[1] == 0  # plain SGD: update inside the backward pass
     for b in range(b0, b1):
         rows = order[b * batch_size:(b + 1) * batch_size]
         m = rows.shape[0]
@@ -312,7 +313,6 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
         losses[b - b0], correct[b - b0] = total, hits
         if not np.isfinite(total):
             return b - b0
-        fold = opt_kind == SGD and hyper[1] == 0  # plain SGD: update inside the backward pass
         for l in range(L - 1, -1, -1):
             dX = G[l][:m] if l > 0 else None
             if fold:
