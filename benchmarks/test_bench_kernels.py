@@ -119,7 +119,7 @@ def _linear_backward(with_dx, n, n_in, n_out):
 def _linear_backward_sgd(with_dx, n, n_in, n_out):
     def make(rng):
         X, W, g = _layer_input(rng, n, n_in), _normal(rng, (n_in, n_out), np.sqrt(2 / n_in)), _normal(rng, (n, n_out))
-        return X, W, g, _normal(rng, n_out, 0.1), 0.01, 0.0, _buffer(X.shape) if with_dx else None, np.zeros(2, F32)
+        return X, W, g, _normal(rng, n_out, 0.1), 0.01, 0.0, _buffer(X.shape) if with_dx else None
     return Case("linear_backward_sgd_dX" if with_dx else "linear_backward_sgd_nodX", "linear_backward_sgd",
                 _shape(n_in, n_out), n, make, (1, 3, 6) if with_dx else (1, 3), stateful=True)
 

@@ -11,6 +11,10 @@ Environment overrides, read once at import:
 ``FASTNN_FASTMATH=0``
     Compile the matmul-style loops without any fastmath flag (and without the
     on-disk cache, which would otherwise serve code compiled with them).
+``FASTNN_BLAS=numpy|numba``
+    Which BLAS the compiled kernels call: NumPy's OpenBLAS (default, faster at the
+    network's shapes; falls back to Numba's when NumPy's has no ILP64 CBLAS) or the
+    one Numba's ``np.dot`` uses (SciPy's). See :mod:`fastnn.kernels._blas`.
 ``FASTNN_BLAS_THREADS=N``
     BLAS threads for the compiled training step (default: chosen by batch size,
     see :func:`blas_threads`).
@@ -20,7 +24,7 @@ import warnings
 
 import numba
 
-__all__ = ["CACHE", "FAST_FLAGS", "BLAS_THREADS", "blas_threads", "jit"]
+__all__ = ["CACHE", "FAST_FLAGS", "BLAS", "BLAS_THREADS", "blas_threads", "jit"]
 
 
 def _env_flag(name, default):
@@ -49,6 +53,9 @@ def _env_int(name):
     return int(value)
 
 
+BLAS = os.environ.get("FASTNN_BLAS", "").strip().lower() or "numpy"
+if BLAS not in ("numpy", "numba"):
+    raise ValueError(f"FASTNN_BLAS must be 'numpy' or 'numba', got {BLAS!r}")
 BLAS_THREADS = _env_int("FASTNN_BLAS_THREADS")
 # Measured (README, Speed): a second BLAS thread cuts the epoch by ~25 % from
 # batch 64 up and gains nothing at 16, where on a busy machine its spin-waiting

@@ -1,8 +1,8 @@
 """Numba-compiled kernels: the same names and signatures as :mod:`numpy_ref`.
 
 Each function only loops over the arrays it is given and writes into the
-caller's buffers. Matrix products go through BLAS via ``np.dot``; the loops
-around them fuse what NumPy does in several passes (bias + activation, the
+caller's buffers. Matrix products go through NumPy's OpenBLAS (:mod:`._blas`); the
+loops around them fuse what NumPy does in several passes (bias + activation, the
 softmax-NLL gradient, optimizer updates). Reductions accumulate in float64
 (``acc = 0.0`` is a float64 in Numba); stores cast back to the buffer dtype.
 """
@@ -12,19 +12,47 @@ import numpy as np
 from numba.core import types as nbtypes
 
 from fastnn._config import jit
+from fastnn.kernels._blas import NO_TRANS, ROW_MAJOR, TRANS, gemm_sig
 # Activation, loss and optimizer codes are shared with the NumPy twin.
 from fastnn.kernels.numpy_ref import ADAM, IDENTITY, MSE, RELU, SCE_DENSE, SCE_LABELS, SGD, SIGMOID, TANH  # noqa: F401
+
+# Registered by fastnn.kernels._blas at import: NumPy's cblas_?gemm, or an adapter to Numba's.
+_sgemm = nbtypes.ExternalFunction("fastnn_sgemm", gemm_sig(nbtypes.float32))
+_dgemm = nbtypes.ExternalFunction("fastnn_dgemm", gemm_sig(nbtypes.float64))
+
+
+@jit
+def _gemm(A, trans_a, B, trans_b, alpha, beta, C):
+    """``C = alpha op(A) op(B) + beta C``, ``op(A)`` being ``A.T`` when ``trans_a``; one BLAS call when
+    all three are C-contiguous. ``beta == 0`` ignores what ``C`` held (NaN included), as BLAS does."""
+    M, N = C.shape
+    K = A.shape[0] if trans_a else A.shape[1]
+    if A.flags.c_contiguous and B.flags.c_contiguous and C.flags.c_contiguous:
+        ta, tb = TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS
+        lda, ldb, ldc = max(1, A.shape[1]), max(1, B.shape[1]), max(1, N)
+        if C.itemsize == 4:
+            _sgemm(ROW_MAJOR, ta, tb, M, N, K, np.float32(alpha), A.ctypes, lda, B.ctypes, ldb, np.float32(beta),
+                   C.ctypes, ldc)
+        else:
+            _dgemm(ROW_MAJOR, ta, tb, M, N, K, np.float64(alpha), A.ctypes, lda, B.ctypes, ldb, np.float64(beta),
+                   C.ctypes, ldc)
+        return
+    # Strided views (never in the training step): Numba's np.dot into a temporary.
+    P = np.dot(A.T if trans_a else A, B.T if trans_b else B)
+    for i in range(M):
+        for j in range(N):
+            C[i, j] = alpha * P[i, j] + (beta * C[i, j] if beta != 0 else 0)
 
 
 @jit
 def matmul(A, B, out):
-    np.dot(A, B, out)
+    _gemm(A, False, B, False, 1.0, 0.0, out)
     return out
 
 
 @jit(fast=True)
 def linear_forward(X, W, b, act, out):
-    np.dot(X, W, out)
+    _gemm(X, False, W, False, 1.0, 0.0, out)
     n, m = out.shape
     # One pass over `out` for bias and activation instead of two; the branch
     # on `act` sits outside the loops so each loop vectorises.
@@ -54,7 +82,7 @@ def linear_forward(X, W, b, act, out):
 
 @jit
 def linear_backward(X, W, g, dW, db, dX):
-    np.dot(X.T, g, dW)
+    _gemm(X, True, g, False, 1.0, 0.0, dW)
     n, m = g.shape
     for j in range(m):
         acc = 0.0
@@ -62,35 +90,13 @@ def linear_backward(X, W, g, dW, db, dX):
             acc += g[i, j]
         db[j] = acc
     if dX is not None:
-        np.dot(g, W.T, dX)
-
-
-# Numba's own BLAS entry (np.dot calls it with alpha=1, beta=0): a C symbol of its
-# helper library bound by name, so kernels calling it stay cacheable. Pointers are
-# untyped so one declaration serves float32 ('s') and float64 ('d').
-_xxgemm = nbtypes.ExternalFunction("numba_xxgemm", nbtypes.intc(
-    nbtypes.char, nbtypes.char, nbtypes.char, nbtypes.intp, nbtypes.intp, nbtypes.intp, nbtypes.voidptr,
-    nbtypes.voidptr, nbtypes.intp, nbtypes.voidptr, nbtypes.intp, nbtypes.voidptr, nbtypes.voidptr, nbtypes.intp))
+        _gemm(g, False, W, True, 1.0, 0.0, dX)
 
 
 @jit
-def _gemm_tn_into(X, g, W, alpha, beta, ab):
-    """``W = alpha X^T g + beta W`` in one GEMM (all C-contiguous); ``ab`` is a 2-element scratch."""
-    m, n_in = X.shape
-    n_out = g.shape[1]
-    ab[0] = alpha
-    ab[1] = beta
-    # Column-major view of the row-major arrays: W^T (n_out x n_in) = g^T (n_out x m) X (m x n_in).
-    status = _xxgemm(115 if X.itemsize == 4 else 100, 110, 116, n_out, n_in, m, ab[0:].ctypes, g.ctypes, n_out,
-                     X.ctypes, n_in, ab[1:].ctypes, W.ctypes, n_out)
-    if status != 0:
-        raise RuntimeError("BLAS gemm failed")
-
-
-@jit
-def linear_backward_sgd(X, W, g, b, lr, weight_decay, dX, ab):
+def linear_backward_sgd(X, W, g, b, lr, weight_decay, dX):
     if dX is not None:
-        np.dot(g, W.T, dX)  # with W before its update
+        _gemm(g, False, W, True, 1.0, 0.0, dX)  # with W before its update
     shrink = 1.0 - lr * weight_decay
     n, m = g.shape
     for j in range(m):
@@ -98,13 +104,7 @@ def linear_backward_sgd(X, W, g, b, lr, weight_decay, dX, ab):
         for i in range(n):
             acc += g[i, j]
         b[j] = shrink * b[j] - lr * acc
-    if X.flags.c_contiguous and g.flags.c_contiguous and W.flags.c_contiguous:
-        _gemm_tn_into(X, g, W, -lr, shrink, ab)
-    else:  # strided views (never in the training step): a temporary, then the update
-        dW = np.dot(X.T, g)
-        for i in range(W.shape[0]):
-            for j in range(W.shape[1]):
-                W[i, j] = shrink * W[i, j] - lr * dW[i, j]
+    _gemm(X, True, g, False, -lr, shrink, W)  # W = shrink W - lr X^T g: one BLAS call, no dW
 
 
 @jit(fast=True)
@@ -423,7 +423,6 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
     # Plain SGD goes into the weight-gradient GEMM (W = -lr X^T g + (1 - lr wd) W):
     # W is written once per step instead of three times, and dW never exists.
     fold = opt_kind == SGD and momentum == 0
-    ab = np.empty(2, X.dtype)
     for b in range(b0, b1):
         rows = order[b * batch_size:min(n, (b + 1) * batch_size)]
         m = rows.shape[0]
@@ -442,7 +441,7 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
             # The input needs no gradient: no dX for the first layer, the largest GEMM saved.
             dX = G[l][:m] if l > 0 else None
             if fold:
-                linear_backward_sgd(H[l][:m], Ws[l], g, bs[l], lr, wd, dX, ab)
+                linear_backward_sgd(H[l][:m], Ws[l], g, bs[l], lr, wd, dX)
             else:
                 linear_backward(H[l][:m], Ws[l], g, dWs[l], dbs[l], dX)
             if l > 0:

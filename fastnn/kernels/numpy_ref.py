@@ -68,7 +68,7 @@ def linear_backward(X, W, g, dW, db, dX):
         np.dot(g, W.T, out=dX)
 
 
-def linear_backward_sgd(X, W, g, b, lr, weight_decay, dX, ab):
+def linear_backward_sgd(X, W, g, b, lr, weight_decay, dX):
     r"""Backward of ``h = X W + b`` fused with a plain SGD step (no momentum).
 
     ``dX = g W^T`` with the weights before the step (skipped when ``dX`` is None), then
@@ -76,8 +76,7 @@ def linear_backward_sgd(X, W, g, b, lr, weight_decay, dX, ab):
     .. math:: W \leftarrow (1 - \eta\lambda) W - \eta X^T g,\quad b \leftarrow (1 - \eta\lambda) b - \eta \textstyle\sum_{rows} g
 
     which is ``sgd_update`` applied to ``linear_backward``'s ``dW``/``db``. The compiled
-    twin does the weight update as one BLAS call (alpha = -lr, beta = 1 - lr wd); ``ab``
-    is its 2-element scratch for alpha and beta, unused here.
+    twin does the weight update as one BLAS call (alpha = -lr, beta = 1 - lr wd).
     """
     if dX is not None:
         np.dot(g, W.T, out=dX)
@@ -316,7 +315,7 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
         for l in range(L - 1, -1, -1):
             dX = G[l][:m] if l > 0 else None
             if fold:
-                linear_backward_sgd(H[l][:m], Ws[l], G[l + 1][:m], bs[l], hyper[0], hyper[2], dX, None)
+                linear_backward_sgd(H[l][:m], Ws[l], G[l + 1][:m], bs[l], hyper[0], hyper[2], dX)
             else:
                 linear_backward(H[l][:m], Ws[l], G[l + 1][:m], dWs[l], dbs[l], dX)
             if l > 0:
