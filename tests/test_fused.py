@@ -30,10 +30,11 @@ OPTIMIZERS = {
 }
 
 
-def _fit(model, X, y, loss, opt, *, general, epochs=1, batch_size=10, monkeypatch=None):
+def _fit(model, X, y, loss, opt, *, general, epochs=1, batch_size=10, monkeypatch=None, shuffle=True):
     if general:
         monkeypatch.setattr(fused, "make_runner", lambda *a, **k: None)
-    h = model.fit(X, y, loss=loss, optimizer=opt, epochs=epochs, batch_size=batch_size, seed=3, verbose=0)
+    h = model.fit(X, y, loss=loss, optimizer=opt, epochs=epochs, batch_size=batch_size, seed=3, verbose=0,
+                  shuffle=shuffle)
     if general:
         monkeypatch.undo()
     assert h.fast_path is not general
@@ -57,6 +58,22 @@ def test_fused_matches_general_path(backend, monkeypatch, opt, act, target):
     assert h1.keys() == h2.keys()
     for key in h1:
         np.testing.assert_allclose(h1[key], h2[key], rtol=1e-12)
+    for a, b in zip(w1, w2):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_in_order_batches_match_general_path(backend, monkeypatch, opt):
+    """shuffle=False: the compiled step reads each batch in place from X (no gather); same result."""
+    X, y = _data(n=35)  # a short last batch too
+    results = []
+    for general in (False, True):
+        model = _model(fn.Tanh, np.float64)
+        h = _fit(model, X, y, fn.SoftmaxCrossEntropy(), OPTIMIZERS[opt](model.parameters()), general=general,
+                 monkeypatch=monkeypatch, shuffle=False, epochs=2)
+        results.append((h.history["loss"], [p.data.copy() for p in model.parameters()]))
+    (l1, w1), (l2, w2) = results
+    np.testing.assert_allclose(l1, l2, rtol=1e-12)
     for a, b in zip(w1, w2):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 

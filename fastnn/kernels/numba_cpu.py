@@ -37,11 +37,14 @@ def _gemm(A, trans_a, B, trans_b, alpha, beta, C):
             _dgemm(ROW_MAJOR, ta, tb, M, N, K, np.float64(alpha), A.ctypes, lda, B.ctypes, ldb, np.float64(beta),
                    C.ctypes, ldc)
         return
-    # Strided views (never in the training step): Numba's np.dot into a temporary.
-    P = np.dot(A.T if trans_a else A, B.T if trans_b else B)
+    # Strided views (never in the training step, whose buffers are contiguous): plain loops,
+    # accumulating in float64, rather than np.dot's copies and performance warnings.
     for i in range(M):
         for j in range(N):
-            C[i, j] = alpha * P[i, j] + (beta * C[i, j] if beta != 0 else 0)
+            acc = 0.0
+            for k in range(K):
+                acc += (A[k, i] if trans_a else A[i, k]) * (B[j, k] if trans_b else B[k, j])
+            C[i, j] = alpha * acc + (beta * C[i, j] if beta != 0 else 0)
 
 
 @jit
@@ -426,11 +429,20 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
     for b in range(b0, b1):
         rows = order[b * batch_size:min(n, (b + 1) * batch_size)]
         m = rows.shape[0]
-        x = H[0][:m]
-        for i in range(m):  # gather the batch: the order is shuffled, the data never is
-            x[i, :] = X[rows[i], :]
+        start = rows[0]
+        in_order = True
+        for i in range(1, m):
+            if rows[i] != start + i:
+                in_order = False
+                break
+        if in_order:  # consecutive rows (shuffle=False): a view of X, no copy
+            x = X[start:start + m]
+        else:  # gather the batch: the order is shuffled, the data never is
+            x = H[0][:m]
+            for i in range(m):
+                x[i, :] = X[rows[i], :]
         for l in range(L):
-            linear_forward(H[l][:m], Ws[l], bs[l], acts[l], H[l + 1][:m])
+            linear_forward(H[l][:m] if l else x, Ws[l], bs[l], acts[l], H[l + 1][:m])
         total, hits = _loss_grad(loss_kind, H[L][:m], labels, T, rows, G[L][:m])
         losses[b - b0] = total
         correct[b - b0] = hits
@@ -441,9 +453,9 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
             # The input needs no gradient: no dX for the first layer, the largest GEMM saved.
             dX = G[l][:m] if l > 0 else None
             if fold:
-                linear_backward_sgd(H[l][:m], Ws[l], g, bs[l], lr, wd, dX)
+                linear_backward_sgd(H[l][:m] if l else x, Ws[l], g, bs[l], lr, wd, dX)
             else:
-                linear_backward(H[l][:m], Ws[l], g, dWs[l], dbs[l], dX)
+                linear_backward(H[l][:m] if l else x, Ws[l], g, dWs[l], dbs[l], dX)
             if l > 0:
                 _act_backward(acts[l - 1], H[l][:m], G[l][:m])
         if fold:

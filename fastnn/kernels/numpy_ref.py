@@ -253,7 +253,8 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_in)
+    X : C-contiguous ndarray of shape (n_samples, n_in)
+        Read in place for a batch of consecutive rows of ``order``, else gathered into ``H[0]``.
     labels : int64 ndarray of shape (n_samples,)
         Class labels (also used for accuracy with dense targets); empty for regression.
     T : ndarray of shape (n_samples, n_out)
