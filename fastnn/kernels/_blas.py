@@ -26,7 +26,7 @@ from numba.extending import intrinsic
 
 from fastnn._config import BLAS
 
-__all__ = ["SOURCE", "gemm_sig"]
+__all__ = ["SOURCE", "ROW_MAJOR", "NO_TRANS", "TRANS", "gemm_sig"]
 
 # CBLAS: row-major order, ILP64 integers (the adapters accept the same).
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112

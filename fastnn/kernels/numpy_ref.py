@@ -220,7 +220,9 @@ def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
 def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
     """One Adam (``decoupled=False``) or AdamW (``decoupled=True``) step, PyTorch's rule.
 
-    ``step`` is the 1-based step count used for bias correction.
+    ``step`` is the 1-based step count used for bias correction. Computed in float64 here;
+    the compiled twin computes in the parameters' dtype, as PyTorch does, so float32
+    results agree to float32 rounding.
     """
     d = g.astype(np.float64)
     w = p.astype(np.float64)
