@@ -444,8 +444,10 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
             x = X[start:start + m]
         else:  # gather the batch: the order is shuffled, the data never is
             x = H[0][:m]
-            for i in range(m):
-                x[i, :] = X[rows[i], :]
+            for i in range(m):  # element loops: a slice assignment compiles ~5 s of error-message code
+                r = rows[i]
+                for j in range(x.shape[1]):
+                    x[i, j] = X[r, j]
         for l in range(L):
             linear_forward(H[l][:m] if l else x, Ws[l], bs[l], acts[l], H[l + 1][:m])
         total, hits = _loss_grad(loss_kind, H[L][:m], labels, T, rows, G[L][:m])
