@@ -73,7 +73,10 @@ def _numpy_cblas():
     for info in threadpoolctl.threadpool_info():
         if info.get("user_api") != "blas":  # only NumPy's build exports the ILP64 names below
             continue
-        lib = ctypes.CDLL(info["filepath"])
+        try:
+            lib = ctypes.CDLL(info["filepath"])
+        except OSError:  # listed by threadpoolctl but not loadable by path: not ours to use
+            continue
         for prefix, suffix in (("scipy_cblas_", "64_"), ("cblas_", "64_")):
             try:
                 s, d = (getattr(lib, f"{prefix}{k}gemm{suffix}") for k in "sd")
