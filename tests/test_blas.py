@@ -55,13 +55,18 @@ def test_numpy_blas_is_used_where_available():
     assert _blas.SOURCE == ("numpy" if _numpy_has_ilp64_cblas() else "numba")
 
 
-@pytest.mark.parametrize("source", ["numpy", "numba"])
-def test_both_sources_give_numpys_products(source):
-    r = _run(CHECK, FASTNN_BLAS=source)
-    assert r.returncode == 0, r.stderr
-    got_source, worst = r.stdout.split()
-    assert got_source == (source if source == "numba" else _blas.SOURCE)
-    assert float(worst) < 1e-5  # float32 products of length <= 7, relative to 1 + |value|
+def test_both_sources_give_numpys_products_from_one_cache(tmp_path):
+    """NumPy's BLAS, then Numba's with the same cache: the second process loads the kernels the
+    first compiled (cache files untouched) and they call the adapter through the same name."""
+    stamps = []
+    for source in ("numpy", "numba"):
+        r = _run(CHECK, FASTNN_BLAS=source, NUMBA_CACHE_DIR=str(tmp_path))
+        assert r.returncode == 0, r.stderr
+        got_source, worst = r.stdout.split()
+        assert got_source == (source if source == "numba" else _blas.SOURCE)
+        assert float(worst) < 1e-5  # float32 products of length <= 7, relative to 1 + |value|
+        stamps.append({p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.nbc")})
+    assert stamps[0] and stamps[0] == stamps[1]
 
 
 def test_bad_blas_choice_is_reported():
