@@ -174,7 +174,7 @@ def _one_torch_thread(request, torch):
 def _info(benchmark, threads, data, framework, batch_size):
     X, _, name = data
     benchmark.extra_info.update(framework=framework, batch=batch_size, samples=X.shape[0], data=name,
-                                dtype="float32", lr=LR, **threads())
+                                dtype="float32", lr=LR, flop=reference.epoch_flop(X.shape[0]), **threads())
 
 
 # -- benchmarks -------------------------------------------------------------------------------------
@@ -204,6 +204,19 @@ def test_epoch(request, benchmark, threads, data, init_params, reference_results
             f"{framework} ends at loss {after:.4f}, the NumPy reference at {ref_loss:.4f}"
         assert abs(accuracy - ref_accuracy) <= 0.03, \
             f"{framework} ends at accuracy {accuracy:.4f}, the NumPy reference at {ref_accuracy:.4f}"
+
+
+def test_sgemm_peak(benchmark, threads):
+    """The machine's float32 GEMM throughput at this run's thread settings (NumPy's BLAS, 2048^3): the
+    ceiling the epochs are reported against (``fastnn bench`` shows each epoch's GFLOP/s as a fraction)."""
+    n = 256 if benchmark.disabled else 2048
+    rng = np.random.default_rng(0)
+    A, B = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+    C = np.empty((n, n), np.float32)
+    benchmark.group = "sgemm-peak"
+    benchmark.extra_info.update(sgemm=n, flop=2 * n**3, **threads())
+    benchmark.pedantic(np.dot, args=(A, B), kwargs={"out": C}, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=1e-4)
 
 
 @pytest.mark.parametrize("framework", ("numpy", "fastnn"))

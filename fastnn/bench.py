@@ -177,7 +177,9 @@ def kernel_table(benchmarks, suite=None):
 
 def epoch_rows(benchmarks):
     """One dict per batch size: ``{framework}_s`` (median seconds per epoch), ``{framework}_mib``
-    (peak extra MiB from the memory benchmark), ``samples``, and the ratios ``fastnn/numpy``, ``fastnn/torch``."""
+    (peak extra MiB from the memory benchmark), ``samples``, ``flop``, the ratios ``fastnn/numpy``,
+    ``fastnn/torch``, fastnn's ``fastnn_gflops`` and, with the sgemm benchmark in the same run,
+    ``peak_gflops`` and ``fastnn/peak``."""
     by_batch = {}
     for b in benchmarks:
         info = b.get("extra_info", {})
@@ -189,11 +191,19 @@ def epoch_rows(benchmarks):
         else:
             row[f"{info['framework']}_s"] = b["stats"]["median"]
             row["samples"] = info.get("samples")
+            row["flop"] = info.get("flop")
+    peaks = [b["extra_info"]["flop"] / b["stats"]["median"] / 1e9 for b in benchmarks
+             if "sgemm" in b.get("extra_info", {}) and b["stats"]["median"] > 0]
     rows = [by_batch[k] for k in sorted(by_batch)]
     for r in rows:
         for other in FRAMEWORKS[1:]:
             if r.get("fastnn_s") and r.get(f"{other}_s"):
                 r[f"fastnn/{other}"] = r["fastnn_s"] / r[f"{other}_s"]
+        if r.get("fastnn_s") and r.get("flop"):
+            r["fastnn_gflops"] = r["flop"] / r["fastnn_s"] / 1e9
+            if peaks:
+                r["peak_gflops"] = max(peaks)
+                r["fastnn/peak"] = r["fastnn_gflops"] / r["peak_gflops"]
     return rows
 
 
@@ -208,6 +218,11 @@ def epoch_table(benchmarks):
         out += [f"| {r['batch']} | {r.get('samples') or '–'} | " + " | ".join(
                     _fmt(r.get(k), 3) for k in ("fastnn_s", "numpy_s", "torch_s", "fastnn/numpy", "fastnn/torch"))
                 + " |" for r in timed]
+    rated = [r for r in rows if "fastnn/peak" in r]
+    if rated:
+        out += ["", "| batch | fastnn (GFLOP/s) | sgemm peak, same run (GFLOP/s) | fastnn/peak |", "|---:|---:|---:|---:|"]
+        out += [f"| {r['batch']} | " + " | ".join(_fmt(r[k], 3) for k in ("fastnn_gflops", "peak_gflops", "fastnn/peak"))
+                + " |" for r in rated]
     mem = [r for r in rows if any(f"{f}_mib" in r for f in FRAMEWORKS)]
     if mem:
         out += ["", "| batch | fastnn peak extra (MiB) | NumPy peak extra (MiB) |", "|---:|---:|---:|"]
@@ -217,8 +232,8 @@ def epoch_table(benchmarks):
 
 def other_table(benchmarks):
     """Markdown table (median s) of benchmarks that are neither kernel pairs nor epochs, e.g. the sklearn fits."""
-    rows = [b for b in benchmarks
-            if "backend" not in b.get("extra_info", {}) and b.get("extra_info", {}).get("framework") not in FRAMEWORKS]
+    rows = [b for b in benchmarks if not {"backend", "sgemm"} & set(b.get("extra_info", {}))
+            and b.get("extra_info", {}).get("framework") not in FRAMEWORKS]
     if not rows:
         return ""
     lines = ["| group | benchmark | median (s) | rounds |", "|---|---|---:|---:|"]

@@ -31,7 +31,13 @@ def epoch(framework, median, batch=64, **memory):
     group = f"epoch-memory[bs={batch}]" if memory else f"epoch[bs={batch}]"
     return {"group": group, "name": f"test_epoch[{batch}-{framework}]", "stats": stats(median),
             "extra_info": {"framework": framework, "batch": batch, "samples": 60000, "data": "synthetic",
-                           "dtype": "float32", "lr": 0.1, **THREADS, **memory}}
+                           "dtype": "float32", "lr": 0.1, "flop": 2.4e11, **THREADS, **memory}}
+
+
+def sgemm(median, n=2048):
+    """The sgemm-peak entry of benchmarks/test_bench_epoch.py."""
+    return {"group": "sgemm-peak", "name": "test_sgemm_peak", "stats": stats(median),
+            "extra_info": {"sgemm": n, "flop": 2 * n**3, **THREADS}}
 
 
 def stats(median):
@@ -42,7 +48,8 @@ def stats(median):
 @pytest.fixture
 def bench_json(tmp_path, monkeypatch):
     """A pytest-benchmark-shaped JSON: relu_backward Numba 0.02 ms vs NumPy 0.08 ms (ratio 0.25), a CI pair,
-    a case timed on one backend only, an epoch at bs=64 (fastnn 2 s, NumPy 4 s, PyTorch 1 s) and its memory."""
+    a case timed on one backend only, an epoch at bs=64 (fastnn 2 s, NumPy 4 s, PyTorch 1 s; 240 GFLOP) and its
+    memory, and an sgemm peak of 2 * 2048^3 flop in 0.1718 s (200 GFLOP/s)."""
     monkeypatch.chdir(tmp_path)
     benchmarks = [kernel("relu_backward", "numba", 2e-5), kernel("relu_backward", "numpy", 8e-5),
                   kernel("mse", "numba", 3e-5, suite="ci", batch=64, shape="10"),
@@ -50,7 +57,8 @@ def bench_json(tmp_path, monkeypatch):
                   kernel("tanh_forward", "numba", 1e-5),
                   epoch("fastnn", 2.0), epoch("numpy", 4.0), epoch("torch", 1.0),
                   epoch("fastnn", 1.0, batch=256, peak_extra_mib=12.5), epoch("numpy", 1.0, batch=256,
-                                                                                peak_extra_mib=40.0)]
+                                                                                peak_extra_mib=40.0),
+                  sgemm(2 * 2048**3 / 200e9)]
     path = tmp_path / "bench.json"
     path.write_text(json.dumps({"machine_info": {}, "commit_info": {}, "benchmarks": benchmarks,
                                 "datetime": "2024-01-01T00:00:00", "version": "4.0.0"}))
@@ -67,6 +75,8 @@ def test_from_json_prints_and_writes_the_tables(capsys, bench_json, tmp_path):
     assert "tanh_forward" not in text  # no NumPy twin timed: no ratio
     assert "| 64 | 60000 | 2 | 4 | 1 | 0.5 | 2 |" in text  # s/epoch: fastnn, NumPy, PyTorch; fastnn/NumPy, /PyTorch
     assert "| 256 | 12.5 | 40 |" in text
+    assert "| 64 | 120 | 200 | 0.6 |" in text  # 240 GFLOP in 2 s against the 200 GFLOP/s sgemm peak
+    assert "sgemm-peak" not in text  # the peak is a column, not an "other benchmark"
     assert err == f"wrote {tmp_path / 't.md'}\n"
 
 
