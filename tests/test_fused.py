@@ -41,18 +41,13 @@ def _fit(model, X, y, loss, opt, *, general, epochs=1, batch_size=10, monkeypatc
     return h
 
 
-@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
-@pytest.mark.parametrize("act", [fn.ReLU, fn.Sigmoid, fn.Tanh], ids=lambda c: c.__name__)
-@pytest.mark.parametrize("target", ["labels", "onehot", "mse"])
-def test_fused_matches_general_path(backend, monkeypatch, opt, act, target):
-    """A few steps in float64: the fused step is the same arithmetic as the layers (to rounding)."""
-    X, y = _data(n=30)
-    loss = fn.MSELoss() if target == "mse" else fn.SoftmaxCrossEntropy()
-    Y = y if target == "labels" else np.eye(4)[y]
+def _assert_paths_agree(monkeypatch, act, X, Y, loss, opt, **fit_kwargs):
+    """Train the float64 model on the fused step and on the layer-by-layer path; same history and weights."""
     results = []
     for general in (False, True):
         model = _model(act, np.float64)
-        h = _fit(model, X, Y, loss, OPTIMIZERS[opt](model.parameters()), general=general, monkeypatch=monkeypatch)
+        h = _fit(model, X, Y, loss, OPTIMIZERS[opt](model.parameters()), general=general, monkeypatch=monkeypatch,
+                 **fit_kwargs)
         results.append((h.history, [p.data.copy() for p in model.parameters()]))
     (h1, w1), (h2, w2) = results
     assert h1.keys() == h2.keys()
@@ -62,20 +57,21 @@ def test_fused_matches_general_path(backend, monkeypatch, opt, act, target):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("act", [fn.ReLU, fn.Sigmoid, fn.Tanh], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("target", ["labels", "onehot", "mse"])
+def test_fused_matches_general_path(backend, monkeypatch, opt, act, target):
+    """A few steps in float64: the fused step is the same arithmetic as the layers (to rounding)."""
+    X, y = _data(n=30)
+    loss = fn.MSELoss() if target == "mse" else fn.SoftmaxCrossEntropy()
+    _assert_paths_agree(monkeypatch, act, X, y if target == "labels" else np.eye(4)[y], loss, opt)
+
+
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
 def test_in_order_batches_match_general_path(backend, monkeypatch, opt):
     """shuffle=False: the compiled step reads each batch in place from X (no gather); same result."""
     X, y = _data(n=35)  # a short last batch too
-    results = []
-    for general in (False, True):
-        model = _model(fn.Tanh, np.float64)
-        h = _fit(model, X, y, fn.SoftmaxCrossEntropy(), OPTIMIZERS[opt](model.parameters()), general=general,
-                 monkeypatch=monkeypatch, shuffle=False, epochs=2)
-        results.append((h.history["loss"], [p.data.copy() for p in model.parameters()]))
-    (l1, w1), (l2, w2) = results
-    np.testing.assert_allclose(l1, l2, rtol=1e-12)
-    for a, b in zip(w1, w2):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    _assert_paths_agree(monkeypatch, fn.Tanh, X, y, fn.SoftmaxCrossEntropy(), opt, shuffle=False, epochs=2)
 
 
 def test_numba_epoch_matches_numpy_epoch_float32():

@@ -77,9 +77,9 @@ def _numpy_cblas():
             lib = ctypes.CDLL(info["filepath"])
         except OSError:  # listed by threadpoolctl but not loadable by path: not ours to use
             continue
-        for prefix, suffix in (("scipy_cblas_", "64_"), ("cblas_", "64_")):
+        for prefix in ("scipy_cblas_", "cblas_"):  # scipy-openblas64 wheels, then a plain ILP64 build
             try:
-                s, d = (getattr(lib, f"{prefix}{k}gemm{suffix}") for k in "sd")
+                s, d = (getattr(lib, f"{prefix}{k}gemm64_") for k in "sd")
             except AttributeError:
                 continue
             return ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value

@@ -456,13 +456,14 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
         if not math.isfinite(total):
             return b - b0  # stop before the update: the weights stay finite
         for l in range(L - 1, -1, -1):
+            a = H[l][:m] if l else x  # this layer's input
             g = G[l + 1][:m]
             # The input needs no gradient: no dX for the first layer, the largest GEMM saved.
             dX = G[l][:m] if l > 0 else None
             if fold:
-                linear_backward_sgd(H[l][:m] if l else x, Ws[l], g, bs[l], lr, wd, dX)
+                linear_backward_sgd(a, Ws[l], g, bs[l], lr, wd, dX)
             else:
-                linear_backward(H[l][:m] if l else x, Ws[l], g, dWs[l], dbs[l], dX)
+                linear_backward(a, Ws[l], g, dWs[l], dbs[l], dX)
             if l > 0:
                 _act_backward(acts[l - 1], H[l][:m], G[l][:m])
         if fold:
