@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastnn.kernels import get_backend, numpy_ref
-from fastnn.kernels.numpy_ref import IDENTITY, RELU, SCE_LABELS, SGD, SIGMOID, TANH
+from fastnn.kernels import get_backend, get_step, numpy_ref, step_numpy
+from fastnn.kernels.codes import IDENTITY, LOSS_SCE_LABELS, OPT_SGD, RELU, SIGMOID, TANH, pack_hyper
 
 F32 = np.float32
 LAYERS = ((784, 128), (128, 64), (64, 10))  # (n_in, n_out) of the three Linear layers
@@ -119,9 +119,9 @@ def _linear_backward(with_dx, n, n_in, n_out):
 def _linear_backward_sgd(with_dx, n, n_in, n_out):
     def make(rng):
         X, W, g = _layer_input(rng, n, n_in), _normal(rng, (n_in, n_out), np.sqrt(2 / n_in)), _normal(rng, (n, n_out))
-        return X, W, g, _normal(rng, n_out, 0.1), 0.01, 0.0, _buffer(X.shape) if with_dx else None
+        return X, W, g, _normal(rng, n_out, 0.1), 0.01, 0.0, 0.0, _buffer(X.shape) if with_dx else None
     return Case("linear_backward_sgd_dX" if with_dx else "linear_backward_sgd_nodX", "linear_backward_sgd",
-                _shape(n_in, n_out), n, make, (1, 3, 6) if with_dx else (1, 3), stateful=True)
+                _shape(n_in, n_out), n, make, (1, 3, 7) if with_dx else (1, 3), stateful=True)
 
 
 def _activation(act, direction, n, m):
@@ -131,6 +131,13 @@ def _activation(act, direction, n, m):
         return _activation_out(act, rng, n, m), _normal(rng, (n, m)), _buffer((n, m))
     name = f"{act}_{direction}"
     return Case(name, name, str(m), n, make, (1,) if direction == "forward" else (2,))
+
+
+def _act_backward(act, n, m):
+    """The training step's in-place backward through an activation (``g *= act'(y)``)."""
+    def make(rng):
+        return ACTS[act], _activation_out(act, rng, n, m), _normal(rng, (n, m))
+    return Case(f"act_backward_{act}", "act_backward", str(m), n, make, (2,), stateful=True)
 
 
 def _softmax(direction, n, m):
@@ -187,10 +194,10 @@ def _train_batches(n, n_batches=4):
         return (_layer_input(rng, n_samples, sizes[0]), _labels(rng, n_samples, sizes[-1]), np.zeros((0, 0), F32),
                 rng.permutation(n_samples).astype(np.int64), n, 0, n_batches, Ws, bs,
                 np.array([RELU, RELU, IDENTITY], np.int64), H, G, [_buffer(W.shape) for W in Ws],
-                [_buffer(b.shape) for b in bs], SCE_LABELS, SGD, np.array([0.1, 0, 0, 0, 0, 0, 0, 0], np.float64), 0,
-                [np.zeros(0, F32) for _ in params], [np.zeros(0, F32) for _ in params],
-                np.full(n_batches, np.nan), np.zeros(n_batches, np.int64))
-    return Case("train_batches_sgd", "train_batches", "-".join(map(str, sizes)), n, make, (7, 8, 20, 21),
+                [_buffer(b.shape) for b in bs], LOSS_SCE_LABELS, OPT_SGD, pack_hyper({}), np.full(n_batches, 0.1),
+                np.zeros(len(params)), [np.zeros(0, F32) for _ in params], [np.zeros(0, F32) for _ in params],
+                np.zeros(1, np.int64), np.full(n_batches, np.nan), np.zeros(n_batches, np.int64))
+    return Case("train_batches_sgd", "train_batches", "-".join(map(str, sizes)), n, make, (7, 8, 22, 23),
                 stateful=True)
 
 
@@ -203,6 +210,7 @@ def _batch_cases(n):
     cases += [_linear_backward_sgd(with_dx, n, *layer) for layer in LAYERS for with_dx in (True, False)]
     cases += [_activation(act, d, n, m) for act in ("relu", "sigmoid", "tanh")
               for d in ("forward", "backward") for m in (128, 64)]
+    cases += [_act_backward(act, n, 128) for act in ("relu", "sigmoid", "tanh")]
     cases += [_softmax(d, n, 10) for d in ("forward", "backward")]
     cases += [_loss(name, n, 10) for name in ("softmax_xent_labels", "softmax_xent_dense", "nll_labels",
                                               "nll_dense", "mse")]
@@ -252,10 +260,15 @@ def _as_passed(args):
     return tuple(tuple(a) if isinstance(a, list) else a for a in args)
 
 
+def _kernel(backend, name):
+    """The kernel ``name`` of ``backend``: the training step, or a per-op kernel."""
+    return get_step(backend).train_batches if name == "train_batches" else getattr(get_backend(backend), name)
+
+
 def _expected(case, args):
     """The NumPy twin in float64 on the same (float32) inputs: (return value, written outputs)."""
     wide = _widen(_copy(args))
-    ret = getattr(numpy_ref, case.kernel)(*wide)
+    ret = _kernel("numpy", case.kernel)(*wide)
     return ret, [wide[i] for i in case.outputs]
 
 
@@ -281,7 +294,7 @@ def _check(case, args, before, ret, backend):
 
 
 def _bench(benchmark, threads, case, backend, suite):
-    fn = getattr(get_backend(backend), case.kernel)
+    fn = _kernel(backend, case.kernel)
     args = case.make(np.random.default_rng(0))
     warm = _copy(args)
     _check(case, warm, args, fn(*_as_passed(warm)), backend)  # compiles; from a fresh state
@@ -316,8 +329,9 @@ def _kernel_names(module):
 
 
 def test_every_kernel_is_benchmarked():
-    kernels = _kernel_names(numpy_ref)
-    assert kernels <= set(dir(get_backend("numba"))), "every NumPy twin has a Numba twin of the same name"
+    kernels = _kernel_names(numpy_ref) | _kernel_names(step_numpy)
+    assert kernels <= set(dir(get_backend("numba"))) | set(dir(get_step("numba"))), \
+        "every NumPy twin has a Numba twin of the same name"
     missing = kernels - {case.kernel for case in CASES}
     assert not missing, f"kernels without a benchmark case in {Path(__file__).name}: {sorted(missing)}"
 

@@ -22,12 +22,12 @@ import numpy as np
 import fastnn as fn
 from fastnn import bench
 from fastnn.datasets import load_fashion_mnist, load_mnist
+from fastnn.layers import ACTIVATIONS as _ACTIVATIONS
 
 __all__ = ["main"]
 
 _DATASETS = {"fashion-mnist": load_fashion_mnist, "mnist": load_mnist}
 _N_FEATURES, _N_CLASSES = 28 * 28, 10
-_ACTIVATIONS = {"relu": (fn.ReLU, "he"), "tanh": (fn.Tanh, "glorot"), "sigmoid": (fn.Sigmoid, "glorot")}
 _OPTIMIZERS = {"sgd": (fn.SGD, 0.1), "adam": (fn.Adam, 1e-3), "adamw": (fn.AdamW, 1e-3)}
 
 

@@ -9,9 +9,9 @@ import numpy as np
 from fastnn import init as _init
 from fastnn._validation import as_float_dtype, check_matrix, check_positive_int
 from fastnn.kernels import get_backend
-from fastnn.kernels.numpy_ref import IDENTITY, RELU, SIGMOID, TANH
+from fastnn.kernels import codes
 
-__all__ = ["Parameter", "Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "LAYERS"]
+__all__ = ["Parameter", "Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "LAYERS", "ACTIVATIONS"]
 
 
 class Parameter:
@@ -133,7 +133,7 @@ class Linear(Layer):
     def _clear_cache(self):
         self._X = None
 
-    def _forward(self, X, act=IDENTITY):
+    def _forward(self, X, act=codes.IDENTITY):
         self._X = X
         out = np.empty((X.shape[0], self.out_features), self.dtype)
         return get_backend().linear_forward(X, self.W.data, self.b.data, act, out)
@@ -147,8 +147,12 @@ class Linear(Layer):
 class _Activation(Layer):
     """Element-wise (or row-wise) layer that caches its output ``y``."""
 
-    _kernel = None  # name prefix in the kernel modules
     code = None  # activation code for linear_forward's fused epilogue, if any
+
+    @staticmethod
+    def _kernels(K):
+        """``(forward, backward)`` kernels of backend module ``K``."""
+        raise NotImplementedError
 
     def __init__(self):
         self._y = None
@@ -160,29 +164,41 @@ class _Activation(Layer):
         self._y = None
 
     def _forward(self, X):
-        self._y = getattr(get_backend(), self._kernel + "_forward")(X, np.empty_like(X))
+        self._y = self._kernels(get_backend())[0](X, np.empty_like(X))
         return self._y
 
     def _backward(self, dy, need_dX):
-        return getattr(get_backend(), self._kernel + "_backward")(self._y, dy, np.empty_like(dy))
+        return self._kernels(get_backend())[1](self._y, dy, np.empty_like(dy))
 
 
 class ReLU(_Activation):
     """:math:`y = \\max(x, 0)`, :math:`dx = g \\cdot [x > 0]`."""
 
-    _kernel, code = "relu", RELU
+    code = codes.RELU
+
+    @staticmethod
+    def _kernels(K):
+        return K.relu_forward, K.relu_backward
 
 
 class Sigmoid(_Activation):
     """:math:`y = 1 / (1 + e^{-x})`, :math:`dx = g \\, y (1 - y)`."""
 
-    _kernel, code = "sigmoid", SIGMOID
+    code = codes.SIGMOID
+
+    @staticmethod
+    def _kernels(K):
+        return K.sigmoid_forward, K.sigmoid_backward
 
 
 class Tanh(_Activation):
     """:math:`y = \\tanh x`, :math:`dx = g (1 - y^2)`."""
 
-    _kernel, code = "tanh", TANH
+    code = codes.TANH
+
+    @staticmethod
+    def _kernels(K):
+        return K.tanh_forward, K.tanh_backward
 
 
 class Softmax(_Activation):
@@ -191,7 +207,11 @@ class Softmax(_Activation):
     .. math:: S = e^{x - \\max x} / \\textstyle\\sum e^{x - \\max x},\\quad dx = S \\odot (g - \\langle g, S \\rangle)
     """
 
-    _kernel = "softmax"
+    @staticmethod
+    def _kernels(K):
+        return K.softmax_forward, K.softmax_backward
 
 
 LAYERS = {cls.__name__: cls for cls in (Linear, ReLU, Sigmoid, Tanh, Softmax)}
+# The hidden activations by the names the CLI and the estimators accept, with the initialiser that suits them.
+ACTIVATIONS = {"relu": (ReLU, "he"), "tanh": (Tanh, "glorot"), "sigmoid": (Sigmoid, "glorot")}

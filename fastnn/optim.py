@@ -2,19 +2,25 @@
 
 The rules are PyTorch's, as its documentation writes them (``dampening=0``).
 State arrays are allocated once, at construction, in each parameter's dtype.
+Each optimizer describes itself to the compiled training step through :meth:`Optimizer.describe`,
+which reads the hyper-parameters afresh at every call: a learning rate changed by a callback or a
+scheduler between calls takes effect on the next batch, on the compiled and the layer-by-layer path alike.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 
-from fastnn.kernels import get_backend
+from fastnn.kernels import codes, get_backend
 from fastnn.layers import Parameter
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepSpec", "OPTIMIZERS"]
 
 
 def _check_number(value, name, *, low=0.0, low_open=False, high=None):
     """Return ``float(value)`` if finite, above ``low`` and below ``high``; else ``ValueError``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -25,29 +31,95 @@ def _check_number(value, name, *, low=0.0, low_open=False, high=None):
     return v
 
 
+class StepSpec(NamedTuple):
+    """What the compiled training step needs from an optimizer, as of one call.
+
+    Attributes
+    ----------
+    kind : int
+        ``codes.OPT_SGD`` or ``codes.OPT_ADAM``.
+    hyper : dict
+        Hyper-parameters by their :data:`fastnn.kernels.codes.HYPER` names.
+    lr : float
+        The current learning rate.
+    weight_decays : list of float
+        One per parameter, in ``params`` order (parameter groups may differ).
+    state : tuple (S1, S2)
+        Lists of flat state arrays, one per parameter (empty arrays where a rule keeps none).
+    steps : int64 ndarray of shape (1,)
+        The update counter, advanced in place by the step.
+    """
+
+    kind: int
+    hyper: dict
+    lr: float
+    weight_decays: list
+    state: tuple
+    steps: np.ndarray
+
+
 class Optimizer:
-    """Base class: holds the parameter list; ``step()`` updates every parameter in place.
+    """Base class: holds the parameters; ``step()`` updates every parameter in place.
 
     Parameters
     ----------
-    params : iterable of Parameter
-        Usually ``model.parameters()``.
+    params : iterable of Parameter, or of dicts ``{"params": [...], "weight_decay": float}``
+        Usually ``model.parameters()``. Parameter groups, as in PyTorch, may set their own
+        ``weight_decay`` (e.g. 0 for biases); every other hyper-parameter is the optimizer's.
     """
 
     def __init__(self, params):
-        if isinstance(params, Parameter):
-            raise TypeError("params must be an iterable of Parameter, got a single Parameter; "
-                            "pass model.parameters()")
-        self.params = list(params)
+        if isinstance(params, (Parameter, dict)):
+            raise TypeError(f"params must be an iterable of Parameter or of parameter groups, got a single "
+                            f"{type(params).__name__}; pass model.parameters()")
+        self.params, self._group_decay = [], []
+        for i, item in enumerate(params):
+            if isinstance(item, dict):
+                unknown = set(item) - {"params", "weight_decay"}
+                if "params" not in item or unknown:
+                    raise ValueError(f"parameter group {i} must have a 'params' key and may set only "
+                                     f"'weight_decay'; got keys {sorted(item)}")
+                group = [item["params"]] if isinstance(item["params"], Parameter) else list(item["params"])
+                decay = (_check_number(item["weight_decay"], f"parameter group {i} weight_decay")
+                         if "weight_decay" in item else None)
+            else:
+                group, decay = [item], None
+            for p in group:
+                if not isinstance(p, Parameter):
+                    raise TypeError(f"params[{len(self.params)}] must be a fastnn Parameter, got {type(p).__name__}")
+                if any(p is q for q in self.params):
+                    raise ValueError(f"parameter {p!r} appears twice in the optimizer's parameters")
+                self.params.append(p)
+                self._group_decay.append(decay)
         if not self.params:
             raise ValueError("optimizer got an empty parameter list")
-        for i, p in enumerate(self.params):
-            if not isinstance(p, Parameter):
-                raise TypeError(f"params[{i}] must be a fastnn Parameter, got {type(p).__name__}")
+        self._steps = np.zeros(1, np.int64)
+
+    @property
+    def t(self):
+        """Updates applied so far (Adam's bias-correction step count)."""
+        return int(self._steps[0])
+
+    @t.setter
+    def t(self, value):
+        self._steps[0] = value
 
     def zero_grad(self):
         for p in self.params:
             p.grad[...] = 0
+
+    def weight_decays(self):
+        """The weight decay of each parameter: its group's, else ``self.weight_decay``."""
+        wd = _check_number(self.weight_decay, "weight_decay")
+        return [wd if d is None else d for d in self._group_decay]
+
+    def current_lr(self):
+        """``self.lr``, checked: a scheduler or callback may have set it since the last call."""
+        return _check_number(self.lr, "lr")
+
+    def describe(self):
+        """Return the :class:`StepSpec` the compiled step needs, from the current attributes."""
+        raise NotImplementedError
 
     def _state(self):
         return [np.zeros(p.data.size, p.data.dtype) for p in self.params]
@@ -66,23 +138,33 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params)
-        self.lr = _check_number(lr, "lr", low_open=True)
+        self.lr = _check_number(lr, "lr")
         self.momentum = _check_number(momentum, "momentum")
         self.weight_decay = _check_number(weight_decay, "weight_decay")
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True requires momentum > 0")
         self.nesterov = bool(nesterov)
-        self.buffers = self._state() if self.momentum else [np.zeros(0, p.data.dtype) for p in self.params]
+        # Momentum buffers exist even at momentum 0: a schedule (OneCycleLR) may raise it later.
+        self.buffers = self._state()
 
     def get_config(self):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
                 "weight_decay": self.weight_decay}
 
+    def describe(self):
+        momentum = _check_number(self.momentum, "momentum")
+        if self.nesterov and momentum == 0:
+            raise ValueError("nesterov=True requires momentum > 0")
+        empty = [np.zeros(0, p.data.dtype) for p in self.params]
+        return StepSpec(codes.OPT_SGD, {"momentum": momentum, "nesterov": float(self.nesterov)},
+                        self.current_lr(), self.weight_decays(), (self.buffers, empty), self._steps)
+
     def step(self):
-        K = get_backend()
-        for p, buf in zip(self.params, self.buffers):
-            K.sgd_update(p.data.reshape(-1), p.grad.reshape(-1), buf, self.lr, self.momentum,
-                         self.weight_decay, self.nesterov)
+        K, spec = get_backend(), self.describe()
+        momentum, nesterov = spec.hyper["momentum"], self.nesterov
+        for p, buf, wd in zip(self.params, self.buffers, spec.weight_decays):
+            K.sgd_update(p.data.reshape(-1), p.grad.reshape(-1), buf, spec.lr, momentum, wd, nesterov)
+        self._steps[0] += 1
 
 
 class Adam(Optimizer):
@@ -96,27 +178,37 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params)
-        self.lr = _check_number(lr, "lr", low_open=True)
+        self.lr = _check_number(lr, "lr")
+        self.betas = self._check_betas(betas)
+        self.eps = _check_number(eps, "eps", low_open=True)
+        self.weight_decay = _check_number(weight_decay, "weight_decay")
+        self.m, self.v = self._state(), self._state()
+
+    @staticmethod
+    def _check_betas(betas):
         try:
             b1, b2 = betas
         except (TypeError, ValueError):
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
-        self.betas = (_check_number(b1, "betas[0]", high=1.0),
-                      _check_number(b2, "betas[1]", high=1.0))
-        self.eps = _check_number(eps, "eps", low_open=True)
-        self.weight_decay = _check_number(weight_decay, "weight_decay")
-        self.m, self.v = self._state(), self._state()
-        self.t = 0
+        return (_check_number(b1, "betas[0]", high=1.0), _check_number(b2, "betas[1]", high=1.0))
 
     def get_config(self):
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
 
+    def describe(self):
+        b1, b2 = self._check_betas(self.betas)
+        hyper = {"beta1": b1, "beta2": b2, "eps": _check_number(self.eps, "eps", low_open=True),
+                 "decoupled": float(self.decoupled)}
+        return StepSpec(codes.OPT_ADAM, hyper, self.current_lr(), self.weight_decays(), (self.m, self.v),
+                        self._steps)
+
     def step(self):
-        K = get_backend()
-        self.t += 1
-        for p, m, v in zip(self.params, self.m, self.v):
-            K.adam_update(p.data.reshape(-1), p.grad.reshape(-1), m, v, self.t, self.lr, self.betas[0],
-                          self.betas[1], self.eps, self.weight_decay, self.decoupled)
+        K, spec = get_backend(), self.describe()
+        h = spec.hyper
+        self._steps[0] += 1
+        for p, m, v, wd in zip(self.params, self.m, self.v, spec.weight_decays):
+            K.adam_update(p.data.reshape(-1), p.grad.reshape(-1), m, v, self.t, spec.lr, h["beta1"], h["beta2"],
+                          h["eps"], wd, self.decoupled)
 
 
 class AdamW(Adam):
@@ -126,3 +218,6 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW)}

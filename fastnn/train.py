@@ -119,26 +119,32 @@ def _labels_for_accuracy(T):
 
 
 def _general_runner(model, loss, optimizer, X, T, labels, batch_size):
-    """Layer-by-layer ``run(order, b0, b1)`` with the fused runner's contract; buffers reused."""
+    """Layer-by-layer ``run(order, b0, b1, lrs=None)`` with the fused runner's contract; buffers reused."""
     rows = min(batch_size, X.shape[0])
     xbuf = np.empty((rows, X.shape[1]), X.dtype)
     tbuf = np.empty((rows,) + T.shape[1:], T.dtype)
 
-    def run(order, b0, b1):
+    def run(order, b0, b1, lrs=None):
         sums, correct = [], 0
-        for b in range(b0, b1):
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            m = idx.shape[0]
-            Xb, Tb = np.take(X, idx, axis=0, out=xbuf[:m]), np.take(T, idx, axis=0, out=tbuf[:m])
-            out = model._forward(Xb)
-            value = loss._forward(out, Tb)
-            sums.append(value * m)
-            if not math.isfinite(value):
-                return np.array(sums), correct, b - b0
-            model._backward(loss.backward())
-            optimizer.step()
-            if labels is not None:
-                correct += int((out.argmax(axis=1) == labels[idx]).sum())
+        lr = optimizer.lr
+        try:
+            for b in range(b0, b1):
+                idx = order[b * batch_size:(b + 1) * batch_size]
+                m = idx.shape[0]
+                Xb, Tb = np.take(X, idx, axis=0, out=xbuf[:m]), np.take(T, idx, axis=0, out=tbuf[:m])
+                out = model._forward(Xb)
+                value = loss._forward(out, Tb)
+                sums.append(value * m)
+                if not math.isfinite(value):
+                    return np.array(sums), correct, b - b0
+                model._backward(loss.backward())
+                if lrs is not None:
+                    optimizer.lr = lrs[b - b0]
+                optimizer.step()
+                if labels is not None:
+                    correct += int((out.argmax(axis=1) == labels[idx]).sum())
+        finally:
+            optimizer.lr = lr  # a per-batch schedule sets the optimizer's lr itself
         return np.array(sums), correct, b1 - b0
 
     return run

@@ -147,3 +147,26 @@ def test_no_allocation_per_step():
     for line in r.stdout.split("\n")[:2]:
         few, many = map(int, line.split())
         assert few == many, r.stdout
+
+
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("general", [False, True], ids=["compiled", "layer-by-layer"])
+def test_lr_set_by_a_callback_takes_effect(monkeypatch, opt, general):
+    """The optimizer describes itself at every call: lr = 0 after the first epoch freezes the weights."""
+    X, y = _data()
+    model = _model()
+    optimizer = OPTIMIZERS[opt](model.parameters())
+    after_first = []
+
+    class Freeze:
+        def on_epoch_end(self, epoch, logs):
+            optimizer.lr = 0.0
+            after_first[:] = [p.data.copy() for p in model.parameters()]
+
+    if general:
+        monkeypatch.setattr(fused, "make_runner", lambda *a, **k: None)
+    h = model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=optimizer, epochs=3, batch_size=10, seed=0,
+                  verbose=0, callbacks=[Freeze()])
+    assert h.fast_path is not general
+    for before, p in zip(after_first, model.parameters()):
+        np.testing.assert_array_equal(p.data, before)

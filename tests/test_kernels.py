@@ -1,10 +1,12 @@
 """Every Numba kernel against its NumPy twin: float32/float64, odd shapes, n=1, d=1, strided inputs."""
+import inspect
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastnn.kernels import numba_cpu, numpy_ref
+from fastnn.kernels import codes, numba_cpu, numpy_ref, step_numba, step_numpy
 from tests.conftest import DTYPES, tol
 
 pytestmark = pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
@@ -120,17 +122,17 @@ def test_linear_backward_sgd_is_backward_then_sgd(dtype, strided, with_dx, n, d,
     rng = np.random.default_rng(n * 100 + d)
     X, g = _array(rng, (n, d), dtype, strided), _array(rng, (n, k), dtype, strided)
     W0, b0 = _array(rng, (d, k), dtype, False), _array(rng, (k,), dtype, False)
-    lr, wd = 0.05, 0.01
+    lr, wd, wd_b = 0.05, 0.01, 0.003
     # The specification: the two unfused kernels of the NumPy twin.
     dW, db, dX_ref = np.empty_like(W0), np.empty_like(b0), np.empty((n, d), dtype)
     numpy_ref.linear_backward(X, W0, g, dW, db, dX_ref)
     W_ref, b_ref = W0.copy(), b0.copy()
     numpy_ref.sgd_update(W_ref.reshape(-1), dW.reshape(-1), np.zeros(0, dtype), lr, 0.0, wd, False)
-    numpy_ref.sgd_update(b_ref, db, np.zeros(0, dtype), lr, 0.0, wd, False)
+    numpy_ref.sgd_update(b_ref, db, np.zeros(0, dtype), lr, 0.0, wd_b, False)
     for module in (numba_cpu, numpy_ref):
         W, b = W0.copy(), b0.copy()
         dX = np.empty((n, d), dtype) if with_dx else None
-        module.linear_backward_sgd(X, W, g, b, lr, wd, dX)
+        module.linear_backward_sgd(X, W, g, b, lr, wd, wd_b, dX)
         np.testing.assert_allclose(W, W_ref, **tol(dtype), err_msg=module.__name__)
         np.testing.assert_allclose(b, b_ref, **tol(dtype), err_msg=module.__name__)
         if with_dx:
@@ -150,3 +152,24 @@ def test_float32_tanh_accuracy_and_nan():
     np.testing.assert_array_equal(lin, out[:-1])  # the fused epilogue is the same function
     nan = numba_cpu.tanh_forward(np.array([[np.nan, 1.0]], np.float32), np.empty((1, 2), np.float32))
     assert np.isnan(nan[0, 0]) and np.isfinite(nan[0, 1])
+
+
+@pytest.mark.parametrize("twin, reference", [(numba_cpu, numpy_ref), (step_numba, step_numpy)],
+                         ids=["per-op", "step"])
+def test_twins_export_the_same_names_and_signatures(twin, reference):
+    assert twin.__all__ == reference.__all__
+    for name in reference.__all__:
+        compiled = getattr(twin, name)
+        assert inspect.signature(compiled.py_func) == inspect.signature(getattr(reference, name)), name
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", [codes.RELU, codes.SIGMOID, codes.TANH, codes.IDENTITY])
+def test_act_backward_matches_twin(dtype, act):
+    rng = np.random.default_rng(act)
+    y = rng.uniform(-0.9, 0.9, (5, 4)).astype(dtype)
+    g = rng.standard_normal((5, 4)).astype(dtype)
+    got, want = g.copy(), g.copy()
+    numba_cpu.act_backward(act, y, got)
+    numpy_ref.act_backward(act, y, want)
+    np.testing.assert_allclose(got, want, **tol(dtype))

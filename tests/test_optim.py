@@ -80,7 +80,7 @@ def test_state_allocated_once_and_dtype_kept():
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda p: fn.SGD(p, lr=0), "lr must be a finite number > 0, got 0"),
+    (lambda p: fn.SGD(p, lr=-0.5), "lr must be a finite number >= 0, got -0.5"),
     (lambda p: fn.SGD(p, lr=-1), "lr"),
     (lambda p: fn.SGD(p, lr=float("nan")), "lr"),
     (lambda p: fn.SGD(p, lr="fast"), "lr must be a number"),

@@ -13,8 +13,12 @@ from numba.core import types as nbtypes
 
 from fastnn._config import jit
 from fastnn.kernels._blas import NO_TRANS, ROW_MAJOR, TRANS, gemm_sig
-# Activation, loss and optimizer codes are shared with the NumPy twin.
-from fastnn.kernels.numpy_ref import ADAM, IDENTITY, MSE, RELU, SCE_DENSE, SCE_LABELS, SGD, SIGMOID, TANH  # noqa: F401
+from fastnn.kernels.codes import RELU, SIGMOID, TANH
+
+__all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
+           "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
+           "softmax_backward", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse",
+           "sgd_update", "adam_update", "act_backward"]
 
 # Registered by fastnn.kernels._blas at import: NumPy's cblas_?gemm, or an adapter to Numba's.
 _sgemm = nbtypes.ExternalFunction("fastnn_sgemm", gemm_sig(nbtypes.float32))
@@ -97,17 +101,23 @@ def linear_backward(X, W, g, dW, db, dX):
 
 
 @jit
-def linear_backward_sgd(X, W, g, b, lr, weight_decay, dX):
+def linear_backward_sgd(X, W, g, b, lr, wd_W, wd_b, dX):
     if dX is not None:
         _gemm(g, False, W, True, 1.0, 0.0, dX)  # with W before its update
-    shrink = 1.0 - lr * weight_decay
     n, m = g.shape
     for j in range(m):
         acc = 0.0
         for i in range(n):
             acc += g[i, j]
-        b[j] = shrink * b[j] - lr * acc
-    _gemm(X, True, g, False, -lr, shrink, W)  # W = shrink W - lr X^T g: one BLAS call, no dW
+        b[j] = b[j] - lr * (acc + wd_b * b[j])
+    if wd_W != 0:
+        # The decay as its own pass, p - (lr wd) p rounded once per element as PyTorch does; folding
+        # the factor 1 - lr wd into the GEMM's beta rounds it to float32 and the error compounds per step.
+        decay = lr * wd_W
+        for i in range(W.shape[0]):
+            for j in range(W.shape[1]):
+                W[i, j] = W[i, j] - decay * W[i, j]
+    _gemm(X, True, g, False, -lr, 1.0, W)  # W -= lr X^T g: one BLAS call, no dW
 
 
 @jit(fast=True)
@@ -366,11 +376,8 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
         p[k] = w - lr_ * (mk * c1) / (math.sqrt(vk) * c2 + eps_)
 
 
-# -- the fused training step ---------------------------------------------------------------------
-
-
 @jit(fast=True)
-def _act_backward(act, y, g):
+def act_backward(act, y, g):
     """``g *= act'(y)`` in place, from the cached activation output ``y``."""
     n, m = g.shape
     if act == RELU:
@@ -388,93 +395,3 @@ def _act_backward(act, y, g):
             for j in range(m):
                 t = y[i, j]
                 g[i, j] = g[i, j] * (1 - t * t)
-
-
-@jit
-def _loss_grad(loss_kind, z, labels, T, rows, grad):
-    """Loss sum over the batch and ``grad = dL_mean/dz``; argmax hits counted for classification."""
-    m, k = z.shape
-    inv_m = 1.0 / m
-    total, correct = 0.0, 0
-    if loss_kind == MSE:
-        scale = 2.0 / (m * k)
-        for i in range(m):
-            r = rows[i]
-            for j in range(k):
-                d = z[i, j] - T[r, j] * 1.0
-                total += d * d
-                grad[i, j] = scale * d
-        return total / k, 0
-    for i in range(m):
-        r = rows[i]
-        best = 0
-        for j in range(1, k):
-            if z[i, j] > z[i, best]:
-                best = j
-        if labels.shape[0] and best == labels[r]:
-            correct += 1
-        # grad doubles as the probability buffer: the row helpers allow the aliasing.
-        if loss_kind == SCE_LABELS:
-            total += _xent_row_label(z, i, labels[r], grad, grad, inv_m)
-        else:
-            total += _xent_row_dense(z, i, T[r], grad, grad, inv_m)
-    return total, correct
-
-
-@jit
-def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, dWs, dbs,
-                  loss_kind, opt_kind, hyper, step, S1, S2, losses, correct):
-    n = order.shape[0]
-    L = len(Ws)
-    lr, momentum, wd, nesterov = hyper[0], hyper[1], hyper[2], hyper[3] != 0
-    beta1, beta2, eps, decoupled = hyper[4], hyper[5], hyper[6], hyper[7] != 0
-    # Plain SGD goes into the weight-gradient GEMM (W = -lr X^T g + (1 - lr wd) W):
-    # W is written once per step instead of three times, and dW never exists.
-    fold = opt_kind == SGD and momentum == 0
-    for b in range(b0, b1):
-        rows = order[b * batch_size:min(n, (b + 1) * batch_size)]
-        m = rows.shape[0]
-        start = rows[0]
-        in_order = True
-        for i in range(1, m):
-            if rows[i] != start + i:
-                in_order = False
-                break
-        if in_order:  # consecutive rows (shuffle=False): a view of X, no copy
-            x = X[start:start + m]
-        else:  # gather the batch: the order is shuffled, the data never is
-            x = H[0][:m]
-            for i in range(m):  # element loops: a slice assignment compiled ~2.6 s of error-message code
-                r = rows[i]
-                for j in range(x.shape[1]):
-                    x[i, j] = X[r, j]
-        for l in range(L):
-            linear_forward(H[l][:m] if l else x, Ws[l], bs[l], acts[l], H[l + 1][:m])
-        total, hits = _loss_grad(loss_kind, H[L][:m], labels, T, rows, G[L][:m])
-        losses[b - b0] = total
-        correct[b - b0] = hits
-        if not math.isfinite(total):
-            return b - b0  # stop before the update: the weights stay finite
-        for l in range(L - 1, -1, -1):
-            a = H[l][:m] if l else x  # this layer's input
-            g = G[l + 1][:m]
-            # The input needs no gradient: no dX for the first layer, the largest GEMM saved.
-            dX = G[l][:m] if l > 0 else None
-            if fold:
-                linear_backward_sgd(a, Ws[l], g, bs[l], lr, wd, dX)
-            else:
-                linear_backward(a, Ws[l], g, dWs[l], dbs[l], dX)
-            if l > 0:
-                _act_backward(acts[l - 1], H[l][:m], G[l][:m])
-        if fold:
-            continue
-        step += 1
-        for l in range(L):
-            W, dW, b, db = Ws[l].reshape(-1), dWs[l].reshape(-1), bs[l], dbs[l]
-            if opt_kind == SGD:
-                sgd_update(W, dW, S1[2 * l], lr, momentum, wd, nesterov)
-                sgd_update(b, db, S1[2 * l + 1], lr, momentum, wd, nesterov)
-            else:
-                adam_update(W, dW, S1[2 * l], S2[2 * l], step, lr, beta1, beta2, eps, wd, decoupled)
-                adam_update(b, db, S1[2 * l + 1], S2[2 * l + 1], step, lr, beta1, beta2, eps, wd, decoupled)
-    return b1 - b0

@@ -8,11 +8,12 @@ return a Python float accumulated in float64. The layers and losses in
 """
 import numpy as np
 
-# Activation codes for ``linear_forward``'s fused epilogue.
-IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
-# Loss and optimizer codes for ``train_batches``.
-SCE_LABELS, SCE_DENSE, MSE = 0, 1, 2
-SGD, ADAM = 0, 1
+from fastnn.kernels.codes import RELU, SIGMOID, TANH
+
+__all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
+           "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
+           "softmax_backward", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse",
+           "sgd_update", "adam_update", "act_backward"]
 
 
 def matmul(A, B, out):
@@ -68,21 +69,20 @@ def linear_backward(X, W, g, dW, db, dX):
         np.dot(g, W.T, out=dX)
 
 
-def linear_backward_sgd(X, W, g, b, lr, weight_decay, dX):
+def linear_backward_sgd(X, W, g, b, lr, wd_W, wd_b, dX):
     r"""Backward of ``h = X W + b`` fused with a plain SGD step (no momentum).
 
     ``dX = g W^T`` with the weights before the step (skipped when ``dX`` is None), then
 
-    .. math:: W \leftarrow (1 - \eta\lambda) W - \eta X^T g,\quad b \leftarrow (1 - \eta\lambda) b - \eta \textstyle\sum_{rows} g
+    .. math:: W \leftarrow W - \eta (X^T g + \lambda_W W),\quad b \leftarrow b - \eta (\textstyle\sum_{rows} g + \lambda_b b)
 
     which is ``sgd_update`` applied to ``linear_backward``'s ``dW``/``db``. The compiled
-    twin does the weight update as one BLAS call (alpha = -lr, beta = 1 - lr wd).
+    twin does the gradient part of the weight update as one BLAS call (alpha = -lr, beta = 1).
     """
     if dX is not None:
         np.dot(g, W.T, out=dX)
-    shrink = 1 - lr * weight_decay
-    b[...] = shrink * b - lr * g.sum(axis=0, dtype=np.float64)
-    W[...] = shrink * W - lr * np.dot(X.T, g)
+    b[...] = b - lr * (g.sum(axis=0, dtype=np.float64) + wd_b * b)
+    W[...] = W - lr * (np.dot(X.T, g).astype(np.float64) + wd_W * W)
 
 
 def relu_forward(x, out):
@@ -239,7 +239,7 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
     p[...] = w - lr * mhat / (np.sqrt(vhat) + eps)
 
 
-def _act_backward(act, y, g):
+def act_backward(act, y, g):
     """``g *= act'(y)`` in place, from the cached activation output ``y``."""
     if act == RELU:
         g[~(y > 0)] = 0
@@ -247,90 +247,3 @@ def _act_backward(act, y, g):
         g *= y * (1 - y)
     elif act == TANH:
         g *= 1 - y * y
-
-
-def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, dWs, dbs,
-                  loss_kind, opt_kind, hyper, step, S1, S2, losses, correct):
-    """Train on batches ``b0 .. b1-1`` of ``order``: forward, fused loss gradient, backward, update.
-
-    Parameters
-    ----------
-    X : C-contiguous ndarray of shape (n_samples, n_in)
-        Read in place for a batch of consecutive rows of ``order``, else gathered into ``H[0]``.
-    labels : int64 ndarray of shape (n_samples,)
-        Class labels (also used for accuracy with dense targets); empty for regression.
-    T : ndarray of shape (n_samples, n_out)
-        Dense targets for ``SCE_DENSE``/``MSE``; unused (may be empty) for ``SCE_LABELS``.
-    order : int64 ndarray of shape (n_samples,)
-        Sample indices in training order; batch ``b`` is ``order[b*batch_size:(b+1)*batch_size]``.
-    Ws, bs : sequences of the L layers' weights (n_in_l, n_out_l) and biases, updated in place.
-    acts : int64 ndarray of shape (L,)
-        Activation code after each Linear (the last is ``IDENTITY``: the loss takes logits).
-    H, G : sequences of L + 1 buffers of shape (batch_size, width_l)
-        Activations (``H[0]`` holds the gathered batch) and gradients w.r.t. pre-activations.
-    dWs, dbs : gradient buffers shaped like ``Ws``, ``bs``.
-    loss_kind : ``SCE_LABELS``, ``SCE_DENSE`` or ``MSE``.
-    opt_kind : ``SGD`` or ``ADAM``.
-    hyper : float64 ndarray
-        ``[lr, momentum, weight_decay, nesterov, beta1, beta2, eps, decoupled]``.
-    step : int
-        Adam's step count before this call.
-    S1, S2 : sequences of flat optimizer states, two per layer (W then b): SGD momentum
-        buffers in ``S1``; Adam's ``m`` in ``S1`` and ``v`` in ``S2``.
-    losses : float64 ndarray of shape (b1 - b0,)
-        Receives each batch's loss *sum* (mean times batch size).
-    correct : int64 ndarray of shape (b1 - b0,)
-        Receives each batch's count of argmax hits.
-
-    Returns
-    -------
-    int
-        Batches completed. Fewer than ``b1 - b0`` when a loss was not finite: that
-        batch's update is not applied.
-
-    Notes
-    -----
-    Plain SGD (``momentum == 0``) is applied inside the backward pass by
-    ``linear_backward_sgd``; ``dWs``/``dbs`` are then not written.
-    """
-    L = len(Ws)
-    fold = opt_kind == SGD and hyper[1] == 0  # plain SGD: update inside the backward pass
-    for b in range(b0, b1):
-        rows = order[b * batch_size:(b + 1) * batch_size]
-        m = rows.shape[0]
-        np.take(X, rows, axis=0, out=H[0][:m])
-        for l in range(L):
-            linear_forward(H[l][:m], Ws[l], bs[l], acts[l], H[l + 1][:m])
-        z, grad = H[L][:m], G[L][:m]
-        probs = np.empty_like(z)  # the reference may allocate; the compiled twin does not
-        if loss_kind == MSE:
-            total = mse(z, T[rows], grad) * m
-            hits = 0
-        else:
-            if loss_kind == SCE_LABELS:
-                total = softmax_xent_labels(z, labels[rows], probs, grad) * m
-            else:
-                total = softmax_xent_dense(z, T[rows], probs, grad) * m
-            hits = int((z.argmax(axis=1) == labels[rows]).sum()) if labels.shape[0] else 0
-        losses[b - b0], correct[b - b0] = total, hits
-        if not np.isfinite(total):
-            return b - b0
-        for l in range(L - 1, -1, -1):
-            dX = G[l][:m] if l > 0 else None
-            if fold:
-                linear_backward_sgd(H[l][:m], Ws[l], G[l + 1][:m], bs[l], hyper[0], hyper[2], dX)
-            else:
-                linear_backward(H[l][:m], Ws[l], G[l + 1][:m], dWs[l], dbs[l], dX)
-            if l > 0:
-                _act_backward(acts[l - 1], H[l][:m], G[l][:m])
-        if fold:
-            continue
-        step += 1
-        for l in range(L):
-            for p, dp, k in ((Ws[l].reshape(-1), dWs[l].reshape(-1), 2 * l), (bs[l], dbs[l], 2 * l + 1)):
-                if opt_kind == SGD:
-                    sgd_update(p, dp, S1[k], hyper[0], hyper[1], hyper[2], hyper[3] != 0)
-                else:
-                    adam_update(p, dp, S1[k], S2[k], step, hyper[0], hyper[4], hyper[5], hyper[6], hyper[2],
-                                hyper[7] != 0)
-    return b1 - b0

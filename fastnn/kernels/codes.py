@@ -1,0 +1,35 @@
+"""The small integer codes shared by both kernel twins and the objects that describe themselves to them.
+
+Numba compiles a branch per code, so each code is a module-level integer constant. Layers, losses and
+optimizers hold their code (``ReLU.code``, ``SoftmaxCrossEntropy``'s ``loss_code``, ``Optimizer.describe()``);
+nothing else maps names to numbers.
+"""
+import numpy as np
+
+__all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "ACTIVATION_CODES", "H_MOMENTUM", "H_NESTEROV", "H_BETA1",
+           "H_BETA2", "H_EPS", "H_DECOUPLED",
+           "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE",
+           "OPT_SGD", "OPT_ADAM", "HYPER", "pack_hyper"]
+
+# Activations: the fused epilogue of ``linear_forward`` and the step's backward through it.
+IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
+ACTIVATION_CODES = (IDENTITY, RELU, SIGMOID, TANH)
+
+# Losses the training step computes fused with its gradient w.r.t. the last layer's output.
+LOSS_SCE_LABELS, LOSS_SCE_DENSE, LOSS_MSE = 0, 1, 2
+
+# Update rules of the training step.
+OPT_SGD, OPT_ADAM = 0, 1
+
+# Slots of the step's ``hyper`` array, by name; the learning rate and weight decay are not here:
+# the step takes them as arrays (one learning rate per batch, one weight decay per parameter).
+HYPER = ("momentum", "nesterov", "beta1", "beta2", "eps", "decoupled")
+(H_MOMENTUM, H_NESTEROV, H_BETA1, H_BETA2, H_EPS, H_DECOUPLED) = range(len(HYPER))
+
+
+def pack_hyper(values):
+    """``values`` (a dict of :data:`HYPER` names to numbers; missing ones are 0) as the step's float64 array."""
+    unknown = set(values) - set(HYPER)
+    if unknown:
+        raise KeyError(f"unknown hyper-parameters {sorted(unknown)}; the step knows {list(HYPER)}")
+    return np.array([float(values.get(name, 0.0)) for name in HYPER], np.float64)

@@ -1,0 +1,107 @@
+"""The compiled training step: one call trains a run of batches, built from the kernels of :mod:`numba_cpu`.
+
+:mod:`step_numpy` is its executable specification, with the same names and signatures (documented there).
+It allocates nothing: every buffer is the caller's (:mod:`fastnn.fused` builds them once per ``fit``).
+"""
+import math
+
+from fastnn._config import jit
+from fastnn.kernels.codes import H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_MOMENTUM, H_NESTEROV, LOSS_MSE, \
+    LOSS_SCE_LABELS, OPT_SGD
+from fastnn.kernels.numba_cpu import _xent_row_dense, _xent_row_label, act_backward, adam_update, \
+    linear_backward, linear_backward_sgd, linear_forward, sgd_update
+
+__all__ = ["train_batches"]
+
+
+@jit
+def _loss_grad(loss_kind, z, labels, T, rows, grad):
+    """Loss sum over the batch and ``grad = dL_mean/dz``; argmax hits counted for classification."""
+    m, k = z.shape
+    inv_m = 1.0 / m
+    total, correct = 0.0, 0
+    if loss_kind == LOSS_MSE:
+        scale = 2.0 / (m * k)
+        for i in range(m):
+            r = rows[i]
+            for j in range(k):
+                d = z[i, j] - T[r, j] * 1.0
+                total += d * d
+                grad[i, j] = scale * d
+        return total / k, 0
+    for i in range(m):
+        r = rows[i]
+        best = 0
+        for j in range(1, k):
+            if z[i, j] > z[i, best]:
+                best = j
+        if labels.shape[0] and best == labels[r]:
+            correct += 1
+        # grad doubles as the probability buffer: the row helpers allow the aliasing.
+        if loss_kind == LOSS_SCE_LABELS:
+            total += _xent_row_label(z, i, labels[r], grad, grad, inv_m)
+        else:
+            total += _xent_row_dense(z, i, T[r], grad, grad, inv_m)
+    return total, correct
+
+
+@jit
+def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, dWs, dbs,
+                  loss_kind, opt_kind, hyper, lrs, wds, S1, S2, steps, losses, correct):
+    n = order.shape[0]
+    L = len(Ws)
+    momentum, nesterov = hyper[H_MOMENTUM], hyper[H_NESTEROV] != 0
+    beta1, beta2, eps, decoupled = hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS], hyper[H_DECOUPLED] != 0
+    # Plain SGD goes into the weight-gradient GEMM (W -= lr X^T g):
+    # W is written once per step instead of three times, and dW never exists.
+    fold = opt_kind == OPT_SGD and momentum == 0
+    for b in range(b0, b1):
+        lr = lrs[b - b0]
+        rows = order[b * batch_size:min(n, (b + 1) * batch_size)]
+        m = rows.shape[0]
+        start = rows[0]
+        in_order = True
+        for i in range(1, m):
+            if rows[i] != start + i:
+                in_order = False
+                break
+        if in_order:  # consecutive rows (shuffle=False): a view of X, no copy
+            x = X[start:start + m]
+        else:  # gather the batch: the order is shuffled, the data never is
+            x = H[0][:m]
+            for i in range(m):  # element loops: a slice assignment compiled ~2.6 s of error-message code
+                r = rows[i]
+                for j in range(x.shape[1]):
+                    x[i, j] = X[r, j]
+        for l in range(L):
+            linear_forward(H[l][:m] if l else x, Ws[l], bs[l], acts[l], H[l + 1][:m])
+        total, hits = _loss_grad(loss_kind, H[L][:m], labels, T, rows, G[L][:m])
+        losses[b - b0] = total
+        correct[b - b0] = hits
+        if not math.isfinite(total):
+            return b - b0  # stop before the update: the weights stay finite
+        for l in range(L - 1, -1, -1):
+            a = H[l][:m] if l else x  # this layer's input
+            g = G[l + 1][:m]
+            # The input needs no gradient: no dX for the first layer, the largest GEMM saved.
+            dX = G[l][:m] if l > 0 else None
+            if fold:
+                linear_backward_sgd(a, Ws[l], g, bs[l], lr, wds[2 * l], wds[2 * l + 1], dX)
+            else:
+                linear_backward(a, Ws[l], g, dWs[l], dbs[l], dX)
+            if l > 0:
+                act_backward(acts[l - 1], H[l][:m], G[l][:m])
+        steps[0] += 1
+        if fold:
+            continue
+        t = steps[0]
+        for l in range(L):
+            W, dW, bias, db = Ws[l].reshape(-1), dWs[l].reshape(-1), bs[l], dbs[l]
+            wd_W, wd_b = wds[2 * l], wds[2 * l + 1]
+            if opt_kind == OPT_SGD:
+                sgd_update(W, dW, S1[2 * l], lr, momentum, wd_W, nesterov)
+                sgd_update(bias, db, S1[2 * l + 1], lr, momentum, wd_b, nesterov)
+            else:
+                adam_update(W, dW, S1[2 * l], S2[2 * l], t, lr, beta1, beta2, eps, wd_W, decoupled)
+                adam_update(bias, db, S1[2 * l + 1], S2[2 * l + 1], t, lr, beta1, beta2, eps, wd_b, decoupled)
+    return b1 - b0
