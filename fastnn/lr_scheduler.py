@@ -17,7 +17,8 @@ records it as ``base_lr`` when constructed, sets the learning rate of step 0, an
 ``optimizer.lr`` at every ``step()``. Each new value is computed from the scheduler's own
 state only (its last value and ``last_epoch``), never read back from the optimizer, so
 ``fit`` can step a per-batch schedule ahead of an epoch to build the learning-rate array
-the compiled step consumes. ``interval`` says whether ``fit`` steps a scheduler after every
+the compiled step consumes (ReduceLROnPlateau, epoch-only, scales the optimizer's current
+``lr`` as PyTorch's does). ``interval`` says whether ``fit`` steps a scheduler after every
 ``"epoch"`` or every ``"batch"``. ``state_dict()`` holds plain JSON values only (no
 optimizer), so a checkpoint can store it and a resumed run continues bit-identically.
 
@@ -302,9 +303,7 @@ class OneCycleLR(LRScheduler):
         Fraction of the cycle spent increasing the learning rate, in [0, 1].
     anneal_strategy : {"cos", "linear"}, default "cos"
     cycle_momentum : bool, default True
-        PyTorch switches momentum on for an SGD built with ``momentum=0``; fastnn's SGD then has no
-        momentum buffers, so that case raises ``ValueError`` instead (pass ``momentum > 0`` or
-        ``cycle_momentum=False``).
+        As in PyTorch, this switches momentum on for an SGD built with ``momentum=0``.
     base_momentum, max_momentum : float, default 0.85, 0.95
         Momentum at the peak and at the ends of the learning rate, in [0, 1).
     div_factor : float, default 25.0
@@ -340,9 +339,6 @@ class OneCycleLR(LRScheduler):
             if hasattr(optimizer, "betas"):
                 self.momentum_attr = "betas"
             elif hasattr(optimizer, "momentum"):
-                if optimizer.momentum == 0:
-                    raise ValueError("cycle_momentum=True needs an SGD built with momentum > 0 (fastnn allocates "
-                                     "the momentum buffers at construction); or pass cycle_momentum=False")
                 self.momentum_attr = "momentum"
             else:
                 raise ValueError(f"cycle_momentum=True needs an optimizer with momentum or betas, got "

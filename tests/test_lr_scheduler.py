@@ -232,7 +232,6 @@ def test_construction_sets_epoch_zero_and_base_lr():
 
 def bad_cases():
     _, sgd = optimizers()
-    _, plain = optimizers(momentum=0.0)
     _, adam = optimizers("adam")
     t_opt, _ = optimizers()
     return [
@@ -273,8 +272,6 @@ def bad_cases():
         (lambda: fs.OneCycleLR(sgd, max_lr=1.0, total_steps=9, max_momentum=1.0), ValueError,
          "max_momentum must be a finite number >= 0 and < 1"),
         (lambda: fs.OneCycleLR(adam, max_lr=1.0, total_steps=9, base_momentum=-0.1), ValueError, "base_momentum"),
-        (lambda: fs.OneCycleLR(plain, max_lr=1.0, total_steps=9), ValueError,
-         "cycle_momentum=True needs an SGD built with momentum > 0"),
         (lambda: fs.ReduceLROnPlateau(sgd, mode="low"), ValueError, "mode must be 'min' or 'max', got 'low'"),
         (lambda: fs.ReduceLROnPlateau(sgd, factor=1.0), ValueError, "factor must be a finite number >= 0 and < 1"),
         (lambda: fs.ReduceLROnPlateau(sgd, patience=-1), ValueError, "patience must be an integer >= 0"),
@@ -296,10 +293,15 @@ def test_bad_arguments_raise():
             make()
 
 
-def test_one_cycle_without_momentum_accepts_plain_sgd():
-    _, plain = optimizers(momentum=0.0)
-    fs.OneCycleLR(plain, max_lr=1.0, total_steps=9, cycle_momentum=False).step()
-    assert plain.momentum == 0.0
+@pytest.mark.parametrize("cycle_momentum", [True, False])
+def test_one_cycle_on_sgd_without_momentum_as_torch(cycle_momentum):
+    # torch switches momentum on (to max_momentum) when cycling it on an SGD built with momentum=0.
+    t_opt, f_opt = optimizers(momentum=0.0)
+    kw = dict(max_lr=1.0, total_steps=9, cycle_momentum=cycle_momentum)
+    t_lrs, t_moms = run_torch(ts.OneCycleLR(t_opt, **kw), t_opt, 9)
+    f_lrs, f_moms = run_fastnn(fs.OneCycleLR(f_opt, **kw), 9)
+    assert (f_lrs, f_moms) == (t_lrs, t_moms)
+    assert (f_moms[0] == 0.95) is cycle_momentum
 
 
 # LearningRateScheduler: Keras' callback.
@@ -379,3 +381,29 @@ def test_keras_schedule_bad_use():
     cb.set_optimizer(opt)
     with pytest.raises(ValueError, match="epoch must be an integer >= 0, got -1"):
         cb.on_epoch_begin(-1)
+
+
+@pytest.mark.parametrize("kind, momentum", [("sgd", 0.0), ("sgd", 0.9), ("adam", None)])
+def test_hand_written_loop_trains_as_torch(kind, momentum):
+    # The optimizer reads the lr and momentum/betas the scheduler sets at every step(), as torch's does.
+    target = np.array([1.0, -2.0, 0.5])
+    w0 = np.array([0.3, 0.1, -0.4])
+    t_param = torch.tensor(w0.copy(), requires_grad=True)
+    f_param = fastnn.Parameter(w0.copy())
+    if kind == "sgd":
+        t_opt = torch.optim.SGD([t_param], lr=0.1, momentum=momentum)
+        f_opt = fastnn.SGD([f_param], lr=0.1, momentum=momentum)
+    else:
+        t_opt, f_opt = torch.optim.Adam([t_param], lr=0.1), fastnn.Adam([f_param], lr=0.1)
+    t_sched = ts.OneCycleLR(t_opt, max_lr=0.5, total_steps=15)
+    f_sched = fs.OneCycleLR(f_opt, max_lr=0.5, total_steps=15)
+    with fastnn.backend("numpy"):
+        for _ in range(15):
+            t_param.grad = t_param.detach() - torch.tensor(target)
+            f_param.grad[...] = f_param.data - target
+            t_opt.step()
+            f_opt.step()
+            t_sched.step()
+            f_sched.step()
+    np.testing.assert_allclose(f_param.data, t_param.detach().numpy(), rtol=1e-12, atol=1e-14)
+    assert not np.allclose(f_param.data, w0)
