@@ -48,12 +48,13 @@ def _plan(model):
 
 
 def make_runner(model, loss, optimizer, X, T, labels, batch_size):
-    """Return ``run(order, b0, b1, lrs=None) -> (loss_sums, n_correct, n_done)`` for the compiled step, or None.
+    """Return ``run(order, b0, b1, after_step=None) -> (loss_sums, n_correct, n_done)`` for the compiled step,
+    or None.
 
     ``loss_sums`` and ``n_correct`` are per-batch arrays of length ``n_done``
-    (plus the failing batch when ``n_done < b1 - b0``). ``lrs`` gives each batch's learning
-    rate (a per-batch schedule); without it every batch uses ``optimizer.lr`` as of the call.
-    The optimizer describes itself at every call, so hyper-parameters changed between calls apply.
+    (plus the failing batch when ``n_done < b1 - b0``). The optimizer describes itself for every
+    batch, so hyper-parameters changed between calls apply; ``after_step()`` (a per-batch schedule)
+    is called after describing each batch, ahead of the compiled call that trains them all.
     """
     plan = _plan(model)
     if plan is None or type(loss) not in (SoftmaxCrossEntropy, MSELoss):
@@ -81,20 +82,23 @@ def make_runner(model, loss, optimizer, X, T, labels, batch_size):
     dWs, dbs = tuple([lin.W.grad for lin in linears]), tuple([lin.b.grad for lin in linears])
     n_batches = -(-X.shape[0] // batch_size)
     losses, correct = np.empty(n_batches), np.empty(n_batches, np.int64)
-    lr_buffer = np.empty(n_batches)
+    hyper = np.empty((n_batches, len(codes.HYPER)))
     threads = blas_threads(batch_size)
 
-    def run(order, b0, b1, lrs=None):
+    def run(order, b0, b1, after_step=None):
         spec = optimizer.describe()
-        if lrs is None:
-            lrs = lr_buffer[:b1 - b0]
-            lrs[:] = spec.lr
+        rows = hyper[:b1 - b0]
+        if after_step is None:
+            rows[:] = codes.pack_hyper(spec.hyper)
+        else:
+            for i in range(b1 - b0):
+                codes.pack_hyper(optimizer.describe().hyper, rows[i])
+                after_step()
         S1, S2 = spec.state
         with _limit_blas(threads):
             done = step.train_batches(X, labels, dense, order, batch_size, b0, b1, Ws, bs, acts, H, G, dWs, dbs,
-                                      loss_kind, spec.kind, codes.pack_hyper(spec.hyper), lrs,
-                                      np.array(spec.weight_decays, np.float64), tuple(S1), tuple(S2), spec.steps,
-                                      losses, correct)
+                                      loss_kind, spec.kind, rows, np.array(spec.weight_decays, np.float64),
+                                      tuple(S1), tuple(S2), spec.steps, losses, correct)
         k = min(done + 1, b1 - b0)
         return losses[:k], int(correct[:done].sum()), done
 

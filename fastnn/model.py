@@ -159,7 +159,11 @@ class Sequential:
         verbose : {0, 1, 2}
             0 silent, 1 one line per epoch, 2 also a per-batch bar when stderr is a terminal.
         callbacks : list, optional
-            Objects with ``on_epoch_end(epoch, logs)``; returning True stops training.
+            Objects with ``on_epoch_begin(epoch, logs)`` and/or ``on_epoch_end(epoch, logs)`` (returning
+            True stops training), and ``set_optimizer(optimizer)``, called once first, when they need it
+            (Keras' ``fastnn.lr_scheduler.LearningRateScheduler``). Learning-rate schedulers of
+            :mod:`fastnn.lr_scheduler` built on ``optimizer`` are stepped by fit after every epoch or,
+            with ``interval="batch"``, after every batch, on the compiled path too.
 
         Returns
         -------

@@ -39,9 +39,7 @@ class StepSpec(NamedTuple):
     kind : int
         ``codes.OPT_SGD`` or ``codes.OPT_ADAM``.
     hyper : dict
-        Hyper-parameters by their :data:`fastnn.kernels.codes.HYPER` names.
-    lr : float
-        The current learning rate.
+        Hyper-parameters by their :data:`fastnn.kernels.codes.HYPER` names, the current ``lr`` among them.
     weight_decays : list of float
         One per parameter, in ``params`` order (parameter groups may differ).
     state : tuple (S1, S2)
@@ -52,7 +50,6 @@ class StepSpec(NamedTuple):
 
     kind: int
     hyper: dict
-    lr: float
     weight_decays: list
     state: tuple
     steps: np.ndarray
@@ -156,14 +153,14 @@ class SGD(Optimizer):
         if self.nesterov and momentum == 0:
             raise ValueError("nesterov=True requires momentum > 0")
         empty = [np.zeros(0, p.data.dtype) for p in self.params]
-        return StepSpec(codes.OPT_SGD, {"momentum": momentum, "nesterov": float(self.nesterov)},
-                        self.current_lr(), self.weight_decays(), (self.buffers, empty), self._steps)
+        hyper = {"lr": self.current_lr(), "momentum": momentum, "nesterov": float(self.nesterov)}
+        return StepSpec(codes.OPT_SGD, hyper, self.weight_decays(), (self.buffers, empty), self._steps)
 
     def step(self):
         K, spec = get_backend(), self.describe()
-        momentum, nesterov = spec.hyper["momentum"], self.nesterov
+        h = spec.hyper
         for p, buf, wd in zip(self.params, self.buffers, spec.weight_decays):
-            K.sgd_update(p.data.reshape(-1), p.grad.reshape(-1), buf, spec.lr, momentum, wd, nesterov)
+            K.sgd_update(p.data.reshape(-1), p.grad.reshape(-1), buf, h["lr"], h["momentum"], wd, self.nesterov)
         self._steps[0] += 1
 
 
@@ -197,17 +194,16 @@ class Adam(Optimizer):
 
     def describe(self):
         b1, b2 = self._check_betas(self.betas)
-        hyper = {"beta1": b1, "beta2": b2, "eps": _check_number(self.eps, "eps", low_open=True),
-                 "decoupled": float(self.decoupled)}
-        return StepSpec(codes.OPT_ADAM, hyper, self.current_lr(), self.weight_decays(), (self.m, self.v),
-                        self._steps)
+        hyper = {"lr": self.current_lr(), "beta1": b1, "beta2": b2,
+                 "eps": _check_number(self.eps, "eps", low_open=True), "decoupled": float(self.decoupled)}
+        return StepSpec(codes.OPT_ADAM, hyper, self.weight_decays(), (self.m, self.v), self._steps)
 
     def step(self):
         K, spec = get_backend(), self.describe()
         h = spec.hyper
         self._steps[0] += 1
         for p, m, v, wd in zip(self.params, self.m, self.v, spec.weight_decays):
-            K.adam_update(p.data.reshape(-1), p.grad.reshape(-1), m, v, self.t, spec.lr, h["beta1"], h["beta2"],
+            K.adam_update(p.data.reshape(-1), p.grad.reshape(-1), m, v, self.t, h["lr"], h["beta1"], h["beta2"],
                           h["eps"], wd, self.decoupled)
 
 

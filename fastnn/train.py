@@ -13,6 +13,7 @@ import numpy as np
 from fastnn import fused
 from fastnn._validation import check_matrix, check_positive_int
 from fastnn.losses import LOSSES, Loss
+from fastnn.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from fastnn.optim import Optimizer
 
 __all__ = ["History", "EarlyStopping", "fit", "predict", "evaluate"]
@@ -25,7 +26,8 @@ class History:
     ----------
     history : dict of str to list of float
         ``"loss"`` and, for classification losses, ``"accuracy"``; ``"val_loss"`` and
-        ``"val_accuracy"`` with validation data. One entry per epoch.
+        ``"val_accuracy"`` with validation data; ``"lr"``, the learning rate the epoch started with.
+        One entry per epoch.
     epoch : list of int
         The epoch numbers (0-based) that ran.
     stopped_epoch : int or None
@@ -119,32 +121,28 @@ def _labels_for_accuracy(T):
 
 
 def _general_runner(model, loss, optimizer, X, T, labels, batch_size):
-    """Layer-by-layer ``run(order, b0, b1, lrs=None)`` with the fused runner's contract; buffers reused."""
+    """Layer-by-layer ``run(order, b0, b1, after_step=None)`` with the fused runner's contract; buffers reused."""
     rows = min(batch_size, X.shape[0])
     xbuf = np.empty((rows, X.shape[1]), X.dtype)
     tbuf = np.empty((rows,) + T.shape[1:], T.dtype)
 
-    def run(order, b0, b1, lrs=None):
+    def run(order, b0, b1, after_step=None):
         sums, correct = [], 0
-        lr = optimizer.lr
-        try:
-            for b in range(b0, b1):
-                idx = order[b * batch_size:(b + 1) * batch_size]
-                m = idx.shape[0]
-                Xb, Tb = np.take(X, idx, axis=0, out=xbuf[:m]), np.take(T, idx, axis=0, out=tbuf[:m])
-                out = model._forward(Xb)
-                value = loss._forward(out, Tb)
-                sums.append(value * m)
-                if not math.isfinite(value):
-                    return np.array(sums), correct, b - b0
-                model._backward(loss.backward())
-                if lrs is not None:
-                    optimizer.lr = lrs[b - b0]
-                optimizer.step()
-                if labels is not None:
-                    correct += int((out.argmax(axis=1) == labels[idx]).sum())
-        finally:
-            optimizer.lr = lr  # a per-batch schedule sets the optimizer's lr itself
+        for b in range(b0, b1):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            m = idx.shape[0]
+            Xb, Tb = np.take(X, idx, axis=0, out=xbuf[:m]), np.take(T, idx, axis=0, out=tbuf[:m])
+            out = model._forward(Xb)
+            value = loss._forward(out, Tb)
+            sums.append(value * m)
+            if not math.isfinite(value):
+                return np.array(sums), correct, b - b0
+            model._backward(loss.backward())
+            optimizer.step()
+            if after_step is not None:
+                after_step()
+            if labels is not None:
+                correct += int((out.argmax(axis=1) == labels[idx]).sum())
         return np.array(sums), correct, b1 - b0
 
     return run
@@ -171,10 +169,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
         early_stopping = EarlyStopping(patience=early_stopping)
     if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
         raise TypeError(f"early_stopping must be an EarlyStopping or an int patience, got {early_stopping!r}")
-    callbacks = list(callbacks or [])
-    for cb in callbacks:
-        if not callable(getattr(cb, "on_epoch_end", None)):
-            raise TypeError(f"callback {cb!r} has no on_epoch_end(epoch, logs) method")
+    callbacks, schedulers = _split_callbacks(callbacks, optimizer)
 
     X, T = _check_data(model, loss, X, y, "")
     if validation_split:
@@ -203,9 +198,18 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
     rng = np.random.default_rng(seed)
     if early_stopping is not None:
         early_stopping._start(model.parameters(), validation_data is not None)
+    for cb in callbacks:
+        if hasattr(cb, "set_optimizer"):
+            cb.set_optimizer(optimizer)
+    per_batch = [s for s in schedulers if s.interval == "batch"]
+    after_step = (lambda: [s.step() for s in per_batch]) if per_batch else None
     n_batches = -(-n // batch_size)
     for epoch in range(epochs):
         start = time.perf_counter()
+        for cb in callbacks:
+            if hasattr(cb, "on_epoch_begin"):
+                cb.on_epoch_begin(epoch, {})
+        lr = optimizer.current_lr()
         order = rng.permutation(n) if shuffle else np.arange(n)
         snapshot = [p.data.copy() for p in model.parameters()]
         total, correct = 0.0, 0
@@ -214,7 +218,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
         chunk = n_batches if bar is None else max(1, n_batches // 50)
         for b0 in range(0, n_batches, chunk):
             b1 = min(b0 + chunk, n_batches)
-            sums, c, done = run(order, b0, b1)
+            sums, c, done = run(order, b0, b1, after_step)
             if done < b1 - b0:
                 _diverged(model, snapshot, sums[done], epoch, epochs, b0 + done, n_batches, history)
             total += float(sums.sum())
@@ -228,18 +232,49 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
             logs["accuracy"] = correct / n
         if validation_data is not None:
             logs.update({f"val_{k}": v for k, v in evaluate(model, Xv, Tv, loss, _checked=True).items()})
+        logs["lr"] = lr
         history._append(epoch, logs)
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.2f}s - "
-                  + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
+                  + " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}" for k, v in logs.items()),
+                  flush=True)
+        for sched in schedulers:
+            if isinstance(sched, ReduceLROnPlateau):
+                sched.step(_monitored(sched, logs, validation_data is not None))
+            elif sched.interval == "epoch":
+                sched.step()
         stop = early_stopping is not None and early_stopping._update(epoch, logs)
-        stop = any([bool(cb.on_epoch_end(epoch, dict(logs))) for cb in callbacks]) or stop
+        stop = any([bool(cb.on_epoch_end(epoch, dict(logs))) for cb in callbacks
+                    if hasattr(cb, "on_epoch_end")]) or stop
         if stop:
             history.stopped_epoch = epoch
             break
     if early_stopping is not None:
         early_stopping._restore()
     return history
+
+
+def _split_callbacks(callbacks, optimizer):
+    """``(callbacks, schedulers)``: learning-rate schedulers among ``callbacks`` are stepped by fit itself."""
+    plain, schedulers = [], []
+    for cb in list(callbacks or []):
+        if isinstance(cb, LRScheduler):
+            if cb.optimizer is not optimizer:
+                raise ValueError(f"{type(cb).__name__} was built on another optimizer than the one passed to fit")
+            schedulers.append(cb)
+        elif any(callable(getattr(cb, name, None)) for name in ("on_epoch_begin", "on_epoch_end")):
+            plain.append(cb)
+        else:
+            raise TypeError(f"callback {cb!r} has neither on_epoch_begin(epoch, logs) nor "
+                            "on_epoch_end(epoch, logs), and is not a learning-rate scheduler")
+    return plain, schedulers
+
+
+def _monitored(sched, logs, has_validation):
+    key = sched.monitor or ("val_loss" if has_validation else "loss")
+    if key not in logs:
+        raise ValueError(f"ReduceLROnPlateau monitors {key!r}, which fit does not report; available: {sorted(logs)}")
+    return logs[key]
 
 
 def _progress(total, epoch, epochs, verbose):

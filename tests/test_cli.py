@@ -93,7 +93,7 @@ def test_json_output_parses_and_progress_goes_to_stderr(capsys, data_dir, tmp_pa
     result = json.loads(out)  # stdout is exactly one JSON object
     assert "Epoch 3/3" in err and "saved model" in err
     assert result["model"] == str(model) and result["dataset"] == "fashion-mnist" and result["epochs"] == 3
-    assert set(result["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(result["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
     assert all(len(v) == 3 for v in result["history"].values())
 
     code, out, err = run(capsys, "evaluate", model, "--data-dir", data_dir, "--json", "--backend", "numpy")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastnn as fn
-from fastnn import fused
+from fastnn import fused, lr_scheduler
 
 
 def _data(n=96, d=7, k=4, seed=0):
@@ -30,11 +30,11 @@ OPTIMIZERS = {
 }
 
 
-def _fit(model, X, y, loss, opt, *, general, epochs=1, batch_size=10, monkeypatch=None, shuffle=True):
+def _fit(model, X, y, loss, opt, *, general, epochs=1, batch_size=10, monkeypatch=None, shuffle=True, **kwargs):
     if general:
         monkeypatch.setattr(fused, "make_runner", lambda *a, **k: None)
     h = model.fit(X, y, loss=loss, optimizer=opt, epochs=epochs, batch_size=batch_size, seed=3, verbose=0,
-                  shuffle=shuffle)
+                  shuffle=shuffle, **kwargs)
     if general:
         monkeypatch.undo()
     assert h.fast_path is not general
@@ -170,3 +170,75 @@ def test_lr_set_by_a_callback_takes_effect(monkeypatch, opt, general):
     assert h.fast_path is not general
     for before, p in zip(after_first, model.parameters()):
         np.testing.assert_array_equal(p.data, before)
+
+
+SCHEDULES = {  # each takes the module to build from (fastnn's lr_scheduler, or torch's) and returns a factory
+    "step": lambda S: lambda o: S.StepLR(o, step_size=2, gamma=0.5),
+    "multistep": lambda S: lambda o: S.MultiStepLR(o, milestones=[1, 3], gamma=0.3),
+    "exponential": lambda S: lambda o: S.ExponentialLR(o, gamma=0.7),
+    "cosine": lambda S: lambda o: S.CosineAnnealingLR(o, T_max=4, eta_min=1e-4),
+    "cosine-per-batch": lambda S: lambda o: S.CosineAnnealingLR(o, T_max=40, interval="batch"),
+    "linear-warmup": lambda S: lambda o: S.LinearLR(o, start_factor=0.1, total_iters=3),
+    "onecycle": lambda S: lambda o: S.OneCycleLR(o, max_lr=0.05, epochs=4, steps_per_epoch=10),
+    "plateau": lambda S: lambda o: S.ReduceLROnPlateau(o, factor=0.5, patience=0, threshold=0.5),
+    "keras": lambda S: lambda o: S.LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch else lr),
+}
+
+
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+@pytest.mark.parametrize("opt", ["momentum", "adam"])
+def test_schedules_run_compiled_as_layer_by_layer(monkeypatch, schedule, opt):
+    """float64: a schedule on the compiled step trains as on the layer-by-layer path (OneCycleLR's
+    per-batch momentum/beta1 cycling included); the history records each epoch's learning rate."""
+    X, y = _data(n=100)  # 10 batches of 10
+    results = []
+    for general in (False, True):
+        model = _model(dtype=np.float64)
+        optimizer = OPTIMIZERS[opt](model.parameters())
+        h = _fit(model, X, y, fn.SoftmaxCrossEntropy(), optimizer, general=general, epochs=4,
+                 monkeypatch=monkeypatch, callbacks=[SCHEDULES[schedule](lr_scheduler)(optimizer)])
+        results.append((h.history, [p.data.copy() for p in model.parameters()], optimizer.lr))
+    (h1, w1, lr1), (h2, w2, lr2) = results
+    assert h1["lr"] == h2["lr"] and lr1 == lr2
+    assert len(set(h1["lr"])) > 1 or schedule == "plateau"
+    np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-12)
+    for a, b in zip(w1, w2):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+class _TorchSchedulers:
+    """``SCHEDULES`` builds fastnn schedulers from ``lr_scheduler.X``; this makes it build torch's."""
+
+    def __init__(self, torch):
+        self.torch = torch
+
+    def __getattr__(self, name):
+        return getattr(self.torch.optim.lr_scheduler, name)
+
+
+@pytest.mark.parametrize("schedule", ["step", "multistep", "exponential", "cosine", "linear-warmup"])
+def test_history_lr_is_torchs_epoch_sequence(schedule):
+    torch = pytest.importorskip("torch")
+    X, y = _data()
+    model = _model()
+    optimizer = fn.SGD(model.parameters(), lr=0.05)
+    h = model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=optimizer, epochs=6, batch_size=32, verbose=0,
+                  callbacks=[SCHEDULES[schedule](lr_scheduler)(optimizer)])
+    assert h.fast_path
+    reference = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05)
+    sched = SCHEDULES[schedule](_TorchSchedulers(torch))(reference)
+    expected = []
+    for _ in range(6):
+        expected.append(reference.param_groups[0]["lr"])
+        reference.step()
+        sched.step()
+    np.testing.assert_allclose(h.history["lr"], expected, rtol=1e-15)
+
+
+def test_a_scheduler_on_another_optimizer_is_an_error():
+    X, y = _data()
+    model = _model()
+    other = fn.SGD(_model().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="StepLR was built on another optimizer"):
+        model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.SGD(model.parameters(), lr=0.1), verbose=0,
+                  callbacks=[lr_scheduler.StepLR(other, step_size=1)])

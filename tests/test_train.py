@@ -26,7 +26,8 @@ def test_fit_learns_and_reports(backend):
     model = _model()
     h = model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.Adam(model.parameters(), lr=1e-2),
                   epochs=15, batch_size=16, seed=0, verbose=0, validation_split=0.25)
-    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
+    assert h.history["lr"] == [1e-2] * 15
     assert h.epoch == list(range(15)) and all(len(v) == 15 for v in h.history.values())
     assert h.history["loss"][-1] < h.history["loss"][0] / 3
     assert h.history["accuracy"][-1] > 0.9 and h.history["val_accuracy"][-1] > 0.9
@@ -88,7 +89,7 @@ def test_one_hot_targets_and_mse_regression(backend):
     target = X.sum(axis=1) / 5
     h = reg.fit(X, target, loss=fn.MSELoss(), optimizer=fn.Adam(reg.parameters(), lr=1e-2), epochs=20,
                 verbose=0, seed=0, validation_data=(X[:20], target[:20]))
-    assert set(h.history) == {"loss", "val_loss"}
+    assert set(h.history) == {"loss", "val_loss", "lr"}
     assert h.history["loss"][-1] < 0.2 * h.history["loss"][0]
 
 

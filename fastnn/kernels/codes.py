@@ -6,7 +6,7 @@ nothing else maps names to numbers.
 """
 import numpy as np
 
-__all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "ACTIVATION_CODES", "H_MOMENTUM", "H_NESTEROV", "H_BETA1",
+__all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "ACTIVATION_CODES", "H_LR", "H_MOMENTUM", "H_NESTEROV", "H_BETA1",
            "H_BETA2", "H_EPS", "H_DECOUPLED",
            "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE",
            "OPT_SGD", "OPT_ADAM", "HYPER", "pack_hyper"]
@@ -21,15 +21,19 @@ LOSS_SCE_LABELS, LOSS_SCE_DENSE, LOSS_MSE = 0, 1, 2
 # Update rules of the training step.
 OPT_SGD, OPT_ADAM = 0, 1
 
-# Slots of the step's ``hyper`` array, by name; the learning rate and weight decay are not here:
-# the step takes them as arrays (one learning rate per batch, one weight decay per parameter).
-HYPER = ("momentum", "nesterov", "beta1", "beta2", "eps", "decoupled")
-(H_MOMENTUM, H_NESTEROV, H_BETA1, H_BETA2, H_EPS, H_DECOUPLED) = range(len(HYPER))
+# Columns of the step's ``hyper`` array (one row per batch, so a schedule may change any of them from
+# batch to batch), by name. Weight decay is not here: the step takes one per parameter.
+HYPER = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "decoupled")
+(H_LR, H_MOMENTUM, H_NESTEROV, H_BETA1, H_BETA2, H_EPS, H_DECOUPLED) = range(len(HYPER))
 
 
-def pack_hyper(values):
-    """``values`` (a dict of :data:`HYPER` names to numbers; missing ones are 0) as the step's float64 array."""
+def pack_hyper(values, out=None):
+    """``values`` (a dict of :data:`HYPER` names to numbers; missing ones are 0) as one float64 row of the
+    step's ``hyper`` array, written into ``out`` when given."""
     unknown = set(values) - set(HYPER)
     if unknown:
         raise KeyError(f"unknown hyper-parameters {sorted(unknown)}; the step knows {list(HYPER)}")
-    return np.array([float(values.get(name, 0.0)) for name in HYPER], np.float64)
+    row = np.empty(len(HYPER), np.float64) if out is None else out
+    for i, name in enumerate(HYPER):
+        row[i] = values.get(name, 0.0)
+    return row

@@ -6,8 +6,8 @@ It allocates nothing: every buffer is the caller's (:mod:`fastnn.fused` builds t
 import math
 
 from fastnn._config import jit
-from fastnn.kernels.codes import H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_MOMENTUM, H_NESTEROV, LOSS_MSE, \
-    LOSS_SCE_LABELS, OPT_SGD
+from fastnn.kernels.codes import H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, \
+    LOSS_MSE, LOSS_SCE_LABELS, OPT_SGD
 from fastnn.kernels.numba_cpu import _xent_row_dense, _xent_row_label, act_backward, adam_update, \
     linear_backward, linear_backward_sgd, linear_forward, sgd_update
 
@@ -47,16 +47,16 @@ def _loss_grad(loss_kind, z, labels, T, rows, grad):
 
 @jit
 def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, dWs, dbs,
-                  loss_kind, opt_kind, hyper, lrs, wds, S1, S2, steps, losses, correct):
+                  loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, correct):
     n = order.shape[0]
     L = len(Ws)
-    momentum, nesterov = hyper[H_MOMENTUM], hyper[H_NESTEROV] != 0
-    beta1, beta2, eps, decoupled = hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS], hyper[H_DECOUPLED] != 0
-    # Plain SGD goes into the weight-gradient GEMM (W -= lr X^T g):
-    # W is written once per step instead of three times, and dW never exists.
-    fold = opt_kind == OPT_SGD and momentum == 0
     for b in range(b0, b1):
-        lr = lrs[b - b0]
+        h = hyper[b - b0]
+        lr, momentum, nesterov = h[H_LR], h[H_MOMENTUM], h[H_NESTEROV] != 0
+        beta1, beta2, eps, decoupled = h[H_BETA1], h[H_BETA2], h[H_EPS], h[H_DECOUPLED] != 0
+        # Plain SGD goes into the weight-gradient GEMM (W -= lr X^T g):
+        # W is written once per step instead of three times, and dW never exists.
+        fold = opt_kind == OPT_SGD and momentum == 0
         rows = order[b * batch_size:min(n, (b + 1) * batch_size)]
         m = rows.shape[0]
         start = rows[0]

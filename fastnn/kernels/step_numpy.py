@@ -5,8 +5,8 @@ Built from the per-op kernels of :mod:`numpy_ref` exactly as the compiled twin i
 """
 import numpy as np
 
-from fastnn.kernels.codes import H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_MOMENTUM, H_NESTEROV, LOSS_MSE, \
-    LOSS_SCE_LABELS, OPT_SGD
+from fastnn.kernels.codes import H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, \
+    LOSS_MSE, LOSS_SCE_LABELS, OPT_SGD
 from fastnn.kernels.numpy_ref import act_backward, adam_update, linear_backward, linear_backward_sgd, \
     linear_forward, mse, sgd_update, softmax_xent_dense, softmax_xent_labels
 
@@ -14,7 +14,7 @@ __all__ = ["train_batches"]
 
 
 def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, dWs, dbs,
-                  loss_kind, opt_kind, hyper, lrs, wds, S1, S2, steps, losses, correct):
+                  loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, correct):
     """Train on batches ``b0 .. b1-1`` of ``order``: forward, fused loss gradient, backward, update.
 
     Parameters
@@ -35,10 +35,9 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
     dWs, dbs : gradient buffers shaped like ``Ws``, ``bs``.
     loss_kind : a ``LOSS_*`` code of :mod:`codes`.
     opt_kind : ``OPT_SGD`` or ``OPT_ADAM``.
-    hyper : float64 ndarray
-        The optimizer's hyper-parameters in the slots of :data:`codes.HYPER`.
-    lrs : float64 ndarray of shape (b1 - b0,)
-        The learning rate of each batch (a schedule may change it from batch to batch).
+    hyper : float64 ndarray of shape (b1 - b0, len(codes.HYPER))
+        Each batch's optimizer hyper-parameters (learning rate, momentum, ...) in the columns of
+        :data:`codes.HYPER`: a schedule may change them from batch to batch.
     wds : float64 ndarray of shape (2 L,)
         Weight decay of each parameter, in the order W0, b0, W1, b1, ...
     S1, S2 : sequences of flat optimizer states, two per layer (W then b): SGD momentum
@@ -62,11 +61,12 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
     ``linear_backward_sgd``; ``dWs``/``dbs`` are then not written.
     """
     L = len(Ws)
-    fold = opt_kind == OPT_SGD and hyper[H_MOMENTUM] == 0  # plain SGD: update inside the backward pass
     for b in range(b0, b1):
         rows = order[b * batch_size:(b + 1) * batch_size]
         m = rows.shape[0]
-        lr = lrs[b - b0]
+        h = hyper[b - b0]
+        lr = h[H_LR]
+        fold = opt_kind == OPT_SGD and h[H_MOMENTUM] == 0  # plain SGD: update inside the backward pass
         np.take(X, rows, axis=0, out=H[0][:m])
         for l in range(L):
             linear_forward(H[l][:m], Ws[l], bs[l], acts[l], H[l + 1][:m])
@@ -98,8 +98,8 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
         for l in range(L):
             for p, dp, k in ((Ws[l].reshape(-1), dWs[l].reshape(-1), 2 * l), (bs[l], dbs[l], 2 * l + 1)):
                 if opt_kind == OPT_SGD:
-                    sgd_update(p, dp, S1[k], lr, hyper[H_MOMENTUM], wds[k], hyper[H_NESTEROV] != 0)
+                    sgd_update(p, dp, S1[k], lr, h[H_MOMENTUM], wds[k], h[H_NESTEROV] != 0)
                 else:
-                    adam_update(p, dp, S1[k], S2[k], steps[0], lr, hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS],
-                                wds[k], hyper[H_DECOUPLED] != 0)
+                    adam_update(p, dp, S1[k], S2[k], steps[0], lr, h[H_BETA1], h[H_BETA2], h[H_EPS], wds[k],
+                                h[H_DECOUPLED] != 0)
     return b1 - b0
