@@ -21,13 +21,15 @@ import numpy as np
 import pytest
 
 from fastnn.kernels import get_backend, get_step, numpy_ref, step_numpy
-from fastnn.kernels.codes import IDENTITY, LOSS_SCE_LABELS, OPT_SGD, RELU, SIGMOID, TANH, pack_hyper
+from fastnn.kernels.codes import (ELU, GELU, IDENTITY, LEAKY_RELU, LOSS_SCE_LABELS, OPT_SGD, RELU, SIGMOID, TANH,
+                                  pack_hyper)
 
 F32 = np.float32
 LAYERS = ((784, 128), (128, 64), (64, 10))  # (n_in, n_out) of the three Linear layers
 BATCHES = (16, 64, 256)
 BACKENDS = ("numba", "numpy")
-ACTS = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH}
+ACTS = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "leaky_relu": LEAKY_RELU, "elu": ELU,
+        "gelu": GELU}
 THRESHOLDS = Path(__file__).with_name("kernel_thresholds.json")
 
 
@@ -105,7 +107,7 @@ def _matmul(n, n_in, n_out):
 def _linear_forward(act, n, n_in, n_out):
     return Case(f"linear_forward_{act}", "linear_forward", _shape(n_in, n_out), n, lambda rng: (
         _layer_input(rng, n, n_in), _normal(rng, (n_in, n_out), np.sqrt(2 / n_in)), _normal(rng, n_out, 0.1),
-        ACTS[act], _buffer((n, n_out))), (4,))
+        ACTS[act], 0.0, _buffer((n, n_out))), (5,))
 
 
 def _linear_backward(with_dx, n, n_in, n_out):
@@ -136,8 +138,15 @@ def _activation(act, direction, n, m):
 def _act_backward(act, n, m):
     """The training step's in-place backward through an activation (``g *= act'(y)``)."""
     def make(rng):
-        return ACTS[act], _activation_out(act, rng, n, m), _normal(rng, (n, m))
-    return Case(f"act_backward_{act}", "act_backward", str(m), n, make, (2,), stateful=True)
+        y = _activation_out(act, rng, n, m)
+        return ACTS[act], 0.0, y, y, _normal(rng, (n, m))
+    return Case(f"act_backward_{act}", "act_backward", str(m), n, make, (4,), stateful=True)
+
+
+def _activation_forward(act, n, m):
+    """The generic activation kernel (the layer path of LeakyReLU, ELU and GELU)."""
+    return Case(f"activation_forward_{act}", "activation_forward", str(m), n, lambda rng: (
+        ACTS[act], 0.1, _normal(rng, (n, m), 2.0), _buffer((n, m))), (3,))
 
 
 def _softmax(direction, n, m):
@@ -193,24 +202,26 @@ def _train_batches(n, n_batches=4):
         params = [a for pair in zip(Ws, bs) for a in pair]
         return (_layer_input(rng, n_samples, sizes[0]), _labels(rng, n_samples, sizes[-1]), np.zeros((0, 0), F32),
                 rng.permutation(n_samples).astype(np.int64), n, 0, n_batches, Ws, bs,
-                np.array([RELU, RELU, IDENTITY], np.int64), H, G, [_buffer(W.shape) for W in Ws],
+                np.array([RELU, RELU, IDENTITY], np.int64), np.zeros(3), H, [np.zeros((0, 0), F32)] * 4, G,
+                [_buffer(W.shape) for W in Ws],
                 [_buffer(b.shape) for b in bs], LOSS_SCE_LABELS, OPT_SGD, np.tile(pack_hyper({"lr": 0.1}), (n_batches, 1)),
                 np.zeros(len(params)), [np.zeros(0, F32) for _ in params], [np.zeros(0, F32) for _ in params],
                 np.zeros(1, np.int64), np.full(n_batches, np.nan), np.zeros(n_batches, np.int64))
-    return Case("train_batches_sgd", "train_batches", "-".join(map(str, sizes)), n, make, (7, 8, 21, 22),
+    return Case("train_batches_sgd", "train_batches", "-".join(map(str, sizes)), n, make, (7, 8, 23, 24),
                 stateful=True)
 
 
 def _batch_cases(n):
     cases = [_matmul(n, *layer) for layer in LAYERS]
     # Hidden layers with every activation; the logits layer as the MLP runs it (identity).
-    cases += [_linear_forward(act, n, *layer) for layer in LAYERS[:2] for act in ACTS]
+    cases += [_linear_forward(act, n, *layer) for layer in LAYERS[:2] for act in ("identity", "relu", "sigmoid", "tanh")]
     cases.append(_linear_forward("identity", n, *LAYERS[2]))
     cases += [_linear_backward(with_dx, n, *layer) for layer in LAYERS for with_dx in (True, False)]
     cases += [_linear_backward_sgd(with_dx, n, *layer) for layer in LAYERS for with_dx in (True, False)]
     cases += [_activation(act, d, n, m) for act in ("relu", "sigmoid", "tanh")
               for d in ("forward", "backward") for m in (128, 64)]
     cases += [_act_backward(act, n, 128) for act in ("relu", "sigmoid", "tanh")]
+    cases += [_activation_forward(act, n, 128) for act in ("leaky_relu", "elu", "gelu")]
     cases += [_softmax(d, n, 10) for d in ("forward", "backward")]
     cases += [_loss(name, n, 10) for name in ("softmax_xent_labels", "softmax_xent_dense", "nll_labels",
                                               "nll_dense", "mse")]

@@ -1,7 +1,7 @@
 """fastnn: multilayer perceptrons trained on the CPU with hand-derived gradients and Numba kernels."""
 from fastnn.gradcheck import gradcheck
 from fastnn.kernels import backend, get_backend, set_backend
-from fastnn.layers import Layer, Linear, Parameter, ReLU, Sigmoid, Softmax, Tanh
+from fastnn.layers import ELU, GELU, Layer, LeakyReLU, Linear, Parameter, ReLU, Sigmoid, Softmax, Tanh
 from fastnn.losses import Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
 from fastnn.model import Sequential
 from fastnn.optim import SGD, Adam, AdamW, Optimizer
@@ -12,7 +12,7 @@ load = Sequential.load
 __version__ = "0.1.0"
 
 __all__ = [
-    "Layer", "Linear", "Parameter", "ReLU", "Sigmoid", "Softmax", "Tanh",
+    "Layer", "Linear", "Parameter", "ReLU", "Sigmoid", "Softmax", "Tanh", "LeakyReLU", "ELU", "GELU",
     "Loss", "MSELoss", "NLLLoss", "SoftmaxCrossEntropy",
     "Sequential", "load",
     "Optimizer", "SGD", "Adam", "AdamW",

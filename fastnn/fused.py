@@ -14,7 +14,7 @@ from threadpoolctl import ThreadpoolController
 
 from fastnn._config import blas_threads
 from fastnn.kernels import codes, get_step
-from fastnn.layers import Linear, ReLU, Sigmoid, Tanh
+from fastnn.layers import ACTIVATIONS, Linear
 from fastnn.losses import MSELoss, SoftmaxCrossEntropy
 from fastnn.optim import OPTIMIZERS
 
@@ -31,20 +31,25 @@ def _limit_blas(n_threads):
     return _controller.limit(limits=n_threads, user_api="blas")
 
 
+# Exact types: a subclass may compute something else.
+_FUSABLE_ACTIVATIONS = tuple(cls for cls, _ in ACTIVATIONS.values())
+
+
 def _plan(model):
-    """``(linears, acts)`` when the layers are Linear[+activation]* ending in a Linear, else None."""
-    linears, acts = [], []
+    """``(linears, acts, alphas)`` when the layers are Linear[+activation]* ending in a Linear, else None."""
+    linears, acts, alphas = [], [], []
     for layer in model.layers:
-        if type(layer) is Linear:  # exact types: a subclass may compute something else
+        if type(layer) is Linear:
             linears.append(layer)
             acts.append(codes.IDENTITY)
-        elif type(layer) in (ReLU, Sigmoid, Tanh) and linears and acts[-1] == codes.IDENTITY:
-            acts[-1] = layer.code
+            alphas.append(0.0)
+        elif type(layer) in _FUSABLE_ACTIVATIONS and linears and acts[-1] == codes.IDENTITY:
+            acts[-1], alphas[-1] = layer.code, layer.alpha
         else:
             return None
     if not linears or acts[-1] != codes.IDENTITY:
         return None
-    return linears, np.array(acts, np.int64)
+    return linears, np.array(acts, np.int64), np.array(alphas, np.float64)
 
 
 def make_runner(model, loss, optimizer, X, T, labels, batch_size):
@@ -63,7 +68,7 @@ def make_runner(model, loss, optimizer, X, T, labels, batch_size):
         return None
     if [id(p) for p in optimizer.params] != [id(p) for p in model.parameters()]:
         return None
-    linears, acts = plan
+    linears, acts, alphas = plan
     dtype = X.dtype
     widths = [X.shape[1]] + [lin.out_features for lin in linears]
     if isinstance(loss, MSELoss):
@@ -78,6 +83,8 @@ def make_runner(model, loss, optimizer, X, T, labels, batch_size):
     # number, free to pass, and unlike typed.List they need no per-process compilation.
     Ws, bs = tuple([lin.W.data for lin in linears]), tuple([lin.b.data for lin in linears])
     H = tuple([np.empty((rows, w), dtype) for w in widths])
+    keep_input = [False] + [a in codes.NEEDS_INPUT for a in acts]
+    Z = tuple([np.empty((rows, w) if keep else (0, 0), dtype) for w, keep in zip(widths, keep_input)])
     G = tuple([np.empty((0, 0), dtype)] + [np.empty((rows, w), dtype) for w in widths[1:]])
     dWs, dbs = tuple([lin.W.grad for lin in linears]), tuple([lin.b.grad for lin in linears])
     n_batches = -(-X.shape[0] // batch_size)
@@ -96,7 +103,8 @@ def make_runner(model, loss, optimizer, X, T, labels, batch_size):
                 after_step()
         S1, S2 = spec.state
         with _limit_blas(threads):
-            done = step.train_batches(X, labels, dense, order, batch_size, b0, b1, Ws, bs, acts, H, G, dWs, dbs,
+            done = step.train_batches(X, labels, dense, order, batch_size, b0, b1, Ws, bs, acts, alphas, H, Z, G,
+                                      dWs, dbs,
                                       loss_kind, spec.kind, rows, np.array(spec.weight_decays, np.float64),
                                       tuple(S1), tuple(S2), spec.steps, losses, correct)
         k = min(done + 1, b1 - b0)

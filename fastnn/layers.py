@@ -11,7 +11,8 @@ from fastnn._validation import as_float_dtype, check_matrix, check_positive_int
 from fastnn.kernels import get_backend
 from fastnn.kernels import codes
 
-__all__ = ["Parameter", "Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "LAYERS", "ACTIVATIONS"]
+__all__ = ["Parameter", "Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "Softmax",
+           "LAYERS", "ACTIVATIONS"]
 
 
 class Parameter:
@@ -136,7 +137,7 @@ class Linear(Layer):
     def _forward(self, X, act=codes.IDENTITY):
         self._X = X
         out = np.empty((X.shape[0], self.out_features), self.dtype)
-        return get_backend().linear_forward(X, self.W.data, self.b.data, act, out)
+        return get_backend().linear_forward(X, self.W.data, self.b.data, act, 0.0, out)
 
     def _backward(self, dy, need_dX):
         dX = np.empty_like(self._X) if need_dX else None
@@ -145,30 +146,50 @@ class Linear(Layer):
 
 
 class _Activation(Layer):
-    """Element-wise (or row-wise) layer that caches its output ``y``."""
+    """Element-wise (or row-wise) layer that caches its output ``y`` (and its input, when its
+    derivative needs it: ``codes.NEEDS_INPUT``).
 
-    code = None  # activation code for linear_forward's fused epilogue, if any
+    Subclasses set ``code`` (the activation code the compiled step and ``linear_forward`` know) and,
+    for the activations with kernels of their own, ``_kernels``; ``alpha`` is the one parameter some take.
+    """
+
+    code = None
+    alpha = 0.0
+
+    def __init__(self):
+        self._x = self._y = None
 
     @staticmethod
     def _kernels(K):
-        """``(forward, backward)`` kernels of backend module ``K``."""
-        raise NotImplementedError
-
-    def __init__(self):
-        self._y = None
+        """``(forward(x, out), backward(y, g, out))`` kernels of backend module ``K``, or None for the
+        generic ``activation_forward``/``act_backward``."""
+        return None
 
     def _output_shape(self):
         return self._y.shape
 
     def _clear_cache(self):
-        self._y = None
+        self._x = self._y = None
 
     def _forward(self, X):
-        self._y = self._kernels(get_backend())[0](X, np.empty_like(X))
+        K = get_backend()
+        kernels = self._kernels(K)
+        out = np.empty_like(X)
+        if kernels is not None:
+            self._y = kernels[0](X, out)
+        else:
+            self._x = X if self.code in codes.NEEDS_INPUT else None
+            self._y = K.activation_forward(self.code, self.alpha, X, out)
         return self._y
 
     def _backward(self, dy, need_dX):
-        return self._kernels(get_backend())[1](self._y, dy, np.empty_like(dy))
+        K = get_backend()
+        kernels = self._kernels(K)
+        if kernels is not None:
+            return kernels[1](self._y, dy, np.empty_like(dy))
+        g = dy.copy()
+        K.act_backward(self.code, self.alpha, self._x if self._x is not None else self._y, self._y, g)
+        return g
 
 
 class ReLU(_Activation):
@@ -212,6 +233,65 @@ class Softmax(_Activation):
         return K.softmax_forward, K.softmax_backward
 
 
-LAYERS = {cls.__name__: cls for cls in (Linear, ReLU, Sigmoid, Tanh, Softmax)}
+class LeakyReLU(_Activation):
+    """:math:`y = x` if :math:`x > 0` else :math:`\\alpha x`; :math:`dx = g` or :math:`\\alpha g`.
+
+    Parameters
+    ----------
+    negative_slope : float, >= 0
+        The slope for negative inputs (``y > 0`` exactly where ``x > 0`` then, so backward reads ``y``).
+    """
+
+    code = codes.LEAKY_RELU
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.alpha = _check_alpha(negative_slope, "negative_slope")
+
+    def get_config(self):
+        return {"negative_slope": self.alpha}
+
+
+class ELU(_Activation):
+    """:math:`y = x` if :math:`x > 0` else :math:`\\alpha (e^x - 1)`; :math:`dx = g` or :math:`g \\alpha e^x`."""
+
+    code = codes.ELU
+
+    def __init__(self, alpha=1.0):
+        super().__init__()
+        self.alpha = _check_alpha(alpha, "alpha")
+
+    def get_config(self):
+        return {"alpha": self.alpha}
+
+
+class GELU(_Activation):
+    """GELU, the tanh approximation (PyTorch's ``GELU(approximate="tanh")``).
+
+    .. math:: y = \\tfrac12 x (1 + \\tanh u),\\; u = \\sqrt{2/\\pi} (x + 0.044715 x^3),\\;
+              dx = g \\left(\\tfrac12 (1 + \\tanh u) + \\tfrac12 x (1 - \\tanh^2 u) \\sqrt{2/\\pi} (1 + 3 \\cdot 0.044715 x^2)\\right)
+    """
+
+    code = codes.GELU
+
+    def __init__(self, approximate="tanh"):
+        super().__init__()
+        if approximate != "tanh":
+            raise ValueError(f"GELU supports approximate='tanh' only (the erf form has no kernel), got {approximate!r}")
+        self.approximate = approximate
+
+    def get_config(self):
+        return {"approximate": self.approximate}
+
+
+def _check_alpha(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+LAYERS = {cls.__name__: cls for cls in (Linear, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, Softmax)}
 # The hidden activations by the names the CLI and the estimators accept, with the initialiser that suits them.
-ACTIVATIONS = {"relu": (ReLU, "he"), "tanh": (Tanh, "glorot"), "sigmoid": (Sigmoid, "glorot")}
+ACTIVATIONS = {"relu": (ReLU, "he"), "tanh": (Tanh, "glorot"), "sigmoid": (Sigmoid, "glorot"),
+               "leaky_relu": (LeakyReLU, "he"), "elu": (ELU, "he"), "gelu": (GELU, "he")}

@@ -242,3 +242,11 @@ def test_a_scheduler_on_another_optimizer_is_an_error():
     with pytest.raises(ValueError, match="StepLR was built on another optimizer"):
         model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.SGD(model.parameters(), lr=0.1), verbose=0,
                   callbacks=[lr_scheduler.StepLR(other, step_size=1)])
+
+
+@pytest.mark.parametrize("act", [fn.LeakyReLU, fn.ELU, fn.GELU, lambda: fn.LeakyReLU(0.2), lambda: fn.ELU(0.7)],
+                         ids=["leaky_relu", "elu", "gelu", "leaky_relu-0.2", "elu-0.7"])
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_new_activations_run_compiled(monkeypatch, act, opt):
+    X, y = _data()
+    _assert_paths_agree(monkeypatch, act, X, y, fn.SoftmaxCrossEntropy(), opt, epochs=2)

@@ -16,7 +16,8 @@ def _data(loss, n=7, d=5, k=4, seed=0):
     return X, labels
 
 
-@pytest.mark.parametrize("act", [fn.ReLU, fn.Sigmoid, fn.Tanh])
+@pytest.mark.parametrize("act", [fn.ReLU, fn.Sigmoid, fn.Tanh, fn.LeakyReLU, fn.ELU, fn.GELU,
+                                 lambda: fn.LeakyReLU(0.3), lambda: fn.ELU(0.5)])
 @pytest.mark.parametrize("loss", [fn.SoftmaxCrossEntropy, fn.MSELoss], ids=lambda c: c.__name__)
 def test_every_layer_and_loss(backend, act, loss):
     loss = loss()

@@ -34,7 +34,8 @@ def _cases(rng, n, d, k, dtype, strided):
     T = np.eye(k, dtype=dtype)[labels]
     P = _probs(rng, n, k, dtype, strided)
     cases = [("matmul", (X, W), [(n, k)])]
-    cases += [("linear_forward", (X, W, b, act), [(n, k)]) for act in range(4)]
+    cases += [("linear_forward", (X, W, b, act, 0.1), [(n, k)]) for act in codes.ACTIVATION_CODES]
+    cases += [("activation_forward", (act, 0.3, y * 3), [(n, k)]) for act in codes.ACTIVATION_CODES]
     cases += [("linear_backward", (X, W, g), [(d, k), (k,), (n, d)])]
     for name in ("relu", "sigmoid", "tanh", "softmax"):
         cases += [(name + "_forward", (y,), [(n, k)]), (name + "_backward", (np.abs(y) - 0.3, g), [(n, k)])]
@@ -147,7 +148,7 @@ def test_float32_tanh_accuracy_and_nan():
     exact = np.tanh(x.astype(np.float64))
     assert np.all(np.abs(out - exact) <= 3e-7 * np.maximum(np.abs(exact), 1e-30))
     x = x[:-1]  # the last row holds +-inf, which the identity GEMM would turn into inf * 0 = NaN
-    lin = numba_cpu.linear_forward(x, np.eye(8, dtype=np.float32), np.zeros(8, np.float32), numba_cpu.TANH,
+    lin = numba_cpu.linear_forward(x, np.eye(8, dtype=np.float32), np.zeros(8, np.float32), codes.TANH, 0.0,
                                    np.empty_like(x))
     np.testing.assert_array_equal(lin, out[:-1])  # the fused epilogue is the same function
     nan = numba_cpu.tanh_forward(np.array([[np.nan, 1.0]], np.float32), np.empty((1, 2), np.float32))
@@ -164,12 +165,34 @@ def test_twins_export_the_same_names_and_signatures(twin, reference):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("act", [codes.RELU, codes.SIGMOID, codes.TANH, codes.IDENTITY])
+@pytest.mark.parametrize("act", codes.ACTIVATION_CODES)
 def test_act_backward_matches_twin(dtype, act):
     rng = np.random.default_rng(act)
-    y = rng.uniform(-0.9, 0.9, (5, 4)).astype(dtype)
+    x = rng.uniform(-3, 3, (5, 4)).astype(dtype)
+    y = numpy_ref.activation_forward(act, 0.2, x, np.empty_like(x))
     g = rng.standard_normal((5, 4)).astype(dtype)
     got, want = g.copy(), g.copy()
-    numba_cpu.act_backward(act, y, got)
-    numpy_ref.act_backward(act, y, want)
+    numba_cpu.act_backward(act, 0.2, x, y, got)
+    numpy_ref.act_backward(act, 0.2, x, y, want)
     np.testing.assert_allclose(got, want, **tol(dtype))
+
+
+@pytest.mark.parametrize("module", [numba_cpu, numpy_ref], ids=["numba", "numpy"])
+@pytest.mark.parametrize("name, code", [("leaky_relu", codes.LEAKY_RELU), ("elu", codes.ELU),
+                                        ("gelu", codes.GELU)])
+def test_new_activations_match_torch(module, name, code):
+    """float64 forward and backward against torch.nn.functional (GELU: approximate="tanh")."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    alpha = {"leaky_relu": 0.07, "elu": 1.3, "gelu": 0.0}[name]
+    x = np.concatenate([np.linspace(-30, 30, 601), [-1e-300, 0.0, 1e-300]]).reshape(-1, 4)
+    g = np.random.default_rng(0).standard_normal(x.shape)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = {"leaky_relu": lambda t: F.leaky_relu(t, alpha), "elu": lambda t: F.elu(t, alpha),
+          "gelu": lambda t: F.gelu(t, approximate="tanh")}[name](xt)
+    yt.backward(torch.tensor(g))
+    y = module.activation_forward(code, alpha, x, np.empty_like(x))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-13, atol=1e-14)  # |x| <= 30
+    dx = g.copy()
+    module.act_backward(code, alpha, x, y, dx)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-14)

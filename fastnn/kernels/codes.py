@@ -6,14 +6,17 @@ nothing else maps names to numbers.
 """
 import numpy as np
 
-__all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "ACTIVATION_CODES", "H_LR", "H_MOMENTUM", "H_NESTEROV", "H_BETA1",
+__all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "LEAKY_RELU", "ELU", "GELU", "ACTIVATION_CODES", "NEEDS_INPUT", "H_LR", "H_MOMENTUM", "H_NESTEROV", "H_BETA1",
            "H_BETA2", "H_EPS", "H_DECOUPLED",
            "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE",
            "OPT_SGD", "OPT_ADAM", "HYPER", "pack_hyper"]
 
-# Activations: the fused epilogue of ``linear_forward`` and the step's backward through it.
-IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
-ACTIVATION_CODES = (IDENTITY, RELU, SIGMOID, TANH)
+# Activations: the fused epilogue of ``linear_forward`` and the step's backward through it. ``alpha`` is
+# the one parameter some take (LeakyReLU's negative slope, ELU's alpha). Most differentiate from their
+# output; those in NEEDS_INPUT from their input, which the step then keeps.
+IDENTITY, RELU, SIGMOID, TANH, LEAKY_RELU, ELU, GELU = 0, 1, 2, 3, 4, 5, 6
+ACTIVATION_CODES = (IDENTITY, RELU, SIGMOID, TANH, LEAKY_RELU, ELU, GELU)
+NEEDS_INPUT = (ELU, GELU)
 
 # Losses the training step computes fused with its gradient w.r.t. the last layer's output.
 LOSS_SCE_LABELS, LOSS_SCE_DENSE, LOSS_MSE = 0, 1, 2

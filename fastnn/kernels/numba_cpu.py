@@ -13,12 +13,12 @@ from numba.core import types as nbtypes
 
 from fastnn._config import jit
 from fastnn.kernels._blas import NO_TRANS, ROW_MAJOR, TRANS, gemm_sig
-from fastnn.kernels.codes import RELU, SIGMOID, TANH
+from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, RELU, SIGMOID, TANH
 
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
            "softmax_backward", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse",
-           "sgd_update", "adam_update", "act_backward"]
+           "sgd_update", "adam_update", "activation_forward", "act_backward"]
 
 # Registered by fastnn.kernels._blas at import: NumPy's cblas_?gemm, or an adapter to Numba's.
 _sgemm = nbtypes.ExternalFunction("fastnn_sgemm", gemm_sig(nbtypes.float32))
@@ -58,7 +58,7 @@ def matmul(A, B, out):
 
 
 @jit(fast=True)
-def linear_forward(X, W, b, act, out):
+def linear_forward(X, W, b, act, alpha, out):
     _gemm(X, False, W, False, 1.0, 0.0, out)
     n, m = out.shape
     # One pass over `out` for bias and activation instead of two; the branch
@@ -80,10 +80,48 @@ def linear_forward(X, W, b, act, out):
         for i in range(n):
             for j in range(m):
                 out[i, j] = math.tanh(out[i, j] + b[j])
+    elif act == LEAKY_RELU:
+        slope = out.dtype.type(alpha)
+        for i in range(n):
+            for j in range(m):
+                v = out[i, j] + b[j]
+                out[i, j] = v if v > 0 else slope * v
+    elif act == ELU or act == GELU:
+        for i in range(n):
+            for j in range(m):
+                out[i, j] = _act_scalar(act, alpha, out[i, j] + b[j])
     else:
         for i in range(n):
             for j in range(m):
                 out[i, j] += b[j]
+    return out
+
+
+@jit
+def _act_scalar(act, alpha, v):
+    """``act(v)`` for one value: the activations without a vectorised loop of their own."""
+    if act == RELU:
+        return v if v > 0 else v * 0
+    if act == SIGMOID:
+        return _sigmoid(v)
+    if act == TANH:
+        return math.tanh(v)
+    if act == LEAKY_RELU:
+        return v if v > 0 else v * alpha
+    if act == ELU:
+        return v if v > 0 else alpha * math.expm1(v)
+    if act == GELU:
+        # tanh approximation, as PyTorch's approximate="tanh": 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3)))
+        return 0.5 * v * (1.0 + math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
+    return v
+
+
+@jit
+def activation_forward(act, alpha, x, out):
+    n, m = x.shape
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = _act_scalar(act, alpha, x[i, j])
     return out
 
 
@@ -377,8 +415,8 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
 
 
 @jit(fast=True)
-def act_backward(act, y, g):
-    """``g *= act'(y)`` in place, from the cached activation output ``y``."""
+def act_backward(act, alpha, x, y, g):
+    """``g *= act'`` in place, from the cached output ``y`` (or the input ``x`` for NEEDS_INPUT codes)."""
     n, m = g.shape
     if act == RELU:
         for i in range(n):
@@ -395,3 +433,22 @@ def act_backward(act, y, g):
             for j in range(m):
                 t = y[i, j]
                 g[i, j] = g[i, j] * (1 - t * t)
+    elif act == LEAKY_RELU:
+        slope = g.dtype.type(alpha)
+        for i in range(n):
+            for j in range(m):
+                if not y[i, j] > 0:  # slope >= 0: y > 0 exactly where x > 0
+                    g[i, j] = g[i, j] * slope
+    elif act == ELU:
+        for i in range(n):
+            for j in range(m):
+                v = x[i, j]
+                if not v > 0:
+                    g[i, j] = g[i, j] * (alpha * math.exp(v))
+    elif act == GELU:
+        for i in range(n):
+            for j in range(m):
+                v = x[i, j] * 1.0
+                t = math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))
+                dt = (1.0 - t * t) * 0.7978845608028654 * (1.0 + 3 * 0.044715 * v * v)
+                g[i, j] = g[i, j] * (0.5 * (1.0 + t) + 0.5 * v * dt)

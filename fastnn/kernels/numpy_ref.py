@@ -8,12 +8,12 @@ return a Python float accumulated in float64. The layers and losses in
 """
 import numpy as np
 
-from fastnn.kernels.codes import RELU, SIGMOID, TANH
+from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, RELU, SIGMOID, TANH
 
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
            "softmax_backward", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse",
-           "sgd_update", "adam_update", "act_backward"]
+           "sgd_update", "adam_update", "activation_forward", "act_backward"]
 
 
 def matmul(A, B, out):
@@ -29,17 +29,37 @@ def _sigmoid(x, out):
     return out
 
 
-def _activate(act, out):
+_GELU_C = np.sqrt(2 / np.pi)
+
+
+def activation_forward(act, alpha, x, out):
+    r"""``out = act(x)`` for an activation code of :mod:`codes`.
+
+    .. math:: \mathrm{LeakyReLU}(x) = x \text{ if } x > 0 \text{ else } \alpha x,\quad
+              \mathrm{ELU}(x) = x \text{ if } x > 0 \text{ else } \alpha (e^x - 1),\quad
+              \mathrm{GELU}(x) = \tfrac12 x (1 + \tanh(\sqrt{2/\pi} (x + 0.044715 x^3)))
+
+    GELU is the tanh approximation (PyTorch's ``approximate="tanh"``).
+    """
     if act == RELU:
-        np.maximum(out, 0, out=out)
+        np.maximum(x, 0, out=out)
     elif act == SIGMOID:
-        _sigmoid(out, out)
+        _sigmoid(x, out)
     elif act == TANH:
-        np.tanh(out, out=out)
+        np.tanh(x, out=out)
+    elif act == LEAKY_RELU:
+        np.copyto(out, np.where(x > 0, x, x * alpha), casting="same_kind")
+    elif act == ELU:
+        np.copyto(out, np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))), casting="same_kind")
+    elif act == GELU:
+        v = x.astype(np.float64)
+        np.copyto(out, 0.5 * v * (1 + np.tanh(_GELU_C * (v + 0.044715 * v ** 3))), casting="same_kind")
+    else:
+        out[...] = x
     return out
 
 
-def linear_forward(X, W, b, act, out):
+def linear_forward(X, W, b, act, alpha, out):
     """``out = act(X @ W + b)``.
 
     Parameters
@@ -48,12 +68,14 @@ def linear_forward(X, W, b, act, out):
     W : ndarray of shape (n_in, n_out)
     b : ndarray of shape (n_out,)
     act : int
-        One of ``IDENTITY``, ``RELU``, ``SIGMOID``, ``TANH``.
+        An activation code of :mod:`codes` (``IDENTITY`` for none).
+    alpha : float
+        The activation's parameter (LeakyReLU's slope, ELU's alpha); ignored by the others.
     out : ndarray of shape (n, n_out)
     """
     np.dot(X, W, out=out)
     out += b
-    return _activate(act, out)
+    return activation_forward(act, alpha, out, out)
 
 
 def linear_backward(X, W, g, dW, db, dX):
@@ -239,11 +261,21 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
     p[...] = w - lr * mhat / (np.sqrt(vhat) + eps)
 
 
-def act_backward(act, y, g):
-    """``g *= act'(y)`` in place, from the cached activation output ``y``."""
+def act_backward(act, alpha, x, y, g):
+    """``g *= act'`` in place, from the cached output ``y``; ELU and GELU (``codes.NEEDS_INPUT``)
+    differentiate from the input ``x`` (elsewhere ``x`` is not read)."""
     if act == RELU:
         g[~(y > 0)] = 0
     elif act == SIGMOID:
         g *= y * (1 - y)
     elif act == TANH:
         g *= 1 - y * y
+    elif act == LEAKY_RELU:  # alpha >= 0: y > 0 exactly where x > 0
+        g[~(y > 0)] *= g.dtype.type(alpha)
+    elif act == ELU:
+        np.multiply(g, np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0))), out=g, casting="same_kind")
+    elif act == GELU:
+        v = x.astype(np.float64)
+        t = np.tanh(_GELU_C * (v + 0.044715 * v ** 3))
+        dt = (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * v * v)
+        np.multiply(g, 0.5 * (1 + t) + 0.5 * v * dt, out=g, casting="same_kind")

@@ -6,10 +6,12 @@ It allocates nothing: every buffer is the caller's (:mod:`fastnn.fused` builds t
 import math
 
 from fastnn._config import jit
-from fastnn.kernels.codes import H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, \
-    LOSS_MSE, LOSS_SCE_LABELS, OPT_SGD
-from fastnn.kernels.numba_cpu import _xent_row_dense, _xent_row_label, act_backward, adam_update, \
-    linear_backward, linear_backward_sgd, linear_forward, sgd_update
+from fastnn.kernels.codes import (
+    ELU, GELU, H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_MSE,
+    LOSS_SCE_LABELS, OPT_SGD)
+from fastnn.kernels.numba_cpu import (
+    _xent_row_dense, _xent_row_label, act_backward, activation_forward, adam_update, linear_backward,
+    linear_backward_sgd, linear_forward, sgd_update)
 
 __all__ = ["train_batches"]
 
@@ -46,7 +48,7 @@ def _loss_grad(loss_kind, z, labels, T, rows, grad):
 
 
 @jit
-def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, dWs, dbs,
+def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, alphas, H, Z, G, dWs, dbs,
                   loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, correct):
     n = order.shape[0]
     L = len(Ws)
@@ -74,7 +76,12 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
                 for j in range(x.shape[1]):
                     x[i, j] = X[r, j]
         for l in range(L):
-            linear_forward(H[l][:m] if l else x, Ws[l], bs[l], acts[l], H[l + 1][:m])
+            a = H[l][:m] if l else x
+            if acts[l] == ELU or acts[l] == GELU:  # their backward needs the pre-activation: kept in Z
+                linear_forward(a, Ws[l], bs[l], IDENTITY, 0.0, Z[l + 1][:m])
+                activation_forward(acts[l], alphas[l], Z[l + 1][:m], H[l + 1][:m])
+            else:
+                linear_forward(a, Ws[l], bs[l], acts[l], alphas[l], H[l + 1][:m])
         total, hits = _loss_grad(loss_kind, H[L][:m], labels, T, rows, G[L][:m])
         losses[b - b0] = total
         correct[b - b0] = hits
@@ -90,7 +97,7 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
             else:
                 linear_backward(a, Ws[l], g, dWs[l], dbs[l], dX)
             if l > 0:
-                act_backward(acts[l - 1], H[l][:m], G[l][:m])
+                act_backward(acts[l - 1], alphas[l - 1], Z[l][:m], H[l][:m], G[l][:m])
         steps[0] += 1
         if fold:
             continue

@@ -5,15 +5,17 @@ Built from the per-op kernels of :mod:`numpy_ref` exactly as the compiled twin i
 """
 import numpy as np
 
-from fastnn.kernels.codes import H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, \
-    LOSS_MSE, LOSS_SCE_LABELS, OPT_SGD
-from fastnn.kernels.numpy_ref import act_backward, adam_update, linear_backward, linear_backward_sgd, \
-    linear_forward, mse, sgd_update, softmax_xent_dense, softmax_xent_labels
+from fastnn.kernels.codes import (
+    H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_MSE, LOSS_SCE_LABELS,
+    NEEDS_INPUT, OPT_SGD)
+from fastnn.kernels.numpy_ref import (
+    act_backward, activation_forward, adam_update, linear_backward, linear_backward_sgd, linear_forward, mse,
+    sgd_update, softmax_xent_dense, softmax_xent_labels)
 
 __all__ = ["train_batches"]
 
 
-def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, dWs, dbs,
+def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, alphas, H, Z, G, dWs, dbs,
                   loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, correct):
     """Train on batches ``b0 .. b1-1`` of ``order``: forward, fused loss gradient, backward, update.
 
@@ -30,8 +32,13 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
     Ws, bs : sequences of the L layers' weights (n_in_l, n_out_l) and biases, updated in place.
     acts : int64 ndarray of shape (L,)
         Activation code after each Linear (the last is ``IDENTITY``: the loss takes logits).
+    alphas : float64 ndarray of shape (L,)
+        Each activation's parameter (LeakyReLU's slope, ELU's alpha; 0 for the others).
     H, G : sequences of L + 1 buffers of shape (batch_size, width_l)
         Activations (``H[0]`` holds the gathered batch) and gradients w.r.t. pre-activations.
+    Z : sequence of L + 1 buffers
+        Pre-activations of the layers whose activation is in ``codes.NEEDS_INPUT``, shaped like ``H``;
+        empty (0, 0) elsewhere.
     dWs, dbs : gradient buffers shaped like ``Ws``, ``bs``.
     loss_kind : a ``LOSS_*`` code of :mod:`codes`.
     opt_kind : ``OPT_SGD`` or ``OPT_ADAM``.
@@ -69,7 +76,11 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
         fold = opt_kind == OPT_SGD and h[H_MOMENTUM] == 0  # plain SGD: update inside the backward pass
         np.take(X, rows, axis=0, out=H[0][:m])
         for l in range(L):
-            linear_forward(H[l][:m], Ws[l], bs[l], acts[l], H[l + 1][:m])
+            if acts[l] in NEEDS_INPUT:  # their backward needs the pre-activation: kept in Z
+                linear_forward(H[l][:m], Ws[l], bs[l], IDENTITY, 0.0, Z[l + 1][:m])
+                activation_forward(acts[l], alphas[l], Z[l + 1][:m], H[l + 1][:m])
+            else:
+                linear_forward(H[l][:m], Ws[l], bs[l], acts[l], alphas[l], H[l + 1][:m])
         z, grad = H[L][:m], G[L][:m]
         probs = np.empty_like(z)  # the reference may allocate; the compiled twin does not
         if loss_kind == LOSS_MSE:
@@ -91,7 +102,7 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, H, G, d
             else:
                 linear_backward(H[l][:m], Ws[l], G[l + 1][:m], dWs[l], dbs[l], dX)
             if l > 0:
-                act_backward(acts[l - 1], H[l][:m], G[l][:m])
+                act_backward(acts[l - 1], alphas[l - 1], Z[l][:m], H[l][:m], G[l][:m])
         steps[0] += 1
         if fold:
             continue
