@@ -159,18 +159,22 @@ def _softmax(direction, n, m):
 
 
 def _loss(name, n, m):
+    w = np.zeros(0)  # unweighted, as fit without sample_weight
     makers = {
-        "softmax_xent_labels": lambda rng: (_normal(rng, (n, m), 2.0), _labels(rng, n, m),
+        "softmax_xent_labels": lambda rng: (_normal(rng, (n, m), 2.0), _labels(rng, n, m), w,
                                             _buffer((n, m)), _buffer((n, m))),
-        "softmax_xent_dense": lambda rng: (_normal(rng, (n, m), 2.0), np.eye(m, dtype=F32)[_labels(rng, n, m)],
+        "softmax_xent_dense": lambda rng: (_normal(rng, (n, m), 2.0), np.eye(m, dtype=F32)[_labels(rng, n, m)], w,
                                            _buffer((n, m)), _buffer((n, m))),
-        "nll_labels": lambda rng: (_probs(rng, n, m), _labels(rng, n, m), 1e-7, _buffer((n, m))),
-        "nll_dense": lambda rng: (_probs(rng, n, m), np.eye(m, dtype=F32)[_labels(rng, n, m)], 1e-7,
+        "nll_labels": lambda rng: (_probs(rng, n, m), _labels(rng, n, m), 1e-7, w, _buffer((n, m))),
+        "nll_dense": lambda rng: (_probs(rng, n, m), np.eye(m, dtype=F32)[_labels(rng, n, m)], 1e-7, w,
                                   _buffer((n, m))),
-        "mse": lambda rng: (_normal(rng, (n, m)), _normal(rng, (n, m)), _buffer((n, m))),
+        "mse": lambda rng: (_normal(rng, (n, m)), _normal(rng, (n, m)), w, _buffer((n, m))),
+        "bce_logits": lambda rng: (_normal(rng, (n, m), 2.0), np.eye(m, dtype=F32)[_labels(rng, n, m)], w,
+                                   _buffer((n, m))),
+        "bce": lambda rng: (_probs(rng, n, m), np.eye(m, dtype=F32)[_labels(rng, n, m)], w, _buffer((n, m))),
     }
-    outputs = {"softmax_xent_labels": (2, 3), "softmax_xent_dense": (2, 3), "nll_labels": (3,), "nll_dense": (3,),
-               "mse": (2,)}[name]
+    outputs = {"softmax_xent_labels": (3, 4), "softmax_xent_dense": (3, 4), "nll_labels": (4,), "nll_dense": (4,),
+               "mse": (3,), "bce_logits": (3,), "bce": (3,)}[name]
     return Case(name, name, str(m), n, makers[name], outputs)
 
 
@@ -201,13 +205,13 @@ def _train_batches(n, n_batches=4):
         G = [np.zeros((0, 0), F32)] + [_buffer((n, w)) for w in sizes[1:]]
         params = [a for pair in zip(Ws, bs) for a in pair]
         return (_layer_input(rng, n_samples, sizes[0]), _labels(rng, n_samples, sizes[-1]), np.zeros((0, 0), F32),
-                rng.permutation(n_samples).astype(np.int64), n, 0, n_batches, Ws, bs,
+                np.zeros(0), rng.permutation(n_samples).astype(np.int64), n, 0, n_batches, Ws, bs,
                 np.array([RELU, RELU, IDENTITY], np.int64), np.zeros(3), H, [np.zeros((0, 0), F32)] * 4, G,
                 [_buffer(W.shape) for W in Ws],
                 [_buffer(b.shape) for b in bs], LOSS_SCE_LABELS, OPT_SGD, np.tile(pack_hyper({"lr": 0.1}), (n_batches, 1)),
                 np.zeros(len(params)), [np.zeros(0, F32) for _ in params], [np.zeros(0, F32) for _ in params],
-                np.zeros(1, np.int64), np.full(n_batches, np.nan), np.zeros(n_batches, np.int64))
-    return Case("train_batches_sgd", "train_batches", "-".join(map(str, sizes)), n, make, (7, 8, 23, 24),
+                np.zeros(1, np.int64), np.full(n_batches, np.nan), np.zeros(n_batches), np.zeros(n_batches, np.int64))
+    return Case("train_batches_sgd", "train_batches", "-".join(map(str, sizes)), n, make, (8, 9, 24, 26),
                 stateful=True)
 
 
@@ -224,7 +228,7 @@ def _batch_cases(n):
     cases += [_activation_forward(act, n, 128) for act in ("leaky_relu", "elu", "gelu")]
     cases += [_softmax(d, n, 10) for d in ("forward", "backward")]
     cases += [_loss(name, n, 10) for name in ("softmax_xent_labels", "softmax_xent_dense", "nll_labels",
-                                              "nll_dense", "mse")]
+                                              "nll_dense", "mse", "bce_logits", "bce")]
     cases.append(_train_batches(n))
     return cases
 

@@ -2,7 +2,7 @@
 from fastnn.gradcheck import gradcheck
 from fastnn.kernels import backend, get_backend, set_backend
 from fastnn.layers import ELU, GELU, Layer, LeakyReLU, Linear, Parameter, ReLU, Sigmoid, Softmax, Tanh
-from fastnn.losses import Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
+from fastnn.losses import BCELoss, BCEWithLogitsLoss, Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
 from fastnn.model import Sequential
 from fastnn.optim import SGD, Adam, AdamW, Optimizer
 from fastnn.train import EarlyStopping, History
@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Layer", "Linear", "Parameter", "ReLU", "Sigmoid", "Softmax", "Tanh", "LeakyReLU", "ELU", "GELU",
-    "Loss", "MSELoss", "NLLLoss", "SoftmaxCrossEntropy",
+    "Loss", "MSELoss", "NLLLoss", "SoftmaxCrossEntropy", "BCEWithLogitsLoss", "BCELoss",
     "Sequential", "load",
     "Optimizer", "SGD", "Adam", "AdamW",
     "EarlyStopping", "History",

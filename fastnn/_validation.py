@@ -115,3 +115,40 @@ def check_positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_sample_weight(sample_weight, n_samples, name="sample_weight"):
+    """Validate per-row weights: shape (n_samples,), finite, >= 0; returned as C-contiguous float64."""
+    w = as_numeric(sample_weight, name)
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise ValueError(f"{name} has shape {w.shape}, expected ({n_samples},): one weight per sample")
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    check_finite(w, name)
+    if w.size and w.min() < 0:
+        raise ValueError(f"{name} has negative entries (first at index {int(np.argmax(w < 0))}); "
+                         "expected weights >= 0")
+    return w
+
+
+def class_weights_for(class_weight, labels, n_classes):
+    """Per-sample weights from ``class_weight``: a dict ``{class: weight}`` (absent classes weigh 1) or
+    ``"balanced"``, scikit-learn's ``n_samples / (n_classes * bincount(y))`` over the classes present."""
+    counts = np.bincount(labels, minlength=n_classes)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be a dict or 'balanced', got {class_weight!r}")
+        present = counts > 0
+        per_class = np.ones(n_classes)
+        per_class[present] = labels.shape[0] / (present.sum() * counts[present])
+    elif isinstance(class_weight, dict):
+        per_class = np.ones(n_classes)
+        for cls, weight in class_weight.items():
+            if isinstance(cls, bool) or not isinstance(cls, numbers.Integral) or not 0 <= cls < n_classes:
+                raise ValueError(f"class_weight key {cls!r} is not a class label in [0, {n_classes})")
+            if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not np.isfinite(weight) \
+                    or weight < 0:
+                raise ValueError(f"class_weight[{cls!r}] must be a finite number >= 0, got {weight!r}")
+            per_class[cls] = weight
+    else:
+        raise TypeError(f"class_weight must be a dict or 'balanced', got {type(class_weight).__name__}")
+    return per_class[labels]

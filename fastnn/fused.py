@@ -1,12 +1,13 @@
 """The compiled training step: workspaces for ``train_batches`` and the runner ``fit`` calls.
 
-Each object describes itself: layers by their type and activation ``code``, the loss by its type,
-the optimizer by :meth:`fastnn.optim.Optimizer.describe`, asked afresh at every call.
+Each object describes itself: layers by their type and activation ``code`` (and ``alpha``), the loss by
+:meth:`fastnn.losses.Loss.step_code`, the optimizer by :meth:`fastnn.optim.Optimizer.describe`, asked
+afresh at every call.
 
-Eligible: ``Linear`` layers, each optionally followed by one ``ReLU``/``Sigmoid``/
-``Tanh``, the last ``Linear`` producing the output; ``SoftmaxCrossEntropy`` or
-``MSELoss``; ``SGD``, ``Adam`` or ``AdamW`` over exactly the model's parameters.
-Anything else trains through the layer-by-layer path in :mod:`fastnn.train`.
+Eligible: ``Linear`` layers, each optionally followed by one activation of ``layers.ACTIVATIONS``, the last
+``Linear`` producing logits for ``SoftmaxCrossEntropy``, ``BCEWithLogitsLoss`` or ``MSELoss`` (or followed by
+a ``Sigmoid`` for ``BCELoss``); sample weights; ``SGD``, ``Adam`` or ``AdamW`` over exactly the model's
+parameters. Anything else trains through the layer-by-layer path in :mod:`fastnn.train`.
 """
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS Numba's np.dot calls, so threadpoolctl can limit it)
@@ -15,7 +16,7 @@ from threadpoolctl import ThreadpoolController
 from fastnn._config import blas_threads
 from fastnn.kernels import codes, get_step
 from fastnn.layers import ACTIVATIONS, Linear
-from fastnn.losses import MSELoss, SoftmaxCrossEntropy
+from fastnn.losses import LOSSES
 from fastnn.optim import OPTIMIZERS
 
 __all__ = ["make_runner"]
@@ -36,7 +37,7 @@ _FUSABLE_ACTIVATIONS = tuple(cls for cls, _ in ACTIVATIONS.values())
 
 
 def _plan(model):
-    """``(linears, acts, alphas)`` when the layers are Linear[+activation]* ending in a Linear, else None."""
+    """``(linears, acts, alphas)`` when the layers are Linear[+activation]*, else None."""
     linears, acts, alphas = [], [], []
     for layer in model.layers:
         if type(layer) is Linear:
@@ -47,12 +48,12 @@ def _plan(model):
             acts[-1], alphas[-1] = layer.code, layer.alpha
         else:
             return None
-    if not linears or acts[-1] != codes.IDENTITY:
+    if not linears:
         return None
     return linears, np.array(acts, np.int64), np.array(alphas, np.float64)
 
 
-def make_runner(model, loss, optimizer, X, T, labels, batch_size):
+def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size):
     """Return ``run(order, b0, b1, after_step=None) -> (loss_sums, n_correct, n_done)`` for the compiled step,
     or None.
 
@@ -62,7 +63,8 @@ def make_runner(model, loss, optimizer, X, T, labels, batch_size):
     is called after describing each batch, ahead of the compiled call that trains them all.
     """
     plan = _plan(model)
-    if plan is None or type(loss) not in (SoftmaxCrossEntropy, MSELoss):
+    loss_kind = loss.step_code(T) if type(loss) in LOSSES.values() else None  # exact types, as for layers
+    if plan is None or loss_kind is None:
         return None
     if type(optimizer) not in OPTIMIZERS.values():  # a subclass may override step()
         return None
@@ -71,12 +73,11 @@ def make_runner(model, loss, optimizer, X, T, labels, batch_size):
     linears, acts, alphas = plan
     dtype = X.dtype
     widths = [X.shape[1]] + [lin.out_features for lin in linears]
-    if isinstance(loss, MSELoss):
-        loss_kind = codes.LOSS_MSE
-    else:
-        loss_kind = codes.LOSS_SCE_LABELS if T.ndim == 1 else codes.LOSS_SCE_DENSE
+    if acts[-1] != (codes.SIGMOID if loss_kind == codes.LOSS_BCE else codes.IDENTITY):
+        return None  # the loss takes logits; BCELoss the output of a last Sigmoid, whose backward it folds in
     labels = labels if labels is not None else np.zeros(0, np.int64)
     dense = T if T.ndim == 2 else np.zeros((0, 0), dtype)
+    sw = sw if sw is not None else np.zeros(0)
     step = get_step()
     rows = min(batch_size, X.shape[0])  # a batch larger than the data is the whole data
     # Tuples of same-typed arrays are UniTuples to Numba: indexable by a runtime layer
@@ -88,7 +89,7 @@ def make_runner(model, loss, optimizer, X, T, labels, batch_size):
     G = tuple([np.empty((0, 0), dtype)] + [np.empty((rows, w), dtype) for w in widths[1:]])
     dWs, dbs = tuple([lin.W.grad for lin in linears]), tuple([lin.b.grad for lin in linears])
     n_batches = -(-X.shape[0] // batch_size)
-    losses, correct = np.empty(n_batches), np.empty(n_batches, np.int64)
+    losses, weights, correct = np.empty(n_batches), np.empty(n_batches), np.empty(n_batches, np.int64)
     hyper = np.empty((n_batches, len(codes.HYPER)))
     threads = blas_threads(batch_size)
 
@@ -103,10 +104,10 @@ def make_runner(model, loss, optimizer, X, T, labels, batch_size):
                 after_step()
         S1, S2 = spec.state
         with _limit_blas(threads):
-            done = step.train_batches(X, labels, dense, order, batch_size, b0, b1, Ws, bs, acts, alphas, H, Z, G,
-                                      dWs, dbs,
-                                      loss_kind, spec.kind, rows, np.array(spec.weight_decays, np.float64),
-                                      tuple(S1), tuple(S2), spec.steps, losses, correct)
+            done = step.train_batches(X, labels, dense, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, H, Z,
+                                      G, dWs, dbs, loss_kind, spec.kind, rows,
+                                      np.array(spec.weight_decays, np.float64), tuple(S1), tuple(S2), spec.steps,
+                                      losses, weights, correct)
         k = min(done + 1, b1 - b0)
         return losses[:k], int(correct[:done].sum()), done
 

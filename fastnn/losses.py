@@ -1,41 +1,62 @@
-"""Losses: ``forward(prediction, target) -> float`` (batch mean), ``backward() -> dL/dprediction``.
+"""Losses: ``forward(prediction, target, sample_weight=None) -> float`` (batch mean), ``backward() -> dL/dprediction``.
 
 Targets are integer labels of shape (n,) or dense arrays of the prediction's
-shape (one-hot or probabilities for the classification losses).
+shape (one-hot or probabilities for the classification losses, 0/1 or probabilities
+for the binary ones). With sample weights the loss is the weighted mean
+``sum_i w_i l_i / sum_i w_i``; a row of weight 0 has no influence at all.
 """
 import numpy as np
 
-from fastnn._validation import as_numeric, check_dense_target, check_labels, check_matrix
-from fastnn.kernels import get_backend
+from fastnn._validation import as_numeric, check_dense_target, check_labels, check_matrix, check_sample_weight
+from fastnn.kernels import codes, get_backend
 
-__all__ = ["Loss", "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "LOSSES"]
+__all__ = ["Loss", "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "LOSSES"]
+
+_UNWEIGHTED = np.zeros(0)
 
 
 class Loss:
-    """Base class: validates inputs, calls a kernel, keeps the gradient for ``backward``."""
+    """Base class: validates inputs, calls a kernel, keeps the gradient for ``backward``.
+
+    Attributes
+    ----------
+    classification : bool
+        Targets are classes (labels, one-hot or probabilities).
+    accuracy : {None, "argmax", "binary"}
+        What ``fit`` reports as accuracy: the argmax hitting the label, or each output on the right
+        side of 1/2 (the fraction of the ``n_samples * n_outputs`` binary decisions that are right).
+    """
 
     classification = False
+    accuracy = None
 
     def __init__(self):
         self._grad = None
 
-    def forward(self, prediction, target):
-        """Mean loss over the batch.
+    def forward(self, prediction, target, sample_weight=None):
+        """Mean loss over the batch (weighted by ``sample_weight`` when given).
 
         Parameters
         ----------
         prediction : ndarray of shape (n_samples, n_outputs)
         target : ndarray of shape (n_samples,) of int labels, or (n_samples, n_outputs)
+        sample_weight : array_like of shape (n_samples,), optional
+            Non-negative weights; the loss is ``sum w_i l_i / sum w_i``.
         """
         P = check_matrix(prediction, "prediction")
-        return self._forward(P, self.check_target(target, P.shape, P.dtype))
+        w = None if sample_weight is None else check_sample_weight(sample_weight, P.shape[0])
+        return self._forward(P, self.check_target(target, P.shape, P.dtype), w)
 
-    def _forward(self, P, T):
-        """``forward`` on an already validated prediction and target."""
+    def _forward(self, P, T, w=None):
+        """``forward`` on an already validated prediction, target and weights (None: unweighted)."""
         grad = np.empty_like(P)
-        loss = self._compute(P, T, grad)
+        loss = self._compute(P, T, _UNWEIGHTED if w is None else w, grad)
         self._grad = grad
         return loss
+
+    def step_code(self, T):
+        """The ``codes.LOSS_*`` code of the compiled step for targets ``T``, or None (layer by layer)."""
+        return None
 
     __call__ = forward
 
@@ -80,12 +101,17 @@ class SoftmaxCrossEntropy(Loss):
 
     classification = True
 
-    def _compute(self, Z, T, grad):
+    accuracy = "argmax"
+
+    def step_code(self, T):
+        return codes.LOSS_SCE_LABELS if T.ndim == 1 else codes.LOSS_SCE_DENSE
+
+    def _compute(self, Z, T, w, grad):
         K = get_backend()
         self.probs_ = np.empty_like(Z)
         if T.ndim == 1:
-            return K.softmax_xent_labels(Z, T, self.probs_, grad)
-        return K.softmax_xent_dense(Z, T, self.probs_, grad)
+            return K.softmax_xent_labels(Z, T, w, self.probs_, grad)
+        return K.softmax_xent_dense(Z, T, w, self.probs_, grad)
 
 
 class NLLLoss(Loss):
@@ -101,6 +127,7 @@ class NLLLoss(Loss):
     """
 
     classification = True
+    accuracy = "argmax"
 
     def __init__(self, eps=1e-7):
         super().__init__()
@@ -111,15 +138,12 @@ class NLLLoss(Loss):
     def get_config(self):
         return {"eps": self.eps}
 
-    def _compute(self, P, T, grad):
-        lo, hi = P.min(), P.max()
-        if lo < 0 or hi > 1 + 1e-5:
-            raise ValueError(f"NLLLoss expects probabilities in [0, 1] (e.g. after Softmax), got values in "
-                             f"[{lo:g}, {hi:g}]; pass logits to SoftmaxCrossEntropy instead")
+    def _compute(self, P, T, w, grad):
+        _check_probabilities(P, "NLLLoss", "Softmax", "SoftmaxCrossEntropy")
         K = get_backend()
         if T.ndim == 1:
-            return K.nll_labels(P, T, self.eps, grad)
-        return K.nll_dense(P, T, self.eps, grad)
+            return K.nll_labels(P, T, self.eps, w, grad)
+        return K.nll_dense(P, T, self.eps, w, grad)
 
 
 class MSELoss(Loss):
@@ -136,8 +160,72 @@ class MSELoss(Loss):
             T = T.reshape(-1, 1)
         return super().check_target(T, shape, dtype, name)
 
-    def _compute(self, Y, T, grad):
-        return get_backend().mse(Y, T, grad)
+    def step_code(self, T):
+        return codes.LOSS_MSE
+
+    def _compute(self, Y, T, w, grad):
+        return get_backend().mse(Y, T, w, grad)
 
 
-LOSSES = {cls.__name__: cls for cls in (SoftmaxCrossEntropy, NLLLoss, MSELoss)}
+class _BinaryLoss(Loss):
+    """Targets: an (n, k) array of 0/1 labels or probabilities (multilabel), or (n,) when k == 1."""
+
+    classification = True
+    accuracy = "binary"
+
+    def check_target(self, target, shape, dtype, name="target"):
+        T = as_numeric(target, name)
+        if T.ndim == 1 and shape[1] == 1:
+            T = T.reshape(-1, 1)
+        if T.ndim != 2:
+            raise ValueError(f"{type(self).__name__} takes {name} of shape (n_samples, {shape[1]}) of 0/1 labels or "
+                             f"probabilities (or (n_samples,) for one output), got shape {T.shape}")
+        T = check_dense_target(T, shape, dtype, name)
+        if T.size and (T.min() < 0 or T.max() > 1):
+            raise ValueError(f"{type(self).__name__} takes {name} in [0, 1] (0/1 labels or probabilities), got values "
+                             f"in [{T.min():g}, {T.max():g}]")
+        return T
+
+
+class BCEWithLogitsLoss(_BinaryLoss):
+    """Sigmoid fused into binary cross-entropy; takes logits (binary and multilabel outputs).
+
+    .. math:: L = \\tfrac1{nk} \\textstyle\\sum \\max(z, 0) - z y + \\log(1 + e^{-|z|}),\\quad
+              \\partial L / \\partial z = (\\sigma(z) - y) / (nk)
+
+    as PyTorch's ``BCEWithLogitsLoss``; the form never overflows, whatever ``|z|``.
+    """
+
+    def step_code(self, T):
+        return codes.LOSS_BCE_LOGITS
+
+    def _compute(self, Z, T, w, grad):
+        return get_backend().bce_logits(Z, T, w, grad)
+
+
+class BCELoss(_BinaryLoss):
+    """Binary cross-entropy of probabilities (after a :class:`Sigmoid` output), PyTorch's ``BCELoss``.
+
+    .. math:: L = -\\tfrac1{nk} \\textstyle\\sum y \\log p + (1 - y) \\log(1 - p),
+
+    logs clamped at -100 and the gradient ``(p - y) / max(p (1 - p), 1e-12) / (nk)``, as PyTorch. Trains on
+    the compiled step when the model ends in ``Linear, Sigmoid``; :class:`BCEWithLogitsLoss` on logits is
+    the more accurate choice.
+    """
+
+    def step_code(self, T):
+        return codes.LOSS_BCE
+
+    def _compute(self, P, T, w, grad):
+        _check_probabilities(P, "BCELoss", "Sigmoid", "BCEWithLogitsLoss")
+        return get_backend().bce(P, T, w, grad)
+
+
+def _check_probabilities(P, loss, layer, instead):
+    lo, hi = P.min(), P.max()
+    if lo < 0 or hi > 1 + 1e-5:
+        raise ValueError(f"{loss} expects probabilities in [0, 1] (e.g. after {layer}), got values in "
+                         f"[{lo:g}, {hi:g}]; pass logits to {instead} instead")
+
+
+LOSSES = {cls.__name__: cls for cls in (SoftmaxCrossEntropy, NLLLoss, MSELoss, BCEWithLogitsLoss, BCELoss)}

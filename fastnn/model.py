@@ -132,7 +132,8 @@ class Sequential:
 
     # -- training ----------------------------------------------------------------
     def fit(self, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
-            validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None):
+            validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None, sample_weight=None,
+            class_weight=None):
         """Train in place with mini-batches.
 
         Parameters
@@ -147,7 +148,7 @@ class Sequential:
             The last batch of an epoch may be smaller.
         shuffle : bool
             A new permutation of the sample *indices* each epoch (the data is not moved).
-        validation_data : tuple (X_val, y_val), optional
+        validation_data : tuple (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
         validation_split : float in [0, 1)
             Hold out the last fraction of ``X``/``y`` (before shuffling) for validation.
         early_stopping : EarlyStopping or int, optional
@@ -164,6 +165,12 @@ class Sequential:
             (Keras' ``fastnn.lr_scheduler.LearningRateScheduler``). Learning-rate schedulers of
             :mod:`fastnn.lr_scheduler` built on ``optimizer`` are stepped by fit after every epoch or,
             with ``interval="batch"``, after every batch, on the compiled path too.
+        sample_weight : array_like of shape (n_samples,), optional
+            Non-negative weights: each batch's loss is ``sum w_i l_i / sum w_i``, so a row of weight 0
+            has no influence at all. The history's loss is the weighted mean; accuracy is unweighted.
+        class_weight : dict or "balanced", optional
+            Weights per class (``{class: weight}``, absent classes 1), multiplied into ``sample_weight``;
+            ``"balanced"`` is scikit-learn's ``n_samples / (n_classes * bincount(y))``.
 
         Returns
         -------
@@ -185,15 +192,17 @@ class Sequential:
         """
         return _train.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
                           shuffle=shuffle, validation_data=validation_data, validation_split=validation_split,
-                          early_stopping=early_stopping, seed=seed, verbose=verbose, callbacks=callbacks)
+                          early_stopping=early_stopping, seed=seed, verbose=verbose, callbacks=callbacks,
+                          sample_weight=sample_weight, class_weight=class_weight)
 
     def predict(self, X, batch_size=1024):
         """Outputs for ``X`` of shape (n_samples, n_features_in), computed in batches, caching nothing."""
         return _train.predict(self, X, batch_size)
 
-    def evaluate(self, X, y, loss, batch_size=1024):
-        """``{"loss": mean loss, "accuracy": ...}`` over ``(X, y)`` (accuracy for classification losses)."""
-        return _train.evaluate(self, X, y, loss, batch_size)
+    def evaluate(self, X, y, loss, batch_size=1024, sample_weight=None):
+        """``{"loss": mean loss, "accuracy": ...}`` over ``(X, y)`` (accuracy for classification losses;
+        the loss weighted by ``sample_weight`` when given)."""
+        return _train.evaluate(self, X, y, loss, batch_size, sample_weight)
 
     def get_config(self):
         return [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]

@@ -11,7 +11,8 @@ import time
 import numpy as np
 
 from fastnn import fused
-from fastnn._validation import check_matrix, check_positive_int
+from fastnn.kernels import codes
+from fastnn._validation import check_matrix, check_positive_int, check_sample_weight, class_weights_for
 from fastnn.losses import LOSSES, Loss
 from fastnn.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from fastnn.optim import Optimizer
@@ -120,7 +121,40 @@ def _labels_for_accuracy(T):
     return T if T.ndim == 1 else T.argmax(axis=1)
 
 
-def _general_runner(model, loss, optimizer, X, T, labels, batch_size):
+def _hits(loss, out, T):
+    """Right answers in a batch: rows whose argmax is the label, or binary outputs on the right side of 1/2."""
+    if loss.accuracy == "argmax":
+        return int((out.argmax(axis=1) == _labels_for_accuracy(T)).sum())
+    if loss.accuracy == "binary":
+        cut = 0.0 if loss.step_code(T) == codes.LOSS_BCE_LOGITS else 0.5
+        return int(((out > cut) == (T > 0.5)).sum())
+    return 0
+
+
+def _accuracy_units(loss, T):
+    """What ``_hits`` counts out of: one decision per row, or per output for binary losses."""
+    return T.shape[0] * (T.shape[1] if loss.accuracy == "binary" else 1)
+
+
+def _weights(loss, T, sample_weight, class_weight, name, n_classes=None):
+    """The per-sample weights ``fit`` trains with (None: unweighted): ``sample_weight`` times the class weights."""
+    w = None if sample_weight is None else check_sample_weight(sample_weight, T.shape[0], f"sample_weight{name}")
+    if class_weight is not None:
+        if loss.accuracy == "argmax":
+            labels = _labels_for_accuracy(T)
+        elif loss.accuracy == "binary" and T.shape[1] == 1:
+            labels, n_classes = (T[:, 0] > 0.5).astype(np.int64), 2
+        else:
+            raise ValueError(f"class_weight needs a classification loss with one class per sample; "
+                             f"{type(loss).__name__} with {T.shape[1:]} targets has none")
+        cw = class_weights_for(class_weight, labels, n_classes)
+        w = cw if w is None else w * cw
+    if w is not None and not w.sum() > 0:
+        raise ValueError(f"sample_weight{name} sums to 0: no sample would count")
+    return w
+
+
+def _general_runner(model, loss, optimizer, X, T, sw, batch_size):
     """Layer-by-layer ``run(order, b0, b1, after_step=None)`` with the fused runner's contract; buffers reused."""
     rows = min(batch_size, X.shape[0])
     xbuf = np.empty((rows, X.shape[1]), X.dtype)
@@ -132,24 +166,25 @@ def _general_runner(model, loss, optimizer, X, T, labels, batch_size):
             idx = order[b * batch_size:(b + 1) * batch_size]
             m = idx.shape[0]
             Xb, Tb = np.take(X, idx, axis=0, out=xbuf[:m]), np.take(T, idx, axis=0, out=tbuf[:m])
+            wb = None if sw is None else sw[idx]
             out = model._forward(Xb)
-            value = loss._forward(out, Tb)
-            sums.append(value * m)
+            value = loss._forward(out, Tb, wb)
+            sums.append(value * (m if wb is None else wb.sum()))
             if not math.isfinite(value):
                 return np.array(sums), correct, b - b0
             model._backward(loss.backward())
             optimizer.step()
             if after_step is not None:
                 after_step()
-            if labels is not None:
-                correct += int((out.argmax(axis=1) == labels[idx]).sum())
+            correct += _hits(loss, out, Tb)
         return np.array(sums), correct, b1 - b0
 
     return run
 
 
 def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
-        validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None):
+        validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None, sample_weight=None,
+        class_weight=None):
     """Train ``model`` in place; see :meth:`fastnn.Sequential.fit` for the parameters."""
     loss = _resolve_loss(loss)
     if not isinstance(optimizer, Optimizer):
@@ -172,6 +207,8 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
     callbacks, schedulers = _split_callbacks(callbacks, optimizer)
 
     X, T = _check_data(model, loss, X, y, "")
+    sw = _weights(loss, T, sample_weight, class_weight, "", model.n_outputs)
+    swv = None
     if validation_split:
         # Keras' convention: the last fraction of the data, before any shuffling.
         n_val = int(round(X.shape[0] * validation_split))
@@ -180,20 +217,26 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
                              "for validation; expected at least one on each side")
         validation_data = (X[-n_val:], T[-n_val:])
         X, T = X[:-n_val], T[:-n_val]
+        if sw is not None:
+            sw, swv = sw[:-n_val], sw[-n_val:]
+            if not sw.sum() > 0:
+                raise ValueError("sample_weight sums to 0 on the training part of validation_split")
     if validation_data is not None:
-        try:
-            Xv, yv = validation_data
-        except (TypeError, ValueError):
-            raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-        Xv, Tv = _check_data(model, loss, Xv, yv, "_val")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a pair (X_val, y_val) or a triple (X_val, y_val, "
+                             "sample_weight_val)")
+        Xv, Tv = _check_data(model, loss, validation_data[0], validation_data[1], "_val")
+        if len(validation_data) == 3:
+            swv = _weights(loss, Tv, validation_data[2], None, "_val")
 
     n = X.shape[0]
-    labels = _labels_for_accuracy(T) if loss.classification else None
+    total_weight = n if sw is None else float(sw.sum())
+    labels = _labels_for_accuracy(T) if loss.accuracy == "argmax" else None
     history = History()
-    run = fused.make_runner(model, loss, optimizer, X, T, labels, batch_size)
+    run = fused.make_runner(model, loss, optimizer, X, T, labels, sw, batch_size)
     history.fast_path = run is not None
     if run is None:
-        run = _general_runner(model, loss, optimizer, X, T, labels, batch_size)
+        run = _general_runner(model, loss, optimizer, X, T, sw, batch_size)
 
     rng = np.random.default_rng(seed)
     if early_stopping is not None:
@@ -227,11 +270,12 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
                 bar.update(done)
         if bar is not None:
             bar.close()
-        logs = {"loss": total / n}
-        if labels is not None:
-            logs["accuracy"] = correct / n
+        logs = {"loss": total / total_weight}
+        if loss.accuracy is not None:
+            logs["accuracy"] = correct / _accuracy_units(loss, T)
         if validation_data is not None:
-            logs.update({f"val_{k}": v for k, v in evaluate(model, Xv, Tv, loss, _checked=True).items()})
+            logs.update({f"val_{k}": v for k, v in evaluate(model, Xv, Tv, loss, sample_weight=swv,
+                                                               _checked=True).items()})
         logs["lr"] = lr
         history._append(epoch, logs)
         if verbose:
@@ -318,8 +362,11 @@ def _predict(model, X, batch_size):
     return out
 
 
-def evaluate(model, X, y, loss, batch_size=1024, _checked=False):
+def evaluate(model, X, y, loss, batch_size=1024, sample_weight=None, _checked=False):
     """Mean loss (and accuracy for classification losses) over ``(X, y)``.
+
+    With ``sample_weight`` the loss is the weighted mean ``sum w_i l_i / sum w_i``; accuracy stays the
+    plain fraction of right answers.
 
     Returns
     -------
@@ -329,9 +376,10 @@ def evaluate(model, X, y, loss, batch_size=1024, _checked=False):
     loss = _resolve_loss(loss)
     if not _checked:
         X, y = _check_data(model, loss, X, y, "")
+        sample_weight = None if sample_weight is None else _weights(loss, y, sample_weight, None, "")
     out = _predict(model, X, check_positive_int(batch_size, "batch_size"))
-    result = {"loss": loss._forward(out, y)}
+    result = {"loss": loss._forward(out, y, sample_weight)}
     loss._grad = None
-    if loss.classification:
-        result["accuracy"] = float((out.argmax(axis=1) == _labels_for_accuracy(y)).mean())
+    if loss.accuracy is not None:
+        result["accuracy"] = _hits(loss, out, y) / _accuracy_units(loss, y)
     return result

@@ -129,8 +129,10 @@ def test_no_allocation_per_step():
         rng = np.random.default_rng(0)
         X, y = rng.random((1280, 20)).astype(np.float32), rng.integers(0, 5, 1280)
         m = fn.Sequential(fn.Linear(20, 16), fn.ReLU(), fn.Linear(16, 5))
-        for opt in (fn.SGD(m.parameters(), lr=0.1, momentum=0.9), fn.Adam(m.parameters())):
-            run = fused.make_runner(m, fn.SoftmaxCrossEntropy(), opt, X, y, y, 32)
+        weighted = (None, rng.random(1280))
+        for opt, sw in [(o, w) for o in (fn.SGD(m.parameters(), lr=0.1, momentum=0.9), fn.Adam(m.parameters()))
+                        for w in weighted]:
+            run = fused.make_runner(m, fn.SoftmaxCrossEntropy(), opt, X, y, y, sw, 32)
             order = np.arange(1280)
             run(order, 0, 1)
             counts = []
@@ -144,7 +146,7 @@ def test_no_allocation_per_step():
     r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr
-    for line in r.stdout.split("\n")[:2]:
+    for line in r.stdout.split("\n")[:4]:
         few, many = map(int, line.split())
         assert few == many, r.stdout
 
@@ -250,3 +252,82 @@ def test_a_scheduler_on_another_optimizer_is_an_error():
 def test_new_activations_run_compiled(monkeypatch, act, opt):
     X, y = _data()
     _assert_paths_agree(monkeypatch, act, X, y, fn.SoftmaxCrossEntropy(), opt, epochs=2)
+
+
+def _binary_model(dtype=np.float64, k=3, sigmoid=False):
+    layers = [fn.Linear(7, 12, seed=0, dtype=dtype), fn.Tanh(), fn.Linear(12, k, seed=1, dtype=dtype)]
+    return fn.Sequential(*layers, *([fn.Sigmoid()] if sigmoid else []))
+
+
+HEADS = {  # name -> (model factory, loss, targets from (X, labels))
+    "softmax": (lambda: _model(dtype=np.float64), fn.SoftmaxCrossEntropy, lambda X, y: y),
+    "mse": (lambda: _model(dtype=np.float64), fn.MSELoss, lambda X, y: np.eye(4)[y] * 2 - 0.5),
+    "bce-logits-multilabel": (_binary_model, fn.BCEWithLogitsLoss, lambda X, y: (X[:, :3] > 0).astype(float)),
+    "bce-logits-binary": (lambda: _binary_model(k=1), fn.BCEWithLogitsLoss, lambda X, y: (y > 1).astype(float)),
+    "sigmoid-bce": (lambda: _binary_model(sigmoid=True), fn.BCELoss, lambda X, y: (X[:, :3] > 0).astype(float)),
+}
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("head", sorted(HEADS))
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
+def test_heads_and_sample_weights_run_compiled(monkeypatch, head, opt, weighted):
+    """float64: every output/loss pair, with and without sample weights, trains compiled as layer by layer."""
+    make, loss, target = HEADS[head]
+    X, y = _data()
+    Y = target(X, y)
+    w = np.random.default_rng(5).random(len(X)) * (np.arange(len(X)) % 7 != 0) if weighted else None
+    results = []
+    for general in (False, True):
+        model = make()
+        h = _fit(model, X, Y, loss(), OPTIMIZERS[opt](model.parameters()), general=general, epochs=2,
+                 monkeypatch=monkeypatch, sample_weight=w)
+        results.append((h.history, [p.data.copy() for p in model.parameters()]))
+    (h1, w1), (h2, w2) = results
+    assert h1.keys() == h2.keys() and ("accuracy" in h1) is (head != "mse")
+    for key in h1:
+        np.testing.assert_allclose(h1[key], h2[key], rtol=1e-12)
+    for a, b in zip(w1, w2):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("general", [False, True], ids=["compiled", "layer-by-layer"])
+@pytest.mark.parametrize("head", ["softmax", "bce-logits-multilabel", "mse"])
+def test_zero_weight_rows_have_no_influence(monkeypatch, head, general):
+    make, loss, target = HEADS[head]
+    X, y = _data()
+    Y = target(X, y)
+    w = np.where(np.arange(len(X)) % 3 == 0, 0.0, 1.0)
+    scrambled = Y.copy()
+    rng = np.random.default_rng(9)
+    zero = w == 0
+    scrambled[zero] = scrambled[zero][rng.permutation(zero.sum())]
+    if scrambled.ndim == 1:
+        scrambled[zero] = (scrambled[zero] + 1) % 4
+    else:
+        scrambled[zero] = 1 - scrambled[zero] if head != "mse" else scrambled[zero] * 7 + 3
+    weights = []
+    for targets in (Y, scrambled):
+        model = make()
+        _fit(model, X, targets, loss(), fn.Adam(model.parameters(), lr=1e-2), general=general, epochs=2,
+             monkeypatch=monkeypatch, sample_weight=w)
+        weights.append([p.data.copy() for p in model.parameters()])
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_class_weight_is_sample_weight_per_class():
+    sklearn_utils = pytest.importorskip("sklearn.utils")
+    X, y = _data()
+    y = np.where(y == 3, 2, y)  # classes 0-2 present, 3 absent
+    balanced = sklearn_utils.compute_class_weight("balanced", classes=np.unique(y), y=y)
+    weights = []
+    for kwargs in ({"class_weight": "balanced"}, {"sample_weight": balanced[y]},
+                   {"class_weight": {0: 2.0, 2: 0.5}}, {"sample_weight": np.array([2.0, 1, 0.5])[y]}):
+        model = _model()
+        h = model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.SGD(model.parameters(), lr=0.1), epochs=2,
+                      batch_size=16, seed=1, verbose=0, **kwargs)
+        assert h.fast_path
+        weights.append(np.concatenate([p.data.ravel() for p in model.parameters()]))
+    np.testing.assert_array_equal(weights[0], weights[1])
+    np.testing.assert_array_equal(weights[2], weights[3])

@@ -39,13 +39,18 @@ def _cases(rng, n, d, k, dtype, strided):
     cases += [("linear_backward", (X, W, g), [(d, k), (k,), (n, d)])]
     for name in ("relu", "sigmoid", "tanh", "softmax"):
         cases += [(name + "_forward", (y,), [(n, k)]), (name + "_backward", (np.abs(y) - 0.3, g), [(n, k)])]
-    cases += [("softmax_xent_labels", (y * 5, labels), [(n, k), (n, k)]),
-              ("softmax_xent_dense", (y * 5, T), [(n, k), (n, k)]),
-              ("softmax_xent_dense", (y, P), [(n, k), (n, k)]),
-              ("nll_labels", (P, labels, 1e-7), [(n, k)]),
-              ("nll_dense", (P, T, 1e-7), [(n, k)]),
-              ("nll_dense", (P, P, 1e-7), [(n, k)]),
-              ("mse", (y, g), [(n, k)])]
+    for w in (np.zeros(0), rng.random(n) * (rng.random(n) > 0.3)):  # unweighted; weighted with zeros
+        cases += [("softmax_xent_labels", (y * 5, labels, w), [(n, k), (n, k)]),
+                  ("softmax_xent_dense", (y * 5, T, w), [(n, k), (n, k)]),
+                  ("softmax_xent_dense", (y, P, w), [(n, k), (n, k)]),
+                  ("nll_labels", (P, labels, 1e-7, w), [(n, k)]),
+                  ("nll_dense", (P, T, 1e-7, w), [(n, k)]),
+                  ("nll_dense", (P, P, 1e-7, w), [(n, k)]),
+                  ("mse", (y, g, w), [(n, k)]),
+                  ("bce_logits", (y * 8, P, w), [(n, k)]),
+                  ("bce_logits", (y * 8, T, w), [(n, k)]),
+                  ("bce", (P, T, w), [(n, k)]),
+                  ("bce", (P, P, w), [(n, k)])]
     return cases
 
 

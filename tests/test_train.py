@@ -140,6 +140,59 @@ def test_divergence_names_epoch_and_batch_and_keeps_finite_weights(backend):
     assert isinstance(info.value.history, fn.History)
 
 
+LOSS_CASES = {  # loss -> (model head, targets)
+    "SoftmaxCrossEntropy": (None, lambda y: y),
+    "NLLLoss": (fn.Softmax, lambda y: y),
+    "MSELoss": (None, lambda y: np.eye(3)[y]),
+    "BCEWithLogitsLoss": (None, lambda y: np.eye(3)[y]),
+    "BCELoss": (fn.Sigmoid, lambda y: np.eye(3)[y]),
+}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("name", sorted(LOSS_CASES))
+def test_an_exploding_learning_rate_is_caught_for_every_loss(backend, name):
+    """NaN reaches every loss kernel's value, so fit stops with FloatingPointError instead of saving NaN weights.
+
+    BCELoss clamps its logs at -100 as PyTorch's does, so a saturated Sigmoid output may train on with a
+    finite loss; then every weight and loss must still be finite."""
+    head, target = LOSS_CASES[name]
+    X, y = _blobs(n=64)
+    model = fn.Sequential(*_model().layers, *([head()] if head else []))
+    try:
+        h = model.fit(X, target(y), loss=getattr(fn, name)(), optimizer=fn.SGD(model.parameters(), lr=1e30),
+                      epochs=5, batch_size=16, verbose=0, seed=0)
+    except FloatingPointError as exc:
+        assert "loss became" in str(exc)
+    else:
+        assert name == "BCELoss", f"{name}: no divergence detected, history {h.history['loss']}"
+        assert np.isfinite(h.history["loss"]).all()
+    assert all(np.isfinite(p.data).all() for p in model.parameters())
+
+
+def test_binary_accuracy_counts_each_output():
+    """Multilabel accuracy is the fraction of the n x k decisions that are right (Keras' binary accuracy)."""
+    X, y = _blobs(n=60)
+    Y = np.eye(3)[y]
+    model = _model()
+    h = model.fit(X, Y, loss=fn.BCEWithLogitsLoss(), optimizer=fn.Adam(model.parameters(), lr=1e-2), epochs=20,
+                  batch_size=16, verbose=0, seed=0)
+    assert h.fast_path
+    result = model.evaluate(X, Y, fn.BCEWithLogitsLoss())
+    assert result["accuracy"] == pytest.approx(((model.predict(X) > 0) == (Y > 0.5)).mean())
+    assert h.history["accuracy"][-1] > 0.9
+
+
+def test_weighted_evaluate_is_the_weighted_mean(backend):
+    X, y = _blobs(n=30)
+    model = _model()
+    w = np.linspace(0, 2, 30)
+    rows = [model.evaluate(X[i:i + 1], y[i:i + 1], fn.SoftmaxCrossEntropy())["loss"] for i in range(30)]
+    result = model.evaluate(X, y, fn.SoftmaxCrossEntropy(), sample_weight=w)
+    assert result["loss"] == pytest.approx(np.dot(w, rows) / w.sum(), rel=1e-5)
+    assert result["accuracy"] == model.evaluate(X, y, fn.SoftmaxCrossEntropy())["accuracy"]
+
+
 def test_verbose_output(capsys):
     X, y = _blobs(n=20)
     model = _model()
@@ -182,6 +235,14 @@ def test_predict_batches_and_caches_nothing(backend):
     (dict(verbose=3), ValueError, "verbose"),
     (dict(early_stopping="yes"), TypeError, "early_stopping"),
     (dict(callbacks=[print]), TypeError, "on_epoch_end"),
+    (dict(sample_weight=np.ones(9)), ValueError, r"sample_weight has shape \(9,\), expected \(10,\)"),
+    (dict(sample_weight=-np.ones(10)), ValueError, "negative"),
+    (dict(sample_weight=np.full(10, np.nan)), ValueError, "NaN"),
+    (dict(sample_weight=np.zeros(10)), ValueError, "sums to 0"),
+    (dict(class_weight="heavy"), ValueError, "'balanced'"),
+    (dict(class_weight={7: 1.0}), ValueError, "key 7 is not a class label"),
+    (dict(class_weight={0: -1.0}), ValueError, "finite number >= 0"),
+    (dict(validation_data=(np.ones((3, 5)), [0, 1, 2], [1.0, -1.0, 1.0])), ValueError, "sample_weight_val"),
 ])
 def test_bad_fit_arguments_leave_model_untouched(kwargs, error, match):
     X, y = _blobs(n=10)

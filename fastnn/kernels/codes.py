@@ -8,7 +8,7 @@ import numpy as np
 
 __all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "LEAKY_RELU", "ELU", "GELU", "ACTIVATION_CODES", "NEEDS_INPUT", "H_LR", "H_MOMENTUM", "H_NESTEROV", "H_BETA1",
            "H_BETA2", "H_EPS", "H_DECOUPLED",
-           "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE",
+           "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE", "LOSS_BCE_LOGITS", "LOSS_BCE",
            "OPT_SGD", "OPT_ADAM", "HYPER", "pack_hyper"]
 
 # Activations: the fused epilogue of ``linear_forward`` and the step's backward through it. ``alpha`` is
@@ -18,8 +18,10 @@ IDENTITY, RELU, SIGMOID, TANH, LEAKY_RELU, ELU, GELU = 0, 1, 2, 3, 4, 5, 6
 ACTIVATION_CODES = (IDENTITY, RELU, SIGMOID, TANH, LEAKY_RELU, ELU, GELU)
 NEEDS_INPUT = (ELU, GELU)
 
-# Losses the training step computes fused with its gradient w.r.t. the last layer's output.
-LOSS_SCE_LABELS, LOSS_SCE_DENSE, LOSS_MSE = 0, 1, 2
+# Losses the training step computes fused with its gradient w.r.t. the last layer's pre-activation:
+# softmax cross-entropy (labels or dense targets), MSE, sigmoid + BCE on logits, and BCE on the output of
+# a last-layer Sigmoid (its backward folded in).
+LOSS_SCE_LABELS, LOSS_SCE_DENSE, LOSS_MSE, LOSS_BCE_LOGITS, LOSS_BCE = 0, 1, 2, 3, 4
 
 # Update rules of the training step.
 OPT_SGD, OPT_ADAM = 0, 1

@@ -17,7 +17,7 @@ from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, RELU, SIGMOID, TANH
 
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
-           "softmax_backward", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse",
+           "softmax_backward", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse", "bce_logits", "bce",
            "sgd_update", "adam_update", "activation_forward", "act_backward"]
 
 # Registered by fastnn.kernels._blas at import: NumPy's cblas_?gemm, or an adapter to Numba's.
@@ -315,68 +315,163 @@ def _xent_row_dense(z, i, t, probs, grad, scale):
 
 
 @jit
-def softmax_xent_labels(z, labels, probs, grad):
-    inv_n = 1.0 / z.shape[0]
-    loss = 0.0
-    for i in range(z.shape[0]):
-        loss += _xent_row_label(z, i, labels[i], probs, grad, inv_n)
-    return loss * inv_n
+def _weight(w, i):
+    """Row ``i``'s sample weight; 1 when ``w`` is empty (unweighted)."""
+    return w[i] * 1.0 if w.shape[0] else 1.0
 
 
 @jit
-def softmax_xent_dense(z, T, probs, grad):
-    inv_n = 1.0 / z.shape[0]
-    loss = 0.0
-    for i in range(z.shape[0]):
-        loss += _xent_row_dense(z, i, T[i], probs, grad, inv_n)
-    return loss * inv_n
-
-
-@jit
-def nll_labels(P, labels, eps, grad):
-    n, m = P.shape
-    loss = 0.0
+def _inv_weight_sum(w, n):
+    """``1 / sum(w)`` over the ``n`` rows (``1 / n`` unweighted); 0 when the weights sum to 0."""
+    if w.shape[0] == 0:
+        return 1.0 / n
+    total = 0.0
     for i in range(n):
-        for j in range(m):
+        total += w[i]
+    return 1.0 / total if total > 0 else 0.0
+
+
+@jit
+def _add_weighted(total, wi, li):
+    """``total + wi li``; a row of weight 0 adds nothing, not even a NaN."""
+    return total + wi * li if wi != 0 else total
+
+
+@jit
+def _mse_row(y, i, t, grad, scale):
+    """Row ``i`` of MSE against target row ``t``: ``grad[i] = 2 (y[i] - t) scale / k``; returns ``mean (y[i] - t)^2``."""
+    k = y.shape[1]
+    loss = 0.0
+    for j in range(k):
+        d = y[i, j] - t[j] * 1.0
+        loss += d * d
+        grad[i, j] = 2.0 * scale / k * d
+    return loss / k
+
+
+@jit
+def _nll_row_label(P, i, y, eps, grad, scale):
+    """Row ``i`` of NLL with label ``y``: ``-log max(p_y, eps)``; a NaN probability propagates."""
+    for j in range(P.shape[1]):
+        grad[i, j] = 0
+    p = P[i, y] * 1.0
+    if p <= eps:  # False for NaN: log(NaN) carries it into the loss
+        return -math.log(eps)
+    grad[i, y] = -scale / p
+    return -math.log(p)
+
+
+@jit
+def _nll_row_dense(P, i, t, eps, grad, scale):
+    loss = 0.0
+    for j in range(P.shape[1]):
+        p = P[i, j] * 1.0
+        tj = t[j] * 1.0
+        if p <= eps:
+            loss -= tj * math.log(eps)
             grad[i, j] = 0
-        y = labels[i]
-        p = P[i, y] * 1.0
-        if p > eps:
-            loss -= math.log(p)
-            grad[i, y] = -1.0 / (n * p)
         else:
-            loss -= math.log(eps)
-    return loss / n
+            loss -= tj * math.log(p)
+            grad[i, j] = -tj * scale / p
+    return loss
 
 
 @jit
-def nll_dense(P, T, eps, grad):
-    n, m = P.shape
+def _bce_logits_row(z, i, t, grad, scale):
+    """Row ``i`` of sigmoid + binary cross-entropy on logits: ``grad[i] = (sigmoid(z) - t) scale / k``;
+    returns the row's mean of ``max(z, 0) - z t + log1p(exp(-|z|))``, which never overflows."""
+    k = z.shape[1]
     loss = 0.0
-    for i in range(n):
-        for j in range(m):
-            p = P[i, j] * 1.0
-            t = T[i, j] * 1.0
-            if p > eps:
-                loss -= t * math.log(p)
-                grad[i, j] = -t / (n * p)
-            else:
-                loss -= t * math.log(eps)
-                grad[i, j] = 0
-    return loss / n
+    for j in range(k):
+        v = z[i, j] * 1.0
+        tj = t[j] * 1.0
+        loss += max(v, 0.0) - v * tj + math.log1p(math.exp(-abs(v)))
+        grad[i, j] = (_sigmoid(v) - tj) * (scale / k)
+    return loss / k
 
 
 @jit
-def mse(y, target, grad):
-    n, m = y.shape
-    scale = 2.0 / (n * m)
+def _bce_row(P, i, t, grad, scale):
+    """Row ``i`` of binary cross-entropy on probabilities, PyTorch's ``BCELoss``: logs clamped at -100,
+    ``grad[i] = (p - t) / max(p (1 - p), 1e-12) scale / k``."""
+    k = P.shape[1]
     loss = 0.0
-    for i in range(n):
-        for j in range(m):
-            d = y[i, j] - target[i, j] * 1.0
-            loss += d * d
-            grad[i, j] = scale * d
-    return loss / (n * m)
+    for j in range(k):
+        p = P[i, j] * 1.0
+        tj = t[j] * 1.0
+        loss -= tj * max(math.log(p), -100.0) + (1.0 - tj) * max(math.log1p(-p), -100.0)
+        grad[i, j] = (p - tj) / max(p * (1.0 - p), 1e-12) * (scale / k)
+    return loss / k
+
+
+@jit
+def softmax_xent_labels(z, labels, w, probs, grad):
+    inv = _inv_weight_sum(w, z.shape[0])
+    loss = 0.0
+    for i in range(z.shape[0]):
+        wi = _weight(w, i)
+        loss = _add_weighted(loss, wi, _xent_row_label(z, i, labels[i], probs, grad, wi * inv))
+    return loss * inv
+
+
+@jit
+def softmax_xent_dense(z, T, w, probs, grad):
+    inv = _inv_weight_sum(w, z.shape[0])
+    loss = 0.0
+    for i in range(z.shape[0]):
+        wi = _weight(w, i)
+        loss = _add_weighted(loss, wi, _xent_row_dense(z, i, T[i], probs, grad, wi * inv))
+    return loss * inv
+
+
+@jit
+def nll_labels(P, labels, eps, w, grad):
+    inv = _inv_weight_sum(w, P.shape[0])
+    loss = 0.0
+    for i in range(P.shape[0]):
+        wi = _weight(w, i)
+        loss = _add_weighted(loss, wi, _nll_row_label(P, i, labels[i], eps, grad, wi * inv))
+    return loss * inv
+
+
+@jit
+def nll_dense(P, T, eps, w, grad):
+    inv = _inv_weight_sum(w, P.shape[0])
+    loss = 0.0
+    for i in range(P.shape[0]):
+        wi = _weight(w, i)
+        loss = _add_weighted(loss, wi, _nll_row_dense(P, i, T[i], eps, grad, wi * inv))
+    return loss * inv
+
+
+@jit
+def mse(y, target, w, grad):
+    inv = _inv_weight_sum(w, y.shape[0])
+    loss = 0.0
+    for i in range(y.shape[0]):
+        wi = _weight(w, i)
+        loss = _add_weighted(loss, wi, _mse_row(y, i, target[i], grad, wi * inv))
+    return loss * inv
+
+
+@jit
+def bce_logits(z, T, w, grad):
+    inv = _inv_weight_sum(w, z.shape[0])
+    loss = 0.0
+    for i in range(z.shape[0]):
+        wi = _weight(w, i)
+        loss = _add_weighted(loss, wi, _bce_logits_row(z, i, T[i], grad, wi * inv))
+    return loss * inv
+
+
+@jit
+def bce(P, T, w, grad):
+    inv = _inv_weight_sum(w, P.shape[0])
+    loss = 0.0
+    for i in range(P.shape[0]):
+        wi = _weight(w, i)
+        loss = _add_weighted(loss, wi, _bce_row(P, i, T[i], grad, wi * inv))
+    return loss * inv
 
 
 @jit(fast=True)

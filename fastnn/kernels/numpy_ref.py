@@ -12,7 +12,7 @@ from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, RELU, SIGMOID, TANH
 
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
-           "softmax_backward", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse",
+           "softmax_backward", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse", "bce_logits", "bce",
            "sgd_update", "adam_update", "activation_forward", "act_backward"]
 
 
@@ -165,63 +165,113 @@ def _log_softmax(z):
     return zm - np.log(np.exp(zm.astype(np.float64)).sum(axis=1, keepdims=True))
 
 
-def softmax_xent_labels(z, labels, probs, grad):
-    """Fused softmax + cross-entropy for integer labels.
+def _row_weights(w, n):
+    """``(w_i / sum w)`` as a float64 column (``1 / n`` each when ``w`` is empty; 0 when the weights sum to 0)."""
+    if w.shape[0] == 0:
+        return np.full((n, 1), 1.0 / n)
+    total = w.sum(dtype=np.float64)
+    return (w.astype(np.float64) / total if total > 0 else np.zeros(n))[:, None]
 
-    Fills ``probs = softmax(z)`` and ``grad = (probs - onehot(labels)) / n``;
-    returns the mean loss ``-mean(log probs[i, labels[i]])``.
+
+def _weighted_mean(row_losses, scale):
+    """``sum_i scale_i l_i`` over the rows with a non-zero weight (a zero-weight NaN adds nothing)."""
+    keep = scale[:, 0] != 0
+    return float((row_losses[keep] * scale[keep, 0]).sum())
+
+
+def softmax_xent_labels(z, labels, w, probs, grad):
+    """Fused softmax + cross-entropy for integer labels, weighted by rows.
+
+    Fills ``probs = softmax(z)`` and ``grad = (probs - onehot(labels)) w_i / sum(w)``; returns the
+    weighted mean loss ``sum_i w_i (-log probs[i, labels[i]]) / sum(w)``. ``w`` is an empty array
+    for unweighted rows (every loss kernel takes ``w`` so; a row of weight 0 has no influence).
     """
     n = z.shape[0]
+    scale = _row_weights(w, n)
     logp = _log_softmax(z)
     softmax_forward(z, probs)
-    np.divide(probs, n, out=grad)
-    grad[np.arange(n), labels] -= 1.0 / n
-    return float(-logp[np.arange(n), labels].sum() / n)
+    onehot = np.zeros(z.shape)
+    onehot[np.arange(n), labels] = 1
+    np.multiply(probs - onehot, scale, out=grad, casting="same_kind")
+    return _weighted_mean(-logp[np.arange(n), labels], scale)
 
 
-def softmax_xent_dense(z, T, probs, grad):
+def softmax_xent_dense(z, T, w, probs, grad):
     """Fused softmax + cross-entropy for one-hot or probability targets ``T``.
 
-    Fills ``grad = (probs * T.sum(1) - T) / n``, which is ``(probs - T) / n``
-    whenever the rows of ``T`` sum to one; returns ``-mean_i sum_j T_ij log p_ij``.
+    Fills ``grad = (probs * T.sum(1) - T) w_i / sum(w)``, which is ``(probs - T) w_i / sum(w)`` whenever
+    the rows of ``T`` sum to one; returns the weighted mean of ``-sum_j T_ij log p_ij``.
     """
-    n = z.shape[0]
+    scale = _row_weights(w, z.shape[0])
     logp = _log_softmax(z)
     softmax_forward(z, probs)
     t = T.astype(np.float64)
-    np.divide(probs * t.sum(axis=1, keepdims=True) - t, n, out=grad)
-    return float(-(t * logp).sum() / n)
+    np.multiply(probs * t.sum(axis=1, keepdims=True) - t, scale, out=grad, casting="same_kind")
+    return _weighted_mean(-(t * np.where(t != 0, logp, 0)).sum(axis=1), scale)
 
 
-def nll_labels(P, labels, eps, grad):
+def nll_labels(P, labels, eps, w, grad):
     """Negative log-likelihood of probabilities ``P`` with integer labels.
 
-    Loss ``-mean log(max(p_y, eps))``; gradient ``-1 / (n p_y)`` at the label
-    (0 where the clip is active), 0 elsewhere.
+    Row loss ``-log(max(p_y, eps))``; gradient ``-w_i / (sum(w) p_y)`` at the label (0 where the
+    clip is active), 0 elsewhere. A NaN probability propagates into the loss.
     """
     n = P.shape[0]
+    scale = _row_weights(w, n)
     rows = np.arange(n)
     p = P[rows, labels].astype(np.float64)
+    clipped = np.where(p <= eps, eps, p)  # NaN stays NaN
     grad[...] = 0
-    grad[rows, labels] = np.where(p > eps, -1.0 / (n * np.maximum(p, eps)), 0.0)
-    return float(-np.log(np.maximum(p, eps)).sum() / n)
+    grad[rows, labels] = np.where(p <= eps, 0.0, -scale[:, 0] / clipped)
+    return _weighted_mean(-np.log(clipped), scale)
 
 
-def nll_dense(P, T, eps, grad):
-    """NLL with one-hot/probability targets: ``-mean_i sum_j T_ij log max(P_ij, eps)``."""
-    n = P.shape[0]
+def nll_dense(P, T, eps, w, grad):
+    """NLL with one-hot/probability targets: row loss ``-sum_j T_ij log max(P_ij, eps)``."""
+    scale = _row_weights(w, P.shape[0])
     p = P.astype(np.float64)
     t = T.astype(np.float64)
-    clipped = np.maximum(p, eps)
-    np.copyto(grad, np.where(p > eps, -t / (n * clipped), 0.0), casting="same_kind")
-    return float(-(t * np.log(clipped)).sum() / n)
+    clipped = np.where(p <= eps, eps, p)
+    np.copyto(grad, np.where(p <= eps, 0.0, -t * scale / clipped), casting="same_kind")
+    return _weighted_mean(-(t * np.log(clipped)).sum(axis=1), scale)
 
 
-def mse(y, target, grad):
-    """Mean squared error over all elements and its gradient ``2 (y - t) / y.size``."""
+def mse(y, target, w, grad):
+    """Mean squared error, the mean over outputs per row, weighted over rows; gradient ``2 (y - t) w_i / (sum(w) k)``."""
+    k = y.shape[1]
+    scale = _row_weights(w, y.shape[0])
     diff = y.astype(np.float64) - target
-    np.multiply(diff, 2.0 / y.size, out=grad, casting="same_kind")
-    return float((diff * diff).sum() / y.size)
+    np.multiply(diff, 2.0 * scale / k, out=grad, casting="same_kind")
+    return _weighted_mean((diff * diff).mean(axis=1), scale)
+
+
+def bce_logits(z, T, w, grad):
+    """Sigmoid + binary cross-entropy on logits, PyTorch's ``BCEWithLogitsLoss`` (mean over outputs).
+
+    Row loss ``mean_j max(z, 0) - z t + log1p(exp(-|z|))`` (no overflow for any ``z``); gradient
+    ``(sigmoid(z) - t) w_i / (sum(w) k)``.
+    """
+    k = z.shape[1]
+    scale = _row_weights(w, z.shape[0])
+    v = z.astype(np.float64)
+    t = T.astype(np.float64)
+    s = np.empty_like(v)
+    _sigmoid(v, s)
+    np.multiply(s - t, scale / k, out=grad, casting="same_kind")
+    return _weighted_mean((np.maximum(v, 0) - v * t + np.log1p(np.exp(-np.abs(v)))).mean(axis=1), scale)
+
+
+def bce(P, T, w, grad):
+    """Binary cross-entropy on probabilities, PyTorch's ``BCELoss``: logs clamped at -100, gradient
+    ``(p - t) / max(p (1 - p), 1e-12) w_i / (sum(w) k)``."""
+    k = P.shape[1]
+    scale = _row_weights(w, P.shape[0])
+    p = P.astype(np.float64)
+    t = T.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        rows = -(t * np.maximum(np.log(p), -100) + (1 - t) * np.maximum(np.log1p(-p), -100)).mean(axis=1)
+    np.multiply((p - t) / np.maximum(p * (1 - p), 1e-12), scale / k, out=grad, casting="same_kind")
+    return _weighted_mean(rows, scale)
 
 
 def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):

@@ -7,49 +7,64 @@ import math
 
 from fastnn._config import jit
 from fastnn.kernels.codes import (
-    ELU, GELU, H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_MSE,
-    LOSS_SCE_LABELS, OPT_SGD)
+    ELU, GELU, H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_BCE,
+    LOSS_BCE_LOGITS, LOSS_MSE, LOSS_SCE_LABELS, OPT_SGD)
 from fastnn.kernels.numba_cpu import (
-    _xent_row_dense, _xent_row_label, act_backward, activation_forward, adam_update, linear_backward,
-    linear_backward_sgd, linear_forward, sgd_update)
+    _add_weighted, _bce_logits_row, _bce_row, _mse_row, _xent_row_dense, _xent_row_label, act_backward,
+    activation_forward, adam_update, linear_backward, linear_backward_sgd, linear_forward, sgd_update)
 
 __all__ = ["train_batches"]
 
 
 @jit
-def _loss_grad(loss_kind, z, labels, T, rows, grad):
-    """Loss sum over the batch and ``grad = dL_mean/dz``; argmax hits counted for classification."""
+def _loss_grad(loss_kind, z, labels, T, sw, rows, grad):
+    """``(sum_i w_i l_i, sum_i w_i, hits)`` over the batch and ``grad`` = d(weighted mean loss)/d(pre-activation).
+
+    Hits: argmax equal to the label for softmax losses; outputs on the right side of 1/2 for the binary ones.
+    """
     m, k = z.shape
-    inv_m = 1.0 / m
+    wsum = 0.0
+    for i in range(m):
+        wsum += sw[rows[i]] if sw.shape[0] else 1.0
+    inv = 1.0 / wsum if wsum > 0 else 0.0
     total, correct = 0.0, 0
-    if loss_kind == LOSS_MSE:
-        scale = 2.0 / (m * k)
-        for i in range(m):
-            r = rows[i]
-            for j in range(k):
-                d = z[i, j] - T[r, j] * 1.0
-                total += d * d
-                grad[i, j] = scale * d
-        return total / k, 0
     for i in range(m):
         r = rows[i]
-        best = 0
-        for j in range(1, k):
-            if z[i, j] > z[i, best]:
-                best = j
-        if labels.shape[0] and best == labels[r]:
-            correct += 1
-        # grad doubles as the probability buffer: the row helpers allow the aliasing.
-        if loss_kind == LOSS_SCE_LABELS:
-            total += _xent_row_label(z, i, labels[r], grad, grad, inv_m)
+        wi = sw[r] * 1.0 if sw.shape[0] else 1.0
+        scale = wi * inv
+        if loss_kind == LOSS_MSE:
+            li = _mse_row(z, i, T[r], grad, scale)
+        elif loss_kind == LOSS_BCE_LOGITS or loss_kind == LOSS_BCE:
+            cut = 0.0 if loss_kind == LOSS_BCE_LOGITS else 0.5
+            for j in range(k):
+                if (z[i, j] > cut) == (T[r, j] > 0.5):
+                    correct += 1
+            if loss_kind == LOSS_BCE_LOGITS:
+                li = _bce_logits_row(z, i, T[r], grad, scale)
+            else:  # through the last layer's Sigmoid, as sigmoid_backward does, from its output
+                li = _bce_row(z, i, T[r], grad, scale)
+                for j in range(k):
+                    s = z[i, j]
+                    grad[i, j] = grad[i, j] * (s * (1 - s))
         else:
-            total += _xent_row_dense(z, i, T[r], grad, grad, inv_m)
-    return total, correct
+            best = 0
+            for j in range(1, k):
+                if z[i, j] > z[i, best]:
+                    best = j
+            if labels.shape[0] and best == labels[r]:
+                correct += 1
+            # grad doubles as the probability buffer: the row helpers allow the aliasing.
+            if loss_kind == LOSS_SCE_LABELS:
+                li = _xent_row_label(z, i, labels[r], grad, grad, scale)
+            else:
+                li = _xent_row_dense(z, i, T[r], grad, grad, scale)
+        total = _add_weighted(total, wi, li)
+    return total, wsum, correct
 
 
 @jit
-def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, alphas, H, Z, G, dWs, dbs,
-                  loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, correct):
+def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, H, Z, G, dWs, dbs,
+                  loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, weights, correct):
     n = order.shape[0]
     L = len(Ws)
     for b in range(b0, b1):
@@ -82,8 +97,9 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, alphas,
                 activation_forward(acts[l], alphas[l], Z[l + 1][:m], H[l + 1][:m])
             else:
                 linear_forward(a, Ws[l], bs[l], acts[l], alphas[l], H[l + 1][:m])
-        total, hits = _loss_grad(loss_kind, H[L][:m], labels, T, rows, G[L][:m])
+        total, wsum, hits = _loss_grad(loss_kind, H[L][:m], labels, T, sw, rows, G[L][:m])
         losses[b - b0] = total
+        weights[b - b0] = wsum
         correct[b - b0] = hits
         if not math.isfinite(total):
             return b - b0  # stop before the update: the weights stay finite

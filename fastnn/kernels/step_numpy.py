@@ -6,17 +6,38 @@ Built from the per-op kernels of :mod:`numpy_ref` exactly as the compiled twin i
 import numpy as np
 
 from fastnn.kernels.codes import (
-    H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_MSE, LOSS_SCE_LABELS,
-    NEEDS_INPUT, OPT_SGD)
+    H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_BCE_LOGITS, LOSS_MSE,
+    LOSS_SCE_DENSE, LOSS_SCE_LABELS, NEEDS_INPUT, OPT_SGD)
 from fastnn.kernels.numpy_ref import (
-    act_backward, activation_forward, adam_update, linear_backward, linear_backward_sgd, linear_forward, mse,
-    sgd_update, softmax_xent_dense, softmax_xent_labels)
+    act_backward, activation_forward, adam_update, bce, bce_logits, linear_backward, linear_backward_sgd,
+    linear_forward, mse, sgd_update, softmax_xent_dense, softmax_xent_labels)
 
 __all__ = ["train_batches"]
 
 
-def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, alphas, H, Z, G, dWs, dbs,
-                  loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, correct):
+def _loss_grad(loss_kind, z, labels, T, w, rows, grad):
+    """``(sum_i w_i l_i, sum_i w_i, hits)`` for the batch ``rows``; ``grad`` = d(weighted mean)/d(pre-activation)."""
+    m = z.shape[0]
+    wsum = float(w.sum(dtype=np.float64)) if w.shape[0] else float(m)
+    if loss_kind == LOSS_SCE_LABELS or loss_kind == LOSS_SCE_DENSE:
+        kernel = softmax_xent_labels if loss_kind == LOSS_SCE_LABELS else softmax_xent_dense
+        mean = kernel(z, labels[rows] if loss_kind == LOSS_SCE_LABELS else T[rows], w, np.empty_like(z), grad)
+        hits = int((z.argmax(axis=1) == labels[rows]).sum()) if labels.shape[0] else 0
+    elif loss_kind == LOSS_MSE:
+        mean, hits = mse(z, T[rows], w, grad), 0
+    else:
+        cut = 0.0 if loss_kind == LOSS_BCE_LOGITS else 0.5
+        hits = int(((z > cut) == (T[rows] > 0.5)).sum())
+        if loss_kind == LOSS_BCE_LOGITS:
+            mean = bce_logits(z, T[rows], w, grad)
+        else:  # through the last layer's Sigmoid, from its output
+            mean = bce(z, T[rows], w, grad)
+            grad *= z * (1 - z)
+    return mean * wsum, wsum, hits
+
+
+def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, H, Z, G, dWs, dbs,
+                  loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, weights, correct):
     """Train on batches ``b0 .. b1-1`` of ``order``: forward, fused loss gradient, backward, update.
 
     Parameters
@@ -26,7 +47,9 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, alphas,
     labels : int64 ndarray of shape (n_samples,)
         Class labels (also used for accuracy with dense targets); empty for regression.
     T : ndarray of shape (n_samples, n_out)
-        Dense targets for ``LOSS_SCE_DENSE``/``LOSS_MSE``; unused (may be empty) for ``LOSS_SCE_LABELS``.
+        Dense targets for every loss but ``LOSS_SCE_LABELS`` (for which it may be empty).
+    sw : float64 ndarray of shape (n_samples,)
+        Sample weights; empty for unweighted rows. A batch's loss is ``sum w_i l_i / sum w_i``.
     order : int64 ndarray of shape (n_samples,)
         Sample indices in training order; batch ``b`` is ``order[b*batch_size:(b+1)*batch_size]``.
     Ws, bs : sequences of the L layers' weights (n_in_l, n_out_l) and biases, updated in place.
@@ -52,9 +75,12 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, alphas,
     steps : int64 ndarray of shape (1,)
         The optimizer's update count, incremented by every batch's update (Adam's bias correction).
     losses : float64 ndarray of shape (b1 - b0,)
-        Receives each batch's loss *sum* (mean times batch size).
+        Receives each batch's weighted loss *sum* ``sum w_i l_i``.
+    weights : float64 ndarray of shape (b1 - b0,)
+        Receives each batch's ``sum w_i`` (its row count when unweighted).
     correct : int64 ndarray of shape (b1 - b0,)
-        Receives each batch's count of argmax hits.
+        Receives each batch's hits: rows whose argmax is the label (softmax losses), outputs on the
+        right side of 1/2 (binary losses; up to ``rows * n_out``).
 
     Returns
     -------
@@ -82,17 +108,9 @@ def train_batches(X, labels, T, order, batch_size, b0, b1, Ws, bs, acts, alphas,
             else:
                 linear_forward(H[l][:m], Ws[l], bs[l], acts[l], alphas[l], H[l + 1][:m])
         z, grad = H[L][:m], G[L][:m]
-        probs = np.empty_like(z)  # the reference may allocate; the compiled twin does not
-        if loss_kind == LOSS_MSE:
-            total = mse(z, T[rows], grad) * m
-            hits = 0
-        else:
-            if loss_kind == LOSS_SCE_LABELS:
-                total = softmax_xent_labels(z, labels[rows], probs, grad) * m
-            else:
-                total = softmax_xent_dense(z, T[rows], probs, grad) * m
-            hits = int((z.argmax(axis=1) == labels[rows]).sum()) if labels.shape[0] else 0
-        losses[b - b0], correct[b - b0] = total, hits
+        w = sw[rows] if sw.shape[0] else sw
+        losses[b - b0], weights[b - b0], correct[b - b0] = _loss_grad(loss_kind, z, labels, T, w, rows, grad)
+        total = losses[b - b0]
         if not np.isfinite(total):
             return b - b0
         for l in range(L - 1, -1, -1):
