@@ -149,6 +149,22 @@ def _activation_forward(act, n, m):
         ACTS[act], 0.1, _normal(rng, (n, m), 2.0), _buffer((n, m))), (3,))
 
 
+def _dropout(n, m):
+    return Case("dropout", "dropout", str(m), n, lambda rng: (_normal(rng, (n, m)), 0.2, 12345, 0, _buffer((n, m))),
+                (4,))
+
+
+def _clip_grad_norm(n):
+    """All the network's gradients, clipped to half their norm."""
+    def make(rng):
+        dWs = [_normal(rng, (a, b), 1e-2) for a, b in LAYERS]  # lists: passed as tuples, checked element-wise
+        dbs = [_normal(rng, b, 1e-2) for _, b in LAYERS]
+        norm = np.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in (*dWs, *dbs)))
+        return dWs, dbs, norm / 2
+    return Case("clip_grad_norm", "clip_grad_norm", "-".join(str(b) for _, b in LAYERS), n, make, (0, 1),
+                stateful=True)
+
+
 def _softmax(direction, n, m):
     def make(rng):
         if direction == "forward":
@@ -206,12 +222,12 @@ def _train_batches(n, n_batches=4):
         params = [a for pair in zip(Ws, bs) for a in pair]
         return (_layer_input(rng, n_samples, sizes[0]), _labels(rng, n_samples, sizes[-1]), np.zeros((0, 0), F32),
                 np.zeros(0), rng.permutation(n_samples).astype(np.int64), n, 0, n_batches, Ws, bs,
-                np.array([RELU, RELU, IDENTITY], np.int64), np.zeros(3), H, [np.zeros((0, 0), F32)] * 4, G,
-                [_buffer(W.shape) for W in Ws],
+                np.array([RELU, RELU, IDENTITY], np.int64), np.zeros(3), np.zeros(3), np.zeros(3, np.uint64), H,
+                [np.zeros((0, 0), F32)] * 4, [np.zeros((0, 0), F32)] * 3, G, [_buffer(W.shape) for W in Ws],
                 [_buffer(b.shape) for b in bs], LOSS_SCE_LABELS, OPT_SGD, np.tile(pack_hyper({"lr": 0.1}), (n_batches, 1)),
                 np.zeros(len(params)), [np.zeros(0, F32) for _ in params], [np.zeros(0, F32) for _ in params],
                 np.zeros(1, np.int64), np.full(n_batches, np.nan), np.zeros(n_batches), np.zeros(n_batches, np.int64))
-    return Case("train_batches_sgd", "train_batches", "-".join(map(str, sizes)), n, make, (8, 9, 24, 26),
+    return Case("train_batches_sgd", "train_batches", "-".join(map(str, sizes)), n, make, (8, 9, 27, 29),
                 stateful=True)
 
 
@@ -227,6 +243,7 @@ def _batch_cases(n):
     cases += [_act_backward(act, n, 128) for act in ("relu", "sigmoid", "tanh")]
     cases += [_activation_forward(act, n, 128) for act in ("leaky_relu", "elu", "gelu")]
     cases += [_softmax(d, n, 10) for d in ("forward", "backward")]
+    cases += [_dropout(n, 128)]
     cases += [_loss(name, n, 10) for name in ("softmax_xent_labels", "softmax_xent_dense", "nll_labels",
                                               "nll_dense", "mse", "bce_logits", "bce")]
     cases.append(_train_batches(n))
@@ -234,6 +251,7 @@ def _batch_cases(n):
 
 
 CASES = [case for n in BATCHES for case in _batch_cases(n)]
+CASES.append(_clip_grad_norm(None))
 CASES += [_optimizer(name, *layer) for name in ("sgd_update", "sgd_update_momentum", "adam_update")
           for layer in LAYERS]
 

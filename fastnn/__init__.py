@@ -1,10 +1,10 @@
 """fastnn: multilayer perceptrons trained on the CPU with hand-derived gradients and Numba kernels."""
 from fastnn.gradcheck import gradcheck
 from fastnn.kernels import backend, get_backend, set_backend
-from fastnn.layers import ELU, GELU, Layer, LeakyReLU, Linear, Parameter, ReLU, Sigmoid, Softmax, Tanh
+from fastnn.layers import ELU, GELU, Dropout, Layer, LeakyReLU, Linear, Parameter, ReLU, Sigmoid, Softmax, Tanh
 from fastnn.losses import BCELoss, BCEWithLogitsLoss, Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
 from fastnn.model import Sequential
-from fastnn.optim import SGD, Adam, AdamW, Optimizer
+from fastnn.optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm
 from fastnn.train import EarlyStopping, History
 
 load = Sequential.load
@@ -15,7 +15,7 @@ __all__ = [
     "Layer", "Linear", "Parameter", "ReLU", "Sigmoid", "Softmax", "Tanh", "LeakyReLU", "ELU", "GELU",
     "Loss", "MSELoss", "NLLLoss", "SoftmaxCrossEntropy", "BCEWithLogitsLoss", "BCELoss",
     "Sequential", "load",
-    "Optimizer", "SGD", "Adam", "AdamW",
+    "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "Dropout",
     "EarlyStopping", "History",
     "backend", "get_backend", "set_backend",
     "gradcheck",

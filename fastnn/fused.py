@@ -15,7 +15,7 @@ from threadpoolctl import ThreadpoolController
 
 from fastnn._config import blas_threads
 from fastnn.kernels import codes, get_step
-from fastnn.layers import ACTIVATIONS, Linear
+from fastnn.layers import ACTIVATIONS, Dropout, Linear
 from fastnn.losses import LOSSES
 from fastnn.optim import OPTIMIZERS
 
@@ -37,30 +37,36 @@ _FUSABLE_ACTIVATIONS = tuple(cls for cls, _ in ACTIVATIONS.values())
 
 
 def _plan(model):
-    """``(linears, acts, alphas)`` when the layers are Linear[+activation]*, else None."""
-    linears, acts, alphas = [], [], []
+    """``(linears, acts, alphas, drops)`` when the layers are ([Dropout] Linear [activation])*, else None."""
+    linears, acts, alphas, drops = [], [], [], []
+    drop = None
     for layer in model.layers:
         if type(layer) is Linear:
             linears.append(layer)
             acts.append(codes.IDENTITY)
             alphas.append(0.0)
-        elif type(layer) in _FUSABLE_ACTIVATIONS and linears and acts[-1] == codes.IDENTITY:
+            drops.append(drop)
+            drop = None
+        elif type(layer) in _FUSABLE_ACTIVATIONS and linears and acts[-1] == codes.IDENTITY and drop is None:
             acts[-1], alphas[-1] = layer.code, layer.alpha
+        elif type(layer) is Dropout and drop is None:
+            drop = layer
         else:
             return None
-    if not linears:
+    if not linears or drop is not None:  # a dropout on the output: layer by layer
         return None
-    return linears, np.array(acts, np.int64), np.array(alphas, np.float64)
+    return linears, np.array(acts, np.int64), np.array(alphas, np.float64), drops
 
 
-def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size):
-    """Return ``run(order, b0, b1, after_step=None) -> (loss_sums, n_correct, n_done)`` for the compiled step,
-    or None.
+def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=None):
+    """Return ``run(order, b0, b1, after_step=None, seed=0) -> (loss_sums, n_correct, n_done)`` for the
+    compiled step, or None.
 
     ``loss_sums`` and ``n_correct`` are per-batch arrays of length ``n_done``
     (plus the failing batch when ``n_done < b1 - b0``). The optimizer describes itself for every
     batch, so hyper-parameters changed between calls apply; ``after_step()`` (a per-batch schedule)
-    is called after describing each batch, ahead of the compiled call that trains them all.
+    is called after describing each batch, ahead of the compiled call that trains them all. ``seed``
+    keys the dropout masks of the epoch (:meth:`fastnn.layers.Dropout.stream_key`).
     """
     plan = _plan(model)
     loss_kind = loss.step_code(T) if type(loss) in LOSSES.values() else None  # exact types, as for layers
@@ -70,7 +76,7 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size):
         return None
     if [id(p) for p in optimizer.params] != [id(p) for p in model.parameters()]:
         return None
-    linears, acts, alphas = plan
+    linears, acts, alphas, dropouts = plan
     dtype = X.dtype
     widths = [X.shape[1]] + [lin.out_features for lin in linears]
     if acts[-1] != (codes.SIGMOID if loss_kind == codes.LOSS_BCE else codes.IDENTITY):
@@ -86,6 +92,9 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size):
     H = tuple([np.empty((rows, w), dtype) for w in widths])
     keep_input = [False] + [a in codes.NEEDS_INPUT for a in acts]
     Z = tuple([np.empty((rows, w) if keep else (0, 0), dtype) for w, keep in zip(widths, keep_input)])
+    drops = np.array([0.0 if d is None else d.p for d in dropouts])
+    D = tuple([np.empty((rows, w) if p > 0 else (0, 0), dtype) for w, p in zip(widths, drops)])
+    keys = np.zeros(len(linears), np.uint64)
     G = tuple([np.empty((0, 0), dtype)] + [np.empty((rows, w), dtype) for w in widths[1:]])
     dWs, dbs = tuple([lin.W.grad for lin in linears]), tuple([lin.b.grad for lin in linears])
     n_batches = -(-X.shape[0] // batch_size)
@@ -93,19 +102,20 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size):
     hyper = np.empty((n_batches, len(codes.HYPER)))
     threads = blas_threads(batch_size)
 
-    def run(order, b0, b1, after_step=None):
+    def run(order, b0, b1, after_step=None, seed=0):
         spec = optimizer.describe()
         rows = hyper[:b1 - b0]
         if after_step is None:
-            rows[:] = codes.pack_hyper(spec.hyper)
+            rows[:] = codes.pack_hyper({**spec.hyper, "clip_norm": clip_norm or 0.0})
         else:
             for i in range(b1 - b0):
-                codes.pack_hyper(optimizer.describe().hyper, rows[i])
+                codes.pack_hyper({**optimizer.describe().hyper, "clip_norm": clip_norm or 0.0}, rows[i])
                 after_step()
+        keys[:] = [Dropout.stream_key(seed, l) for l in range(len(keys))]
         S1, S2 = spec.state
         with _limit_blas(threads):
-            done = step.train_batches(X, labels, dense, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, H, Z,
-                                      G, dWs, dbs, loss_kind, spec.kind, rows,
+            done = step.train_batches(X, labels, dense, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops,
+                                      keys, H, Z, D, G, dWs, dbs, loss_kind, spec.kind, rows,
                                       np.array(spec.weight_decays, np.float64), tuple(S1), tuple(S2), spec.steps,
                                       losses, weights, correct)
         k = min(done + 1, b1 - b0)

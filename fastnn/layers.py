@@ -11,7 +11,7 @@ from fastnn._validation import as_float_dtype, check_matrix, check_positive_int
 from fastnn.kernels import get_backend
 from fastnn.kernels import codes
 
-__all__ = ["Parameter", "Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "Softmax",
+__all__ = ["Parameter", "Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "Softmax", "Dropout",
            "LAYERS", "ACTIVATIONS"]
 
 
@@ -36,7 +36,13 @@ class Parameter:
 
 
 class Layer:
-    """Base class. Subclasses implement ``_forward``/``_backward`` on validated arrays."""
+    """Base class. Subclasses implement ``_forward``/``_backward`` on validated arrays.
+
+    ``training`` (False unless set by ``Sequential.train()`` or by ``fit`` while it runs) switches
+    layers that behave differently while training (``Dropout``).
+    """
+
+    training = False
 
     def forward(self, X):
         """Validate ``X`` of shape (n_samples, n_in) and return the layer's output."""
@@ -291,7 +297,68 @@ def _check_alpha(value, name):
     return float(value)
 
 
-LAYERS = {cls.__name__: cls for cls in (Linear, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, Softmax)}
+class Dropout(Layer):
+    """Inverted dropout: while training, each input is zeroed with probability ``p`` and the rest scaled
+    by ``1 / (1 - p)``; the identity in ``predict``/``evaluate`` and whenever ``training`` is False.
+
+    .. math:: y = x \\odot M / (1 - p),\\quad dx = g \\odot M / (1 - p),\\quad M_{ij} = [u(key, ij) \\ge p]
+
+    The mask is a function of a key and each element's position (:func:`fastnn.kernels.numpy_ref.dropout`),
+    so ``fit(seed=...)`` reproduces it bit for bit, on the compiled step and layer by layer alike.
+
+    Parameters
+    ----------
+    p : float in [0, 1)
+    seed : int, numpy.random.Generator or None
+        Draws the masks of forward calls outside ``fit`` (hand-written loops in training mode).
+    """
+
+    def __init__(self, p=0.5, *, seed=None):
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p < 1:
+            raise ValueError(f"Dropout p must be a number in [0, 1), got {p!r}")
+        self.p = float(p)
+        self._rng = np.random.default_rng(seed)
+        self._key = None  # (key, row offset) for the next forward, set by fit; else drawn from _rng
+        self._mask_key = None
+        self._shape = None
+
+    def get_config(self):
+        return {"p": self.p}
+
+    def _output_shape(self):
+        return self._shape
+
+    def _clear_cache(self):
+        self._mask_key = self._shape = None
+
+    @staticmethod
+    def stream_key(seed, layer):
+        """The mask stream of the Dropout before Linear number ``layer``, for an epoch's ``seed``:
+        splitmix64's finaliser of ``seed + (layer + 1) * golden``, so the layers' streams are unrelated."""
+        mask = 2**64 - 1
+        z = (int(seed) + (layer + 1) * 0x9E3779B97F4A7C15) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    def _forward(self, X):
+        self._shape = X.shape
+        if not self.training or self.p == 0:
+            self._mask_key = None
+            return X
+        key, row = self._key if self._key is not None else (int(self._rng.integers(2**63, dtype=np.uint64)), 0)
+        self._key = None
+        self._mask_key = (key, row * X.shape[1])
+        return get_backend().dropout(X, self.p, np.uint64(key), row * X.shape[1], np.empty_like(X))
+
+    def _backward(self, dy, need_dX):
+        if self._mask_key is None:
+            return dy
+        key, offset = self._mask_key
+        return get_backend().dropout(dy, self.p, np.uint64(key), offset, np.empty_like(dy))
+
+
+LAYERS = {cls.__name__: cls for cls in (Linear, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, Softmax, Dropout)}
 # The hidden activations by the names the CLI and the estimators accept, with the initialiser that suits them.
 ACTIVATIONS = {"relu": (ReLU, "he"), "tanh": (Tanh, "glorot"), "sigmoid": (Sigmoid, "glorot"),
                "leaky_relu": (LeakyReLU, "he"), "elu": (ELU, "he"), "gelu": (GELU, "he")}

@@ -1,8 +1,11 @@
 """``Sequential``: a stack of layers with forward, backward and parameter access."""
+import numpy as np
+
 from fastnn import io as _io
 from fastnn import train as _train
 from fastnn._validation import check_matrix
-from fastnn.layers import LAYERS, Layer
+from fastnn.layers import LAYERS, Layer, Sigmoid, Softmax
+from fastnn.losses import BCEWithLogitsLoss, SoftmaxCrossEntropy
 
 __all__ = ["Sequential"]
 
@@ -72,6 +75,20 @@ class Sequential:
         """``[("0.W", Parameter), ("0.b", Parameter), ...]``, prefixed by layer index."""
         return [(f"{i}.{p.name}", p) for i, layer in enumerate(self.layers) for p in layer.parameters()]
 
+    def train(self, mode=True):
+        """Training mode: ``Dropout`` layers drop (in ``forward``); ``fit`` sets it while it runs. Returns ``self``."""
+        for layer in self.layers:
+            layer.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Inference mode (the default): ``Dropout`` is the identity. ``predict``/``evaluate`` always infer."""
+        return self.train(False)
+
+    @property
+    def training(self):
+        return any(layer.training for layer in self.layers)
+
     def zero_grad(self):
         for p in self.parameters():
             p.grad[...] = 0
@@ -133,7 +150,7 @@ class Sequential:
     # -- training ----------------------------------------------------------------
     def fit(self, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
             validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None, sample_weight=None,
-            class_weight=None):
+            class_weight=None, clip_grad_norm=None):
         """Train in place with mini-batches.
 
         Parameters
@@ -155,8 +172,8 @@ class Sequential:
             An int is the patience of ``EarlyStopping()`` on ``val_loss`` (or ``loss``),
             restoring the best weights.
         seed : int or None
-            Seeds the shuffling; with the same initial weights and backend the
-            trained weights are bit-identical.
+            Seeds the shuffling and the dropout masks; with the same initial weights, backend and
+            BLAS thread count the trained weights are bit-identical.
         verbose : {0, 1, 2}
             0 silent, 1 one line per epoch, 2 also a per-batch bar when stderr is a terminal.
         callbacks : list, optional
@@ -171,6 +188,9 @@ class Sequential:
         class_weight : dict or "balanced", optional
             Weights per class (``{class: weight}``, absent classes 1), multiplied into ``sample_weight``;
             ``"balanced"`` is scikit-learn's ``n_samples / (n_classes * bincount(y))``.
+        clip_grad_norm : float, optional
+            Before every update, scale the gradients so their global 2-norm is at most this
+            (PyTorch's ``clip_grad_norm_``; see :func:`fastnn.clip_grad_norm`).
 
         Returns
         -------
@@ -178,9 +198,11 @@ class Sequential:
 
         Notes
         -----
-        Stacks of ``Linear`` (each optionally followed by ``ReLU``/``Sigmoid``/``Tanh``)
-        ending in a ``Linear``, with ``SoftmaxCrossEntropy`` or ``MSELoss`` and ``SGD``,
-        ``Adam`` or ``AdamW``, train through one compiled call per epoch. With plain SGD
+        Stacks of ``Linear`` (each optionally followed by an activation of ``layers.ACTIVATIONS``
+        and preceded by a ``Dropout``) ending in a ``Linear``, with ``SoftmaxCrossEntropy``,
+        ``BCEWithLogitsLoss`` or ``MSELoss`` (or a last ``Sigmoid`` with ``BCELoss``) and ``SGD``,
+        ``Adam`` or ``AdamW``, train through one compiled call per epoch, schedules, sample
+        weights, dropout and clipping included (``History.fast_path``). With plain SGD
         (no momentum) the update is applied inside the backward GEMM, so ``Parameter.grad``
         is not filled by such a fit.
 
@@ -193,11 +215,53 @@ class Sequential:
         return _train.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
                           shuffle=shuffle, validation_data=validation_data, validation_split=validation_split,
                           early_stopping=early_stopping, seed=seed, verbose=verbose, callbacks=callbacks,
-                          sample_weight=sample_weight, class_weight=class_weight)
+                          sample_weight=sample_weight, class_weight=class_weight, clip_grad_norm=clip_grad_norm)
 
     def predict(self, X, batch_size=1024):
         """Outputs for ``X`` of shape (n_samples, n_features_in), computed in batches, caching nothing."""
         return _train.predict(self, X, batch_size)
+
+    def predict_proba(self, X, loss=None, batch_size=1024):
+        """Probabilities for ``X``: softmax or sigmoid of the outputs, as ``loss`` implies.
+
+        Parameters
+        ----------
+        loss : Loss or str, optional
+            ``SoftmaxCrossEntropy`` (softmax of the logits) or ``BCEWithLogitsLoss`` (sigmoid of each
+            output). Not needed when the model ends in ``Softmax`` or ``Sigmoid`` (its outputs are
+            probabilities) or was last trained by ``fit`` with one of those losses.
+        """
+        loss = _train.resolve_loss(loss) if loss is not None else getattr(self, "_fit_loss", None)
+        last = self.layers[-1]
+        if isinstance(last, (Softmax, Sigmoid)) and not isinstance(loss, (SoftmaxCrossEntropy, BCEWithLogitsLoss)):
+            return self.predict(X, batch_size)
+        if isinstance(loss, SoftmaxCrossEntropy):
+            return _train.probabilities(self.predict(X, batch_size), "softmax")
+        if isinstance(loss, BCEWithLogitsLoss):
+            return _train.probabilities(self.predict(X, batch_size), "sigmoid")
+        raise ValueError("predict_proba needs to know what the outputs are: pass loss=SoftmaxCrossEntropy() or "
+                         "BCEWithLogitsLoss() (logits), or end the model in Softmax or Sigmoid"
+                         + ("" if loss is None else f"; {type(loss).__name__} gives no probabilities"))
+
+    def summary(self, print_fn=print):
+        """A table of the layers with their output widths and parameter counts, as Keras' ``summary``;
+        printed with ``print_fn`` (``None``: not printed) and returned."""
+        rows, width = [], self.n_features_in
+        for i, layer in enumerate(self.layers):
+            width = getattr(layer, "out_features", width)
+            count = sum(p.data.size for p in layer.parameters())
+            rows.append((f"{i}: {layer!r}", f"(None, {width})", f"{count:,}"))
+        total = sum(p.data.size for p in self.parameters())
+        header = ("layer", "output shape", "params")
+        widths = [max(len(r[c]) for r in [header, *rows]) for c in range(3)]
+        line = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}"  # noqa: E731
+        rule = "-" * len(line(header))
+        text = "\n".join([line(header), rule, *map(line, rows), rule,
+                          f"total parameters: {total:,} ({total * (self.dtype or np.dtype(np.float32)).itemsize:,} "
+                          f"bytes, {self.dtype})"])
+        if print_fn is not None:
+            print_fn(text)
+        return text
 
     def evaluate(self, X, y, loss, batch_size=1024, sample_weight=None):
         """``{"loss": mean loss, "accuracy": ...}`` over ``(X, y)`` (accuracy for classification losses;

@@ -14,7 +14,7 @@ import numpy as np
 from fastnn.kernels import codes, get_backend
 from fastnn.layers import Parameter
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepSpec", "OPTIMIZERS"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepSpec", "OPTIMIZERS", "clip_grad_norm"]
 
 
 def _check_number(value, name, *, low=0.0, low_open=False, high=None):
@@ -217,3 +217,19 @@ class AdamW(Adam):
 
 
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW)}
+
+
+def clip_grad_norm(parameters, max_norm):
+    """Scale the gradients of ``parameters`` in place so their global 2-norm is at most ``max_norm``,
+    PyTorch's ``clip_grad_norm_`` (factor ``max_norm / (norm + 1e-6)`` when below 1).
+
+    For hand-written loops, between ``backward`` and ``optimizer.step()``; ``fit(clip_grad_norm=...)``
+    does the same on the compiled step. Returns the norm before clipping.
+    """
+    params = list(parameters)
+    max_norm = _check_number(max_norm, "max_norm", low_open=True)
+    if not params:
+        return 0.0
+    grads = [p.grad for p in params]
+    matrices = tuple(g.reshape(g.shape[0], -1) if g.ndim > 1 else g.reshape(1, -1) for g in grads)
+    return float(get_backend().clip_grad_norm(matrices, tuple(np.zeros(0, g.dtype) for g in grads), max_norm))

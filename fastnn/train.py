@@ -11,11 +11,13 @@ import time
 import numpy as np
 
 from fastnn import fused
-from fastnn.kernels import codes
+from fastnn.kernels import codes, get_backend
 from fastnn._validation import check_matrix, check_positive_int, check_sample_weight, class_weights_for
 from fastnn.losses import LOSSES, Loss
+from fastnn.layers import Dropout, Linear
 from fastnn.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from fastnn.optim import Optimizer
+from fastnn.optim import clip_grad_norm as _clip_grad_norm
 
 __all__ = ["History", "EarlyStopping", "fit", "predict", "evaluate"]
 
@@ -103,7 +105,7 @@ class EarlyStopping:
                 p.data[...] = w
 
 
-def _resolve_loss(loss):
+def resolve_loss(loss):
     if isinstance(loss, str) and loss in LOSSES:
         return LOSSES[loss]()
     if isinstance(loss, Loss):
@@ -154,25 +156,40 @@ def _weights(loss, T, sample_weight, class_weight, name, n_classes=None):
     return w
 
 
-def _general_runner(model, loss, optimizer, X, T, sw, batch_size):
-    """Layer-by-layer ``run(order, b0, b1, after_step=None)`` with the fused runner's contract; buffers reused."""
+def _dropouts(model):
+    """``[(Dropout layer, number of Linear layers before it)]``: the index the step keys its masks by."""
+    found, linears = [], 0
+    for layer in model.layers:
+        if isinstance(layer, Dropout):
+            found.append((layer, linears))
+        linears += isinstance(layer, Linear)
+    return found
+
+
+def _general_runner(model, loss, optimizer, X, T, sw, batch_size, clip_norm=None):
+    """Layer-by-layer ``run(order, b0, b1, after_step=None, seed=0)`` with the fused runner's contract."""
     rows = min(batch_size, X.shape[0])
     xbuf = np.empty((rows, X.shape[1]), X.dtype)
     tbuf = np.empty((rows,) + T.shape[1:], T.dtype)
+    dropouts = _dropouts(model)
 
-    def run(order, b0, b1, after_step=None):
+    def run(order, b0, b1, after_step=None, seed=0):
         sums, correct = [], 0
         for b in range(b0, b1):
             idx = order[b * batch_size:(b + 1) * batch_size]
             m = idx.shape[0]
             Xb, Tb = np.take(X, idx, axis=0, out=xbuf[:m]), np.take(T, idx, axis=0, out=tbuf[:m])
             wb = None if sw is None else sw[idx]
+            for layer, l in dropouts:  # the compiled step's masks: the same key and row offset
+                layer._key = (Dropout.stream_key(seed, l), b * batch_size)
             out = model._forward(Xb)
             value = loss._forward(out, Tb, wb)
             sums.append(value * (m if wb is None else wb.sum()))
             if not math.isfinite(value):
                 return np.array(sums), correct, b - b0
             model._backward(loss.backward())
+            if clip_norm:
+                _clip_grad_norm(optimizer.params, clip_norm)
             optimizer.step()
             if after_step is not None:
                 after_step()
@@ -184,9 +201,9 @@ def _general_runner(model, loss, optimizer, X, T, sw, batch_size):
 
 def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
         validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None, sample_weight=None,
-        class_weight=None):
+        class_weight=None, clip_grad_norm=None):
     """Train ``model`` in place; see :meth:`fastnn.Sequential.fit` for the parameters."""
-    loss = _resolve_loss(loss)
+    loss = resolve_loss(loss)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a fastnn Optimizer (SGD, Adam, AdamW), got {type(optimizer).__name__}")
     mine = {id(p) for p in model.parameters()}
@@ -205,6 +222,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
     if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
         raise TypeError(f"early_stopping must be an EarlyStopping or an int patience, got {early_stopping!r}")
     callbacks, schedulers = _split_callbacks(callbacks, optimizer)
+    max_norm = _check_clip(clip_grad_norm)
 
     X, T = _check_data(model, loss, X, y, "")
     sw = _weights(loss, T, sample_weight, class_weight, "", model.n_outputs)
@@ -229,14 +247,16 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
         if len(validation_data) == 3:
             swv = _weights(loss, Tv, validation_data[2], None, "_val")
 
+    model._fit_loss = loss  # predict_proba's default: what the outputs mean
     n = X.shape[0]
     total_weight = n if sw is None else float(sw.sum())
     labels = _labels_for_accuracy(T) if loss.accuracy == "argmax" else None
     history = History()
-    run = fused.make_runner(model, loss, optimizer, X, T, labels, sw, batch_size)
+    run = fused.make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, max_norm)
     history.fast_path = run is not None
     if run is None:
-        run = _general_runner(model, loss, optimizer, X, T, sw, batch_size)
+        run = _general_runner(model, loss, optimizer, X, T, sw, batch_size, max_norm)
+    has_dropout = bool(_dropouts(model))
 
     rng = np.random.default_rng(seed)
     if early_stopping is not None:
@@ -254,6 +274,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
                 cb.on_epoch_begin(epoch, {})
         lr = optimizer.current_lr()
         order = rng.permutation(n) if shuffle else np.arange(n)
+        epoch_seed = int(rng.integers(2**63, dtype=np.uint64)) if has_dropout else 0  # keys the dropout masks
         snapshot = [p.data.copy() for p in model.parameters()]
         total, correct = 0.0, 0
         bar = _progress(n_batches, epoch, epochs, verbose)
@@ -261,7 +282,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
         chunk = n_batches if bar is None else max(1, n_batches // 50)
         for b0 in range(0, n_batches, chunk):
             b1 = min(b0 + chunk, n_batches)
-            sums, c, done = run(order, b0, b1, after_step)
+            sums, c, done = _in_training_mode(model, run, order, b0, b1, after_step, epoch_seed)
             if done < b1 - b0:
                 _diverged(model, snapshot, sums[done], epoch, epochs, b0 + done, n_batches, history)
             total += float(sums.sum())
@@ -296,6 +317,27 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
     if early_stopping is not None:
         early_stopping._restore()
     return history
+
+
+def _in_training_mode(model, run, *args):
+    """``run(*args)`` with the model in training mode (Dropout active), its previous mode restored after."""
+    previous = [layer.training for layer in model.layers]
+    model.train()
+    try:
+        return run(*args)
+    finally:
+        for layer, mode in zip(model.layers, previous):
+            layer.training = mode
+
+
+def _check_clip(max_norm):
+    if max_norm is None:
+        return None
+    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(max_norm) or max_norm <= 0:
+        raise ValueError(f"clip_grad_norm must be a finite number > 0 (the largest global gradient norm), "
+                         f"got {max_norm!r}")
+    return float(max_norm)
 
 
 def _split_callbacks(callbacks, optimizer):
@@ -344,6 +386,14 @@ def _diverged(model, snapshot, value, epoch, epochs, b, n_batches, history):
     raise err
 
 
+def probabilities(outputs, kind):
+    """Softmax (rows) or sigmoid (each entry) of logits, in place, with the kernels of the active backend."""
+    K = get_backend()
+    if kind == "softmax":
+        return K.softmax_forward(outputs, outputs)
+    return K.sigmoid_forward(outputs, outputs)
+
+
 def predict(model, X, batch_size=1024):
     """Model outputs for ``X`` in batches; no layer keeps a reference to ``X`` afterwards."""
     X = check_matrix(X, "X", n_features=model.n_features_in, dtype=model.dtype)
@@ -351,6 +401,16 @@ def predict(model, X, batch_size=1024):
 
 
 def _predict(model, X, batch_size):
+    previous = [layer.training for layer in model.layers]
+    model.eval()  # inference: Dropout is the identity whatever mode the model was left in
+    try:
+        return _predict_batches(model, X, batch_size)
+    finally:
+        for layer, mode in zip(model.layers, previous):
+            layer.training = mode
+
+
+def _predict_batches(model, X, batch_size):
     out = None
     for s in range(0, X.shape[0], batch_size):
         o = model._forward(X[s:s + batch_size])
@@ -373,7 +433,7 @@ def evaluate(model, X, y, loss, batch_size=1024, sample_weight=None, _checked=Fa
     dict
         ``{"loss": float}`` plus ``"accuracy"`` for classification losses.
     """
-    loss = _resolve_loss(loss)
+    loss = resolve_loss(loss)
     if not _checked:
         X, y = _check_data(model, loss, X, y, "")
         sample_weight = None if sample_weight is None else _weights(loss, y, sample_weight, None, "")

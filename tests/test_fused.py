@@ -331,3 +331,85 @@ def test_class_weight_is_sample_weight_per_class():
         weights.append(np.concatenate([p.data.ravel() for p in model.parameters()]))
     np.testing.assert_array_equal(weights[0], weights[1])
     np.testing.assert_array_equal(weights[2], weights[3])
+
+
+def _dropout_model(dtype=np.float64, p_in=0.1, p=0.3):
+    return fn.Sequential(fn.Dropout(p_in), fn.Linear(7, 12, seed=0, dtype=dtype), fn.ReLU(), fn.Dropout(p),
+                         fn.Linear(12, 9, seed=1, dtype=dtype), fn.Tanh(), fn.Dropout(p),
+                         fn.Linear(9, 4, seed=2, dtype=dtype))
+
+
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
+def test_dropout_runs_compiled_with_the_layer_by_layer_masks(monkeypatch, opt):
+    """float64: the compiled step draws exactly the masks the Dropout layers draw, so both paths agree."""
+    X, y = _data()
+    results = []
+    for general in (False, True):
+        model = _dropout_model()
+        h = _fit(model, X, y, fn.SoftmaxCrossEntropy(), OPTIMIZERS[opt](model.parameters()), general=general,
+                 epochs=3, monkeypatch=monkeypatch)
+        results.append((h.history, [p.data.copy() for p in model.parameters()]))
+        assert not model.training  # fit leaves inference mode as it found it
+    (h1, w1), (h2, w2) = results
+    np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-12)
+    for a, b in zip(w1, w2):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_dropout_is_seeded_active_in_training_and_identity_in_inference():
+    X, y = _data()
+    runs = []
+    for seed in (4, 4, 5):
+        model = _dropout_model(np.float32)
+        model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.Adam(model.parameters()), epochs=2, seed=seed,
+                  verbose=0)
+        runs.append(np.concatenate([p.data.ravel() for p in model.parameters()]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+    plain = fn.Sequential(*[layer for layer in model.layers if not isinstance(layer, fn.Dropout)])
+    np.testing.assert_array_equal(model.predict(X), plain.predict(X))  # inference: identity
+    model.train()
+    assert not np.array_equal(model.forward(X), plain.forward(X))  # hand-written loops: training mode drops
+    np.testing.assert_array_equal(model.predict(X), plain.predict(X))  # predict always infers
+    assert model.training
+
+
+def test_dropout_on_the_output_falls_back_and_says_so():
+    X, y = _data()
+    model = fn.Sequential(fn.Linear(7, 4, dtype=np.float64), fn.Dropout(0.2))
+    h = model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.SGD(model.parameters(), lr=0.1), verbose=0)
+    assert not h.fast_path
+
+
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
+def test_gradient_clipping_runs_compiled(monkeypatch, opt):
+    X, y = _data()
+    _assert_paths_agree(monkeypatch, fn.ReLU, X, y, fn.SoftmaxCrossEntropy(), opt, epochs=2, clip_grad_norm=0.05)
+
+
+def test_clipped_sgd_matches_torch():
+    """float64, in-order batches: fit(clip_grad_norm=) on the compiled step against torch's loop."""
+    torch = pytest.importorskip("torch")
+    X, y = _data(n=40)
+    model = _model(dtype=np.float64)
+    start = [p.data.copy() for p in model.parameters()]
+    h = model.fit(X.astype(np.float64), y, loss=fn.SoftmaxCrossEntropy(),
+                  optimizer=fn.SGD(model.parameters(), lr=0.5, momentum=0.9), epochs=2, batch_size=10, shuffle=False,
+                  verbose=0, clip_grad_norm=0.1)
+    assert h.fast_path
+    params = [torch.tensor(a, requires_grad=True) for a in start]
+    opt = torch.optim.SGD(params, lr=0.5, momentum=0.9)
+    Xt, yt = torch.tensor(X.astype(np.float64)), torch.tensor(y)
+    for _ in range(2):
+        for s in range(0, 40, 10):
+            z = Xt[s:s + 10]
+            for i in range(0, len(params), 2):
+                z = z @ params[i] + params[i + 1]
+                if i < len(params) - 2:
+                    z = torch.relu(z)
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(z, yt[s:s + 10]).backward()
+            torch.nn.utils.clip_grad_norm_(params, 0.1)
+            opt.step()
+    for mine, theirs in zip(model.parameters(), params):
+        np.testing.assert_allclose(mine.data, theirs.detach().numpy(), rtol=1e-10, atol=1e-12)

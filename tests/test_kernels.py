@@ -36,6 +36,7 @@ def _cases(rng, n, d, k, dtype, strided):
     cases = [("matmul", (X, W), [(n, k)])]
     cases += [("linear_forward", (X, W, b, act, 0.1), [(n, k)]) for act in codes.ACTIVATION_CODES]
     cases += [("activation_forward", (act, 0.3, y * 3), [(n, k)]) for act in codes.ACTIVATION_CODES]
+    cases += [("dropout", (y, 0.4, rng.integers(2**64, dtype=np.uint64), int(rng.integers(1000))), [(n, k)])]
     cases += [("linear_backward", (X, W, g), [(d, k), (k,), (n, d)])]
     for name in ("relu", "sigmoid", "tanh", "softmax"):
         cases += [(name + "_forward", (y,), [(n, k)]), (name + "_backward", (np.abs(y) - 0.3, g), [(n, k)])]
@@ -201,3 +202,52 @@ def test_new_activations_match_torch(module, name, code):
     dx = g.copy()
     module.act_backward(code, alpha, x, y, dx)
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_mask_statistics(p):
+    """The kept fraction is 1 - p within 5 standard errors, kept values are scaled by 1/(1-p), and masks
+    of neighbouring rows, offsets and keys are uncorrelated."""
+    x = np.ones((400, 500), np.float32)
+    out = numba_cpu.dropout(x, p, 2024, 0, np.empty_like(x))
+    kept = out != 0
+    se = np.sqrt(p * (1 - p) / x.size)
+    assert abs(kept.mean() - (1 - p)) < 5 * se
+    np.testing.assert_allclose(out[kept], np.float32(1 / (1 - p)))
+    for other in (numba_cpu.dropout(x, p, 2025, 0, np.empty_like(x)) != 0,  # another key
+                  numba_cpu.dropout(x, p, 2024, 500, np.empty_like(x)) != 0):  # the next row's offset
+        both = (kept & other).mean()
+        assert abs(both - (1 - p) ** 2) < 5 * np.sqrt((1 - p) ** 2 * (1 - (1 - p) ** 2) / x.size)
+    assert abs(np.corrcoef(kept[:-1].ravel(), kept[1:].ravel())[0, 1]) < 0.02
+
+
+@pytest.mark.parametrize("module", [numba_cpu, numpy_ref], ids=["numba", "numpy"])
+def test_dropout_backward_by_finite_differences(module):
+    """float64: d/dx sum(g * dropout(x)) with a fixed mask is dropout(g), by central differences."""
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal((6, 7)), rng.standard_normal((6, 7))
+    f = lambda v: float((g * module.dropout(v, 0.3, 99, 14, np.empty_like(v))).sum())  # noqa: E731
+    numeric = np.empty_like(x)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = 1e-6
+        numeric[idx] = (f(x + e) - f(x - e)) / 2e-6
+    np.testing.assert_allclose(module.dropout(g, 0.3, 99, 14, np.empty_like(g)), numeric, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_clip_grad_norm_matches_torch(scale):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(s) for s in [(5, 4), (4,), (4, 3), (3,)]]
+    norm = np.sqrt(sum((g ** 2).sum() for g in grads))
+    tensors = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]
+    for t, g in zip(tensors, grads):
+        t.grad = torch.tensor(g)
+    expected = torch.nn.utils.clip_grad_norm_(tensors, scale * norm).item()
+    for module in (numba_cpu, numpy_ref):
+        dWs, dbs = tuple(grads[i].copy() for i in (0, 2)), tuple(grads[i].copy() for i in (1, 3))
+        got = module.clip_grad_norm(dWs, dbs, scale * norm)
+        assert got == pytest.approx(expected, rel=1e-14)
+        for mine, t in zip((dWs[0], dbs[0], dWs[1], dbs[1]), tensors):
+            np.testing.assert_allclose(mine, t.grad.numpy(), rtol=1e-14)

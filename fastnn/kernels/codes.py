@@ -7,7 +7,7 @@ nothing else maps names to numbers.
 import numpy as np
 
 __all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "LEAKY_RELU", "ELU", "GELU", "ACTIVATION_CODES", "NEEDS_INPUT", "H_LR", "H_MOMENTUM", "H_NESTEROV", "H_BETA1",
-           "H_BETA2", "H_EPS", "H_DECOUPLED",
+           "H_BETA2", "H_EPS", "H_DECOUPLED", "H_CLIP_NORM",
            "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE", "LOSS_BCE_LOGITS", "LOSS_BCE",
            "OPT_SGD", "OPT_ADAM", "HYPER", "pack_hyper"]
 
@@ -28,8 +28,9 @@ OPT_SGD, OPT_ADAM = 0, 1
 
 # Columns of the step's ``hyper`` array (one row per batch, so a schedule may change any of them from
 # batch to batch), by name. Weight decay is not here: the step takes one per parameter.
-HYPER = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "decoupled")
-(H_LR, H_MOMENTUM, H_NESTEROV, H_BETA1, H_BETA2, H_EPS, H_DECOUPLED) = range(len(HYPER))
+# ``clip_norm`` (0: off) is fit's gradient clipping by global norm, applied before the update.
+HYPER = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "decoupled", "clip_norm")
+(H_LR, H_MOMENTUM, H_NESTEROV, H_BETA1, H_BETA2, H_EPS, H_DECOUPLED, H_CLIP_NORM) = range(len(HYPER))
 
 
 def pack_hyper(values, out=None):

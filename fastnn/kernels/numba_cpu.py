@@ -17,8 +17,8 @@ from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, RELU, SIGMOID, TANH
 
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
-           "softmax_backward", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse", "bce_logits", "bce",
-           "sgd_update", "adam_update", "activation_forward", "act_backward"]
+           "softmax_backward", "dropout", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse", "bce_logits", "bce",
+           "clip_grad_norm", "sgd_update", "adam_update", "activation_forward", "act_backward"]
 
 # Registered by fastnn.kernels._blas at import: NumPy's cblas_?gemm, or an adapter to Numba's.
 _sgemm = nbtypes.ExternalFunction("fastnn_sgemm", gemm_sig(nbtypes.float32))
@@ -269,6 +269,34 @@ def _softmax_row(x, i, out):
     return mx, math.log(total)
 
 
+# splitmix64 (Steele, Lea & Flood 2014): a counter-based generator, so a dropout mask is a function of
+# (key, element index) that both twins, and the forward and backward passes, compute alike.
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+@jit
+def _uniform(key, idx):
+    """A uniform float64 in [0, 1) for element ``idx`` of the stream ``key``."""
+    z = key + np.uint64(idx) * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@jit
+def dropout(x, p, key, offset, out):
+    n, m = x.shape
+    scale = x.dtype.type(1.0 / (1.0 - p))
+    zero = x.dtype.type(0)
+    k = np.uint64(key)
+    for i in range(n):
+        base = offset + i * m
+        for j in range(m):
+            out[i, j] = x[i, j] * (scale if _uniform(k, base + j) >= p else zero)  # NaN * 0 stays NaN
+    return out
+
+
 @jit
 def softmax_forward(x, out):
     for i in range(x.shape[0]):
@@ -472,6 +500,28 @@ def bce(P, T, w, grad):
         wi = _weight(w, i)
         loss = _add_weighted(loss, wi, _bce_row(P, i, T[i], grad, wi * inv))
     return loss * inv
+
+
+@jit
+def clip_grad_norm(dWs, dbs, max_norm):
+    total = 0.0
+    for l in range(len(dWs)):
+        dW, db = dWs[l].reshape(-1), dbs[l]
+        for k in range(dW.shape[0]):
+            total += dW[k] * 1.0 * dW[k]
+        for k in range(db.shape[0]):
+            total += db[k] * 1.0 * db[k]
+    norm = math.sqrt(total)
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1:
+        c = dWs[0].dtype.type(coef)
+        for l in range(len(dWs)):
+            dW, db = dWs[l].reshape(-1), dbs[l]
+            for k in range(dW.shape[0]):
+                dW[k] = dW[k] * c
+            for k in range(db.shape[0]):
+                db[k] = db[k] * c
+    return norm
 
 
 @jit(fast=True)

@@ -12,8 +12,8 @@ from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, RELU, SIGMOID, TANH
 
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
-           "softmax_backward", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse", "bce_logits", "bce",
-           "sgd_update", "adam_update", "activation_forward", "act_backward"]
+           "softmax_backward", "dropout", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse", "bce_logits", "bce",
+           "clip_grad_norm", "sgd_update", "adam_update", "activation_forward", "act_backward"]
 
 
 def matmul(A, B, out):
@@ -139,6 +139,32 @@ def tanh_forward(x, out):
 def tanh_backward(y, g, out):
     """``out = g * (1 - y**2)`` from the cached output ``y``."""
     np.multiply(g, 1 - y * y, out=out)
+    return out
+
+
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _uniform(key, idx):
+    """splitmix64: uniform float64s in [0, 1) for the element indices ``idx`` (uint64) of stream ``key``."""
+    z = np.uint64(key) + idx * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+def dropout(x, p, key, offset, out):
+    """Inverted dropout with a mask that is a function of ``(key, offset + i * n_cols + j)``.
+
+    .. math:: y_{ij} = x_{ij} / (1 - p) \text{ if } u(key, offset + i m + j) \ge p \text{ else } 0
+
+    The same call on the gradient is the backward pass (the mask is recomputed, not stored).
+    """
+    n, m = x.shape
+    idx = np.uint64(offset) + np.arange(n * m, dtype=np.uint64).reshape(n, m)
+    keep = _uniform(key, idx) >= p
+    np.multiply(x, np.where(keep, x.dtype.type(1.0 / (1.0 - p)), x.dtype.type(0)), out=out)
     return out
 
 
@@ -272,6 +298,17 @@ def bce(P, T, w, grad):
         rows = -(t * np.maximum(np.log(p), -100) + (1 - t) * np.maximum(np.log1p(-p), -100)).mean(axis=1)
     np.multiply((p - t) / np.maximum(p * (1 - p), 1e-12), scale / k, out=grad, casting="same_kind")
     return _weighted_mean(rows, scale)
+
+
+def clip_grad_norm(dWs, dbs, max_norm):
+    """Scale every gradient by ``max_norm / (norm + 1e-6)`` when that is below 1, PyTorch's
+    ``clip_grad_norm_``; ``norm`` is the 2-norm of all of them together, returned."""
+    norm = float(np.sqrt(sum(float(np.dot(g.ravel().astype(np.float64), g.ravel())) for g in (*dWs, *dbs))))
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1:
+        for g in (*dWs, *dbs):
+            g *= g.dtype.type(coef)
+    return norm
 
 
 def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):

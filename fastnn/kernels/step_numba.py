@@ -7,11 +7,11 @@ import math
 
 from fastnn._config import jit
 from fastnn.kernels.codes import (
-    ELU, GELU, H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_BCE,
+    ELU, GELU, H_BETA1, H_CLIP_NORM, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_BCE,
     LOSS_BCE_LOGITS, LOSS_MSE, LOSS_SCE_LABELS, OPT_SGD)
 from fastnn.kernels.numba_cpu import (
     _add_weighted, _bce_logits_row, _bce_row, _mse_row, _xent_row_dense, _xent_row_label, act_backward,
-    activation_forward, adam_update, linear_backward, linear_backward_sgd, linear_forward, sgd_update)
+    activation_forward, adam_update, clip_grad_norm, dropout, linear_backward, linear_backward_sgd, linear_forward, sgd_update)
 
 __all__ = ["train_batches"]
 
@@ -63,17 +63,18 @@ def _loss_grad(loss_kind, z, labels, T, sw, rows, grad):
 
 
 @jit
-def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, H, Z, G, dWs, dbs,
-                  loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, weights, correct):
+def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops, keys, H, Z, D, G, dWs,
+                  dbs, loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, weights, correct):
     n = order.shape[0]
     L = len(Ws)
     for b in range(b0, b1):
         h = hyper[b - b0]
         lr, momentum, nesterov = h[H_LR], h[H_MOMENTUM], h[H_NESTEROV] != 0
         beta1, beta2, eps, decoupled = h[H_BETA1], h[H_BETA2], h[H_EPS], h[H_DECOUPLED] != 0
-        # Plain SGD goes into the weight-gradient GEMM (W -= lr X^T g):
-        # W is written once per step instead of three times, and dW never exists.
-        fold = opt_kind == OPT_SGD and momentum == 0
+        clip = h[H_CLIP_NORM]
+        # Plain SGD goes into the weight-gradient GEMM (W -= lr X^T g): W is written once per step
+        # instead of three times, and dW never exists. Clipping needs every gradient first.
+        fold = opt_kind == OPT_SGD and momentum == 0 and clip == 0
         rows = order[b * batch_size:min(n, (b + 1) * batch_size)]
         m = rows.shape[0]
         start = rows[0]
@@ -92,6 +93,8 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
                     x[i, j] = X[r, j]
         for l in range(L):
             a = H[l][:m] if l else x
+            if drops[l] > 0:  # this layer's input, dropped out (the mask is a function of its position)
+                a = dropout(a, drops[l], keys[l], b * batch_size * a.shape[1], D[l][:m])
             if acts[l] == ELU or acts[l] == GELU:  # their backward needs the pre-activation: kept in Z
                 linear_forward(a, Ws[l], bs[l], IDENTITY, 0.0, Z[l + 1][:m])
                 activation_forward(acts[l], alphas[l], Z[l + 1][:m], H[l + 1][:m])
@@ -104,7 +107,7 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
         if not math.isfinite(total):
             return b - b0  # stop before the update: the weights stay finite
         for l in range(L - 1, -1, -1):
-            a = H[l][:m] if l else x  # this layer's input
+            a = D[l][:m] if drops[l] > 0 else H[l][:m] if l else x  # this layer's input
             g = G[l + 1][:m]
             # The input needs no gradient: no dX for the first layer, the largest GEMM saved.
             dX = G[l][:m] if l > 0 else None
@@ -113,10 +116,14 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
             else:
                 linear_backward(a, Ws[l], g, dWs[l], dbs[l], dX)
             if l > 0:
+                if drops[l] > 0:
+                    dropout(G[l][:m], drops[l], keys[l], b * batch_size * G[l].shape[1], G[l][:m])
                 act_backward(acts[l - 1], alphas[l - 1], Z[l][:m], H[l][:m], G[l][:m])
         steps[0] += 1
         if fold:
             continue
+        if clip > 0:
+            clip_grad_norm(dWs, dbs, clip)
         t = steps[0]
         for l in range(L):
             W, dW, bias, db = Ws[l].reshape(-1), dWs[l].reshape(-1), bs[l], dbs[l]

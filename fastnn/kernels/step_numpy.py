@@ -6,11 +6,11 @@ Built from the per-op kernels of :mod:`numpy_ref` exactly as the compiled twin i
 import numpy as np
 
 from fastnn.kernels.codes import (
-    H_BETA1, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_BCE_LOGITS, LOSS_MSE,
-    LOSS_SCE_DENSE, LOSS_SCE_LABELS, NEEDS_INPUT, OPT_SGD)
+    H_BETA1, H_BETA2, H_CLIP_NORM, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_BCE_LOGITS,
+    LOSS_MSE, LOSS_SCE_DENSE, LOSS_SCE_LABELS, NEEDS_INPUT, OPT_SGD)
 from fastnn.kernels.numpy_ref import (
-    act_backward, activation_forward, adam_update, bce, bce_logits, linear_backward, linear_backward_sgd,
-    linear_forward, mse, sgd_update, softmax_xent_dense, softmax_xent_labels)
+    act_backward, activation_forward, adam_update, bce, bce_logits, clip_grad_norm, dropout, linear_backward,
+    linear_backward_sgd, linear_forward, mse, sgd_update, softmax_xent_dense, softmax_xent_labels)
 
 __all__ = ["train_batches"]
 
@@ -36,8 +36,8 @@ def _loss_grad(loss_kind, z, labels, T, w, rows, grad):
     return mean * wsum, wsum, hits
 
 
-def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, H, Z, G, dWs, dbs,
-                  loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, weights, correct):
+def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops, keys, H, Z, D, G, dWs,
+                  dbs, loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, weights, correct):
     """Train on batches ``b0 .. b1-1`` of ``order``: forward, fused loss gradient, backward, update.
 
     Parameters
@@ -57,11 +57,18 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
         Activation code after each Linear (the last is ``IDENTITY``: the loss takes logits).
     alphas : float64 ndarray of shape (L,)
         Each activation's parameter (LeakyReLU's slope, ELU's alpha; 0 for the others).
+    drops : float64 ndarray of shape (L,)
+        Dropout rate on each layer's input (0: none).
+    keys : uint64 ndarray of shape (L,)
+        Each dropout's mask stream; batch ``b``'s mask is the ``dropout`` kernel's at row offset
+        ``b * batch_size``, so a run split into several calls draws the same masks.
     H, G : sequences of L + 1 buffers of shape (batch_size, width_l)
         Activations (``H[0]`` holds the gathered batch) and gradients w.r.t. pre-activations.
     Z : sequence of L + 1 buffers
         Pre-activations of the layers whose activation is in ``codes.NEEDS_INPUT``, shaped like ``H``;
         empty (0, 0) elsewhere.
+    D : sequence of L buffers
+        The dropped-out inputs of the layers with ``drops[l] > 0``, shaped like ``H[l]``; (0, 0) elsewhere.
     dWs, dbs : gradient buffers shaped like ``Ws``, ``bs``.
     loss_kind : a ``LOSS_*`` code of :mod:`codes`.
     opt_kind : ``OPT_SGD`` or ``OPT_ADAM``.
@@ -90,8 +97,9 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
 
     Notes
     -----
-    Plain SGD (``momentum == 0``) is applied inside the backward pass by
-    ``linear_backward_sgd``; ``dWs``/``dbs`` are then not written.
+    Plain SGD (``momentum == 0``, no clipping) is applied inside the backward pass by
+    ``linear_backward_sgd``; ``dWs``/``dbs`` are then not written. With ``clip_norm > 0`` the
+    gradients are clipped by their global norm (``clip_grad_norm``) before the update.
     """
     L = len(Ws)
     for b in range(b0, b1):
@@ -99,14 +107,20 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
         m = rows.shape[0]
         h = hyper[b - b0]
         lr = h[H_LR]
-        fold = opt_kind == OPT_SGD and h[H_MOMENTUM] == 0  # plain SGD: update inside the backward pass
+        # plain SGD: update inside the backward pass
+        fold = opt_kind == OPT_SGD and h[H_MOMENTUM] == 0 and h[H_CLIP_NORM] == 0
         np.take(X, rows, axis=0, out=H[0][:m])
+        inputs = []  # each layer's input, dropped out where drops[l] > 0
         for l in range(L):
+            a = H[l][:m]
+            if drops[l] > 0:
+                a = dropout(a, drops[l], keys[l], b * batch_size * a.shape[1], D[l][:m])
+            inputs.append(a)
             if acts[l] in NEEDS_INPUT:  # their backward needs the pre-activation: kept in Z
-                linear_forward(H[l][:m], Ws[l], bs[l], IDENTITY, 0.0, Z[l + 1][:m])
+                linear_forward(inputs[l], Ws[l], bs[l], IDENTITY, 0.0, Z[l + 1][:m])
                 activation_forward(acts[l], alphas[l], Z[l + 1][:m], H[l + 1][:m])
             else:
-                linear_forward(H[l][:m], Ws[l], bs[l], acts[l], alphas[l], H[l + 1][:m])
+                linear_forward(inputs[l], Ws[l], bs[l], acts[l], alphas[l], H[l + 1][:m])
         z, grad = H[L][:m], G[L][:m]
         w = sw[rows] if sw.shape[0] else sw
         losses[b - b0], weights[b - b0], correct[b - b0] = _loss_grad(loss_kind, z, labels, T, w, rows, grad)
@@ -116,14 +130,18 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
         for l in range(L - 1, -1, -1):
             dX = G[l][:m] if l > 0 else None
             if fold:
-                linear_backward_sgd(H[l][:m], Ws[l], G[l + 1][:m], bs[l], lr, wds[2 * l], wds[2 * l + 1], dX)
+                linear_backward_sgd(inputs[l], Ws[l], G[l + 1][:m], bs[l], lr, wds[2 * l], wds[2 * l + 1], dX)
             else:
-                linear_backward(H[l][:m], Ws[l], G[l + 1][:m], dWs[l], dbs[l], dX)
+                linear_backward(inputs[l], Ws[l], G[l + 1][:m], dWs[l], dbs[l], dX)
             if l > 0:
+                if drops[l] > 0:
+                    dropout(G[l][:m], drops[l], keys[l], b * batch_size * G[l].shape[1], G[l][:m])
                 act_backward(acts[l - 1], alphas[l - 1], Z[l][:m], H[l][:m], G[l][:m])
         steps[0] += 1
         if fold:
             continue
+        if h[H_CLIP_NORM] > 0:
+            clip_grad_norm(dWs, dbs, h[H_CLIP_NORM])
         for l in range(L):
             for p, dp, k in ((Ws[l].reshape(-1), dWs[l].reshape(-1), 2 * l), (bs[l], dbs[l], 2 * l + 1)):
                 if opt_kind == OPT_SGD:
