@@ -150,7 +150,7 @@ class Sequential:
     # -- training ----------------------------------------------------------------
     def fit(self, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
             validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None, sample_weight=None,
-            class_weight=None, clip_grad_norm=None):
+            class_weight=None, clip_grad_norm=None, checkpoint=None, resume=False):
         """Train in place with mini-batches.
 
         Parameters
@@ -191,6 +191,13 @@ class Sequential:
         clip_grad_norm : float, optional
             Before every update, scale the gradients so their global 2-norm is at most this
             (PyTorch's ``clip_grad_norm_``; see :func:`fastnn.clip_grad_norm`).
+        checkpoint : str or os.PathLike, optional
+            Write everything needed to continue (weights, optimizer and scheduler state, the shuffling
+            generator, epoch, history, early-stopping state) to this file, atomically, after every epoch.
+        resume : bool
+            Continue from ``checkpoint`` if it exists (else start afresh): the run ends with exactly the
+            weights of an uninterrupted one (same seed, backend and BLAS thread count). ``epochs`` is the
+            total, counting the epochs already done.
 
         Returns
         -------
@@ -211,11 +218,15 @@ class Sequential:
         FloatingPointError
             When the loss becomes NaN or inf; the message names the epoch and batch
             and the model keeps its last finite weights.
+        KeyboardInterrupt
+            On Ctrl-C (taken between batches, never mid-update): the model, optimizer and schedulers
+            are put back to the end of the last completed epoch; ``.history`` holds the epochs so far.
         """
         return _train.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
                           shuffle=shuffle, validation_data=validation_data, validation_split=validation_split,
                           early_stopping=early_stopping, seed=seed, verbose=verbose, callbacks=callbacks,
-                          sample_weight=sample_weight, class_weight=class_weight, clip_grad_norm=clip_grad_norm)
+                          sample_weight=sample_weight, class_weight=class_weight, clip_grad_norm=clip_grad_norm,
+                          checkpoint=checkpoint, resume=resume)
 
     def predict(self, X, batch_size=1024):
         """Outputs for ``X`` of shape (n_samples, n_features_in), computed in batches, caching nothing."""

@@ -118,6 +118,34 @@ class Optimizer:
         """Return the :class:`StepSpec` the compiled step needs, from the current attributes."""
         raise NotImplementedError
 
+    def _buffers(self):
+        """The state arrays by name, one list (one array per parameter) each."""
+        return {}
+
+    def state_dict(self):
+        """``(config, arrays)``: the hyper-parameters as they are now (a schedule may have changed them) and
+        the update count as JSON values, every state array by name (``"m.3"``: Adam's ``m`` of parameter 3)."""
+        config = {**self.get_config(), "steps": self.t}
+        arrays = {f"{name}.{i}": a for name, bufs in self._buffers().items() for i, a in enumerate(bufs)}
+        return config, arrays
+
+    def load_state_dict(self, config, arrays):
+        """Restore a :meth:`state_dict` of an optimizer of the same kind over parameters of the same shapes;
+        state arrays are copied into this optimizer's own (a running compiled step keeps its references)."""
+        mine = self.state_dict()
+        if set(config) != set(mine[0]) or set(arrays) != set(mine[1]):
+            raise ValueError(f"optimizer state does not fit {type(self).__name__}: expected config keys "
+                             f"{sorted(mine[0])} and arrays {sorted(mine[1])}, got {sorted(config)} and {sorted(arrays)}")
+        for name, a in mine[1].items():
+            if arrays[name].shape != a.shape:
+                raise ValueError(f"optimizer state {name} has shape {arrays[name].shape}, expected {a.shape}")
+        for name, a in mine[1].items():
+            a[...] = arrays[name]
+        for key, value in config.items():
+            if key != "steps":
+                setattr(self, key, tuple(value) if isinstance(value, list) else value)
+        self.t = int(config["steps"])
+
     def _state(self):
         return [np.zeros(p.data.size, p.data.dtype) for p in self.params]
 
@@ -147,6 +175,9 @@ class SGD(Optimizer):
     def get_config(self):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
                 "weight_decay": self.weight_decay}
+
+    def _buffers(self):
+        return {"momentum_buffer": self.buffers}
 
     def describe(self):
         momentum = _check_number(self.momentum, "momentum")
@@ -191,6 +222,9 @@ class Adam(Optimizer):
 
     def get_config(self):
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
+
+    def _buffers(self):
+        return {"m": self.m, "v": self.v}
 
     def describe(self):
         b1, b2 = self._check_betas(self.betas)

@@ -4,13 +4,18 @@ The work of a run of batches is one call, ``run(order, b0, b1)``, built once per
 ``fit``: the compiled step of :mod:`fastnn.fused` when the model, loss and
 optimizer allow it, else the general layer-by-layer path here.
 """
+import contextlib
 import math
+import os
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
 
 from fastnn import fused
+from fastnn.checkpoint import read_checkpoint, write_checkpoint
 from fastnn.kernels import codes, get_backend
 from fastnn._validation import check_matrix, check_positive_int, check_sample_weight, class_weights_for
 from fastnn.losses import LOSSES, Loss
@@ -201,7 +206,7 @@ def _general_runner(model, loss, optimizer, X, T, sw, batch_size, clip_norm=None
 
 def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
         validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None, sample_weight=None,
-        class_weight=None, clip_grad_norm=None):
+        class_weight=None, clip_grad_norm=None, checkpoint=None, resume=False):
     """Train ``model`` in place; see :meth:`fastnn.Sequential.fit` for the parameters."""
     loss = resolve_loss(loss)
     if not isinstance(optimizer, Optimizer):
@@ -223,6 +228,8 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
         raise TypeError(f"early_stopping must be an EarlyStopping or an int patience, got {early_stopping!r}")
     callbacks, schedulers = _split_callbacks(callbacks, optimizer)
     max_norm = _check_clip(clip_grad_norm)
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=PATH: the file a previous fit(checkpoint=PATH) wrote")
 
     X, T = _check_data(model, loss, X, y, "")
     sw = _weights(loss, T, sample_weight, class_weight, "", model.n_outputs)
@@ -264,59 +271,125 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
     for cb in callbacks:
         if hasattr(cb, "set_optimizer"):
             cb.set_optimizer(optimizer)
+    first = 0
+    if resume and os.path.exists(checkpoint):  # no file yet: the run starts, and checkpoints, afresh
+        done, saved, rng.bit_generator.state = read_checkpoint(checkpoint, model, optimizer, schedulers=schedulers,
+                                                               early_stopping=early_stopping)
+        history.history, history.epoch, history.stopped_epoch = saved["history"], saved["epoch"], saved["stopped_epoch"]
+        first = epochs if history.stopped_epoch is not None else done + 1
     per_batch = [s for s in schedulers if s.interval == "batch"]
     after_step = (lambda: [s.step() for s in per_batch]) if per_batch else None
     n_batches = -(-n // batch_size)
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        for cb in callbacks:
-            if hasattr(cb, "on_epoch_begin"):
-                cb.on_epoch_begin(epoch, {})
-        lr = optimizer.current_lr()
-        order = rng.permutation(n) if shuffle else np.arange(n)
-        epoch_seed = int(rng.integers(2**63, dtype=np.uint64)) if has_dropout else 0  # keys the dropout masks
-        snapshot = [p.data.copy() for p in model.parameters()]
-        total, correct = 0.0, 0
-        bar = _progress(n_batches, epoch, epochs, verbose)
-        # One call per epoch, or ~50 per epoch when a progress bar is showing.
-        chunk = n_batches if bar is None else max(1, n_batches // 50)
-        for b0 in range(0, n_batches, chunk):
-            b1 = min(b0 + chunk, n_batches)
-            sums, c, done = _in_training_mode(model, run, order, b0, b1, after_step, epoch_seed)
-            if done < b1 - b0:
-                _diverged(model, snapshot, sums[done], epoch, epochs, b0 + done, n_batches, history)
-            total += float(sums.sum())
-            correct += c
+    with _deferred_interrupts() as interrupted:
+        for epoch in range(first, epochs):
+            start = time.perf_counter()
+            for cb in callbacks:
+                if hasattr(cb, "on_epoch_begin"):
+                    cb.on_epoch_begin(epoch, {})
+            lr = optimizer.current_lr()
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            epoch_seed = int(rng.integers(2**63, dtype=np.uint64)) if has_dropout else 0  # keys the dropout masks
+            at_start = _EpochStart(model, optimizer, schedulers)
+            total, correct = 0.0, 0
+            bar = _progress(n_batches, epoch, epochs, verbose)
+            # One compiled call per epoch (~50 with a progress bar); layer by layer, a batch per call, so
+            # Ctrl-C is taken at the next batch.
+            chunk = 1 if not history.fast_path else n_batches if bar is None else max(1, n_batches // 50)
+            for b0 in range(0, n_batches, chunk):
+                b1 = min(b0 + chunk, n_batches)
+                sums, c, done = _in_training_mode(model, run, order, b0, b1, after_step, epoch_seed)
+                if done < b1 - b0:
+                    _diverged(model, at_start.params, sums[done], epoch, epochs, b0 + done, n_batches, history)
+                total += float(sums.sum())
+                correct += c
+                if bar is not None:
+                    bar.update(done)
+                if interrupted():
+                    at_start.restore()
+                    raise _interruption(history, epoch, checkpoint)
             if bar is not None:
-                bar.update(done)
-        if bar is not None:
-            bar.close()
-        logs = {"loss": total / total_weight}
-        if loss.accuracy is not None:
-            logs["accuracy"] = correct / _accuracy_units(loss, T)
-        if validation_data is not None:
-            logs.update({f"val_{k}": v for k, v in evaluate(model, Xv, Tv, loss, sample_weight=swv,
-                                                               _checked=True).items()})
-        logs["lr"] = lr
-        history._append(epoch, logs)
-        if verbose:
-            print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.2f}s - "
-                  + " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}" for k, v in logs.items()),
-                  flush=True)
-        for sched in schedulers:
-            if isinstance(sched, ReduceLROnPlateau):
-                sched.step(_monitored(sched, logs, validation_data is not None))
-            elif sched.interval == "epoch":
-                sched.step()
-        stop = early_stopping is not None and early_stopping._update(epoch, logs)
-        stop = any([bool(cb.on_epoch_end(epoch, dict(logs))) for cb in callbacks
-                    if hasattr(cb, "on_epoch_end")]) or stop
-        if stop:
-            history.stopped_epoch = epoch
-            break
+                bar.close()
+            logs = {"loss": total / total_weight}
+            if loss.accuracy is not None:
+                logs["accuracy"] = correct / _accuracy_units(loss, T)
+            if validation_data is not None:
+                logs.update({f"val_{k}": v for k, v in evaluate(model, Xv, Tv, loss, sample_weight=swv,
+                                                                   _checked=True).items()})
+            logs["lr"] = lr
+            history._append(epoch, logs)
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.2f}s - "
+                      + " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}" for k, v in logs.items()),
+                      flush=True)
+            for sched in schedulers:
+                if isinstance(sched, ReduceLROnPlateau):
+                    sched.step(_monitored(sched, logs, validation_data is not None))
+                elif sched.interval == "epoch":
+                    sched.step()
+            stop = early_stopping is not None and early_stopping._update(epoch, logs)
+            stop = any([bool(cb.on_epoch_end(epoch, dict(logs))) for cb in callbacks
+                        if hasattr(cb, "on_epoch_end")]) or stop
+            if stop:
+                history.stopped_epoch = epoch
+            if checkpoint is not None:
+                write_checkpoint(checkpoint, model, optimizer, epoch=epoch, history=history, rng=rng,
+                                 schedulers=schedulers, early_stopping=early_stopping)
+            if interrupted():
+                raise _interruption(history, epoch + 1, checkpoint)
+            if stop:
+                break
     if early_stopping is not None:
         early_stopping._restore()
     return history
+
+
+class _EpochStart:
+    """The parameters, optimizer state and schedulers as an epoch starts: what an interrupted epoch returns to."""
+
+    def __init__(self, model, optimizer, schedulers):
+        self.model, self.optimizer, self.schedulers = model, optimizer, schedulers
+        self.params = [p.data.copy() for p in model.parameters()]
+        config, arrays = optimizer.state_dict()
+        self.optimizer_state = (config, {k: a.copy() for k, a in arrays.items()})
+        self.scheduler_states = [s.state_dict() for s in schedulers]
+
+    def restore(self):
+        for p, w in zip(self.model.parameters(), self.params):
+            p.data[...] = w
+        for s, state in zip(self.schedulers, self.scheduler_states):
+            s.load_state_dict(state)
+        self.optimizer.load_state_dict(*self.optimizer_state)  # after the schedulers: its own values win
+
+
+@contextlib.contextmanager
+def _deferred_interrupts():
+    """Within the block, Ctrl-C (SIGINT) only raises a flag that ``fit`` checks between batches, so the
+    model is never left half-updated; a second Ctrl-C interrupts at once. Main thread, default handler only."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield lambda: False
+        return
+    pending = []
+
+    def handler(signum, frame):
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(pending)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _interruption(history, completed, checkpoint):
+    """The KeyboardInterrupt ``fit`` raises on Ctrl-C, carrying the ``History`` so far."""
+    where = f"; the checkpoint {checkpoint} holds it" if checkpoint is not None and completed else ""
+    exc = KeyboardInterrupt(f"training interrupted: the model holds the weights after {completed} completed "
+                            f"epoch{'s' if completed != 1 else ''}{where}")
+    exc.history = history
+    return exc
 
 
 def _in_training_mode(model, run, *args):
