@@ -275,7 +275,7 @@ def test_checksum_mismatch_leaves_nothing(tmp_path, mirror, monkeypatch, name):
     wrong = "0" * 64
     monkeypatch.setitem(datasets._SPECS, name,
                         dataclasses.replace(spec, sha256={**spec.sha256, "train-images-idx3-ubyte": wrong}))
-    with pytest.raises(ValueError, match="SHA-256 mismatch") as info:
+    with pytest.raises(datasets.DownloadError, match="SHA-256 mismatch") as info:
         LOADERS[name][0]()
     message = str(info.value)
     assert "train-images-idx3-ubyte.gz" in message and mirror.url in message and wrong in message
@@ -286,7 +286,7 @@ def test_checksum_mismatch_leaves_nothing(tmp_path, mirror, monkeypatch, name):
 def test_corrupt_gzip_download_leaves_nothing(tmp_path, mirror, monkeypatch):
     serve_dataset(mirror, monkeypatch, "fashion-mnist")
     (mirror.dir / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b" + bytes(100))
-    with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz.*not a valid gzip"):
+    with pytest.raises(datasets.DownloadError, match="train-images-idx3-ubyte.gz.*not a valid gzip"):
         load_fashion_mnist()
     assert os.listdir(tmp_path / "cache/fastnn/fashion-mnist") == []
 
@@ -294,7 +294,7 @@ def test_corrupt_gzip_download_leaves_nothing(tmp_path, mirror, monkeypatch):
 def test_http_404(tmp_path, mirror, monkeypatch):
     serve_dataset(mirror, monkeypatch, "mnist")
     (mirror.dir / "t10k-images-idx3-ubyte.gz").unlink()
-    with pytest.raises(OSError, match="404") as info:
+    with pytest.raises(datasets.DownloadError, match="HTTP 404") as info:
         load_mnist()
     assert f"{mirror.url}t10k-images-idx3-ubyte.gz" in str(info.value)
     # The two files before it were verified and stay; the failed one leaves no trace.
