@@ -27,6 +27,7 @@ import pytest
 
 import fastnn
 from fastnn import datasets
+from tests.conftest import run
 
 BOUND_SECONDS = 5.0  # the bound is 1 s; measured figures are printed by the summary test
 BOUND_BYTES = 100 << 20
@@ -356,3 +357,31 @@ def test_summary(capsys):
     with capsys.disabled():
         print("\n" + "\n".join(lines))
     assert all(r[1] for rows in RESULTS.values() for r in rows)
+
+
+# ------------------------------------------------------------------------------------------------ the command line
+def test_cli_evaluate_refuses_nonfinite_model(tmp_path, capsys):
+    path = tmp_path / "diverged.npz"
+    model = fastnn.Sequential(fastnn.Linear(784, 10, seed=0), fastnn.Softmax())
+    model.layers[0].W.data[:] = np.nan
+    model.save(path)
+    code, out, err = run(capsys, "evaluate", path, "--dataset", "mnist", "--data-dir", tmp_path)
+    assert code == 1 and out == ""
+    assert err.strip().splitlines() == [f"fastnn: error: {path}: parameter 0.W holds 7840 non-finite value(s) "
+                                        "(NaN or inf), as a model saved after its training diverged does; "
+                                        "pass allow_nonfinite=True to load it anyway"]
+
+
+def test_cli_download_failure_is_one_line(tmp_path, monkeypatch, capsys):
+    server = RawServer(send(b"HELLO THERE\r\n\r\n"))
+    monkeypatch.setenv("FASTNN_MNIST_MIRROR", server.url)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("FASTNN_DATA", raising=False)
+    try:
+        code, out, err = run(capsys, "train", "--dataset", "mnist", "--epochs", "1", "--hidden", "4")
+    finally:
+        server.close()
+    assert code == 1
+    assert err.strip().splitlines() == [f"fastnn: error: could not download {server.url}train-images-idx3-ubyte.gz: "
+                                        "BadStatusLine: HELLO THERE"]
+    assert os.listdir(tmp_path / "cache/fastnn/mnist") == []
