@@ -7,6 +7,7 @@ printed, see ``test_counts``). A trial that raises anything else, hangs, or allo
 Servers listen on 127.0.0.1 only.
 """
 import gzip
+import hashlib
 import http.server
 import io
 import json
@@ -347,18 +348,6 @@ def test_refused_connection(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_summary(capsys):
-    """Print trials / clean / lost per kind with the worst time and memory (run with -s to see it)."""
-    lines = []
-    for kind, rows in RESULTS.items():
-        clean = sum(r[1] for r in rows)
-        lines.append(f"{kind}: {len(rows)} trials, {clean} clean, {len(rows) - clean} lost; "
-                     f"slowest {max(r[2] for r in rows):.3f} s, largest peak {max(r[3] for r in rows):.1f} MiB")
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
-    assert all(r[1] for rows in RESULTS.values() for r in rows)
-
-
 # ------------------------------------------------------------------------------------------------ the command line
 def test_cli_evaluate_refuses_nonfinite_model(tmp_path, capsys):
     path = tmp_path / "diverged.npz"
@@ -385,3 +374,104 @@ def test_cli_download_failure_is_one_line(tmp_path, monkeypatch, capsys):
     assert err.strip().splitlines() == [f"fastnn: error: could not download {server.url}train-images-idx3-ubyte.gz: "
                                         "BadStatusLine: HELLO THERE"]
     assert os.listdir(tmp_path / "cache/fastnn/mnist") == []
+
+
+# ------------------------------------------------------------------------------------------------- fuzzing loops
+def mutate(data, rng):
+    """One random damage: flipped bytes, a truncation, a cut-out slice, or inserted garbage."""
+    data = bytearray(data)
+    kind = rng.integers(4)
+    if kind == 0:
+        for i in rng.integers(0, len(data), rng.integers(1, 4)):
+            data[i] ^= int(rng.integers(1, 256))
+    elif kind == 1:
+        del data[rng.integers(0, len(data)):]
+    elif kind == 2:
+        i = rng.integers(0, len(data))
+        del data[i:i + rng.integers(1, 64)]
+    else:
+        i = rng.integers(0, len(data))
+        data[i:i] = rng.bytes(int(rng.integers(1, 64)))
+    return bytes(data)
+
+
+def fuzz(tmp_path, kind, base, load, trials, seed):
+    """``trials`` damaged copies of ``base``: each must load or raise ValueError, within the bounds."""
+    rng = np.random.default_rng(seed)
+    path = tmp_path / "fuzzed"
+    loaded = 0
+    for t in range(trials):
+        path.write_bytes(mutate(base, rng))
+        error, seconds, peak = measure(lambda: load(path))
+        clean = (error is None or isinstance(error, ValueError)) and seconds < BOUND_SECONDS and peak < BOUND_BYTES
+        loaded += error is None
+        RESULTS.setdefault(kind, []).append((f"fuzz {t}", clean, seconds, peak / 2**20, repr(error)[:200]))
+        assert clean, f"trial {t}: {error!r} after {seconds:.2f} s, {peak / 2**20:.1f} MiB"
+    return loaded
+
+
+def model_bytes(tmp_path):
+    model = fastnn.Sequential(fastnn.Linear(20, 8, seed=0), fastnn.ReLU(), fastnn.Linear(8, 3, seed=1))
+    model.save(tmp_path / "base.npz")
+    return (tmp_path / "base.npz").read_bytes()
+
+
+def idx_bytes_gz(compress):
+    data = idx_header(0x08, 30, 28, 28) + np.random.default_rng(0).integers(0, 256, 30 * 784, np.uint8).tobytes()
+    return gzip.compress(data, mtime=0) if compress else data
+
+
+@pytest.mark.parametrize("trials", [60, pytest.param(3000, marks=pytest.mark.slow)], ids=["fast", "slow"])
+def test_fuzzed_model_files(tmp_path, trials):
+    fuzz(tmp_path, "hostile model files", model_bytes(tmp_path), fastnn.load, trials, seed=trials)
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gzip"])
+@pytest.mark.parametrize("trials", [30, pytest.param(1500, marks=pytest.mark.slow)], ids=["fast", "slow"])
+def test_fuzzed_idx_files(tmp_path, trials, compress):
+    fuzz(tmp_path, "hostile IDX files", idx_bytes_gz(compress), datasets.load_idx, trials, seed=trials + compress)
+
+
+@pytest.mark.slow
+def test_random_hostile_servers(tmp_path):
+    """300 servers answering with a random cut, damage or drip of a correct response: each download either
+    succeeds with the right file or raises DownloadError, within the deadline, leaving no partial file."""
+    rng = np.random.default_rng(0)
+    body = gzip.compress(idx_header(0x08, 3) + b"abc", mtime=0)
+    good = OK_HEAD % len(body) + body
+    spec = datasets._SPECS["fashion-mnist"]
+    digest = {"train-images-idx3-ubyte": hashlib.sha256(idx_header(0x08, 3) + b"abc").hexdigest()}
+    ok_spec = type(spec)(spec.name, digest, True)
+    for t in range(300):
+        choice = rng.integers(3)
+        response = good if choice == 0 else mutate(good, rng)
+        behave = drip(response, 0.02) if choice == 2 else send(response)
+        server = RawServer(behave)
+        directory = tmp_path / f"t{t}"
+
+        def fetch():
+            datasets._download(ok_spec, server.url, "train-images-idx3-ubyte", directory, deadline=DEADLINE,
+                               stall=STALL, max_bytes=1 << 20)
+
+        try:
+            error, seconds, peak = measure(fetch)
+        finally:
+            server.close()
+        files = os.listdir(directory)
+        clean = ((error is None and files == ["train-images-idx3-ubyte.gz"])
+                 or (isinstance(error, datasets.DownloadError) and files == [])) and seconds < BOUND_SECONDS
+        RESULTS.setdefault("hostile servers", []).append((f"random {t}", clean, seconds, peak / 2**20,
+                                                          repr(error)[:200]))
+        assert clean, f"trial {t}: {error!r}, files {files}, {seconds:.2f} s"
+
+
+def test_summary(capsys):
+    """Print trials / clean / lost per kind with the worst time and memory (run with -s to see it)."""
+    lines = []
+    for kind, rows in RESULTS.items():
+        clean = sum(r[1] for r in rows)
+        lines.append(f"{kind}: {len(rows)} trials, {clean} clean, {len(rows) - clean} lost; "
+                     f"slowest {max(r[2] for r in rows):.3f} s, largest peak {max(r[3] for r in rows):.1f} MiB")
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    assert all(r[1] for rows in RESULTS.values() for r in rows)
