@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastnn.io import open_regular, remove_stale_temp_files
+from fastnn.io import open_regular, physical_memory, remove_stale_temp_files
 
 __all__ = ["load_idx", "load_mnist", "load_fashion_mnist", "DownloadError", "MNIST_MIRROR", "FASHION_MNIST_MIRROR"]
 
@@ -114,7 +114,7 @@ def _idx_chunks(stream, path, raw_size=None, gz_size=None):
         raise ValueError(f"{path}: expected {what}, found {raw_size - 4 - len(dims)}")
     if gz_size is not None and expected > _DEFLATE_MAX_RATIO * gz_size:
         raise ValueError(f"{path}: expected {what}, more than a {gz_size}-byte gzip file can hold")
-    if expected > _physical_memory():
+    if expected > physical_memory():
         raise ValueError(f"{path}: expected {what}, more than this machine's memory")
     yield shape, dtype
     yield head + dims
@@ -127,13 +127,6 @@ def _idx_chunks(stream, path, raw_size=None, gz_size=None):
         yield chunk
     if stream.read(1):
         raise ValueError(f"{path}: expected {what}, found more")
-
-
-def _physical_memory():
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return math.inf
 
 
 def _read_idx(path, consume):

@@ -16,7 +16,7 @@ import zipfile
 
 import numpy as np
 
-__all__ = ["write_model", "read_model", "open_regular"]
+__all__ = ["write_model", "read_model", "open_regular", "remove_stale_temp_files", "physical_memory"]
 
 MARKER, FORMAT, VERSION = "__fastnn__", "fastnn-model", 1
 _NUMERIC = "iuf"  # what fastnn computes with; object and structured dtypes are how pickles get in
@@ -27,6 +27,14 @@ _MAX_HEADER_BYTES = 10_000  # numpy's own limit for a .npy header
 _DEFLATE_MAX_RATIO = 1032
 _CHUNK = 1 << 20
 _TMP_SUFFIX = ".tmp"
+
+
+def physical_memory():
+    """Bytes of RAM on this machine (``math.inf`` where unknown): no file can be loaded into more."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return math.inf
 
 
 def open_regular(path):

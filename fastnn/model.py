@@ -1,7 +1,6 @@
 """``Sequential``: a stack of layers with forward, backward and parameter access."""
 import inspect
 import math
-import os
 
 import numpy as np
 
@@ -243,7 +242,7 @@ class Sequential:
                 layer = layer_cls(**config)
             if arrays is not None:
                 for p in layer.parameters():
-                    p.data = arrays[f"{i}.{p.name}"]
+                    p.data = np.ascontiguousarray(arrays[f"{i}.{p.name}"])  # a .npy may be Fortran-ordered
             layers.append(layer)
         return cls(*layers)
 
@@ -300,13 +299,6 @@ class Sequential:
         return clone
 
 
-def _physical_memory():
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def _parameter_specs(architecture):
     """``{name: (shape, dtype)}`` of the parameters ``architecture`` declares, building and allocating nothing.
 
@@ -323,20 +315,22 @@ def _parameter_specs(architecture):
         if unknown := sorted(set(config) - accepted):
             raise ValueError(f"layer {i} ({layer_cls.__name__}): unknown config key(s) {unknown}; "
                              f"expected some of {sorted(accepted)}")
-        where = f"layer {i} (Linear)"
-        if layer_cls is Linear:  # its parameters' sizes come from the config: check them before allocating
-            n_in = check_positive_int(config.get("in_features"), f"{where} in_features")
-            n_out = check_positive_int(config.get("out_features"), f"{where} out_features")
-            dtype = as_float_dtype(config.get("dtype", "float32"))
-            init = config.get("init", "he")
-            if not _init.is_known_name(init):
-                raise ValueError(f"{where}: init must be one of {_init.names()}, got {init!r}")
-            specs[f"{i}.W"], specs[f"{i}.b"] = ((n_in, n_out), dtype), ((n_out,), dtype)
-        else:  # the other layers hold no parameters sized by their config: building one allocates nothing
-            for p in layer_cls(**config).parameters():
-                specs[f"{i}.{p.name}"] = (p.data.shape, p.data.dtype)
-    total, memory = sum(math.prod(shape) * dtype.itemsize for shape, dtype in specs.values()), _physical_memory()
-    if memory and total > memory:
+        try:
+            if layer_cls is Linear:  # its parameters' sizes come from the config: check them before allocating
+                n_in = check_positive_int(config.get("in_features"), "in_features")
+                n_out = check_positive_int(config.get("out_features"), "out_features")
+                dtype = as_float_dtype(config.get("dtype", "float32"))
+                init = config.get("init", "he")
+                if not _init.is_known_name(init):
+                    raise ValueError(f"init must be one of {_init.names()}, got {init!r}")
+                specs[f"{i}.W"], specs[f"{i}.b"] = ((n_in, n_out), dtype), ((n_out,), dtype)
+            else:  # the other layers hold no parameters sized by their config: building one allocates nothing
+                for p in layer_cls(**config).parameters():
+                    specs[f"{i}.{p.name}"] = (p.data.shape, p.data.dtype)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"layer {i} ({layer_cls.__name__}): {exc}") from None
+    total = sum(math.prod(shape) * dtype.itemsize for shape, dtype in specs.values())
+    if total > (memory := _io.physical_memory()):
         raise ValueError(f"the architecture declares {total:,} bytes of parameters, more than this machine's "
                          f"{memory:,} bytes of memory")
     return specs
