@@ -9,6 +9,8 @@ The four files of a dataset are looked for, in order, in
 
 A directory counts only if it holds all four. Otherwise, with ``download=True``, the missing ones are fetched from
 the mirror (overridable by environment variable) into ``data_dir`` if given, else the cache, and checked by SHA-256.
+Each file must arrive within :data:`DOWNLOAD_DEADLINE` seconds, with no wait for data longer than
+:data:`DOWNLOAD_STALL`; any failure raises :class:`DownloadError` and leaves no partial file.
 """
 from __future__ import annotations
 
