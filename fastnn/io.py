@@ -12,6 +12,7 @@ import json
 import math
 import os
 import stat
+import struct
 import zipfile
 
 import numpy as np
@@ -26,6 +27,9 @@ _MAX_HEADER_BYTES = 10_000  # numpy's own limit for a .npy header
 # Deflate expands at most 1032-fold (258-byte matches coded in 2 bits): a member declaring more than that is a lie.
 _DEFLATE_MAX_RATIO = 1032
 _CHUNK = 1 << 20
+# Members a model file may have: two per Linear layer. zipfile parses the whole central directory when it
+# opens an archive (~15 us per member), so a file of 100,000 tiny members would cost seconds before any check.
+_MAX_MEMBERS = 10_000
 _TMP_SUFFIX = ".tmp"
 
 
@@ -243,11 +247,23 @@ def _read_member(zf, info, name, shape, fortran, dtype, offset):
     return a
 
 
+def _declared_members(f, archive_size):
+    """The member count in the end-of-central-directory record (0xFFFF: a zip64 archive), or None if absent."""
+    tail = min(archive_size, 22 + 0xFFFF)  # the record, then a comment of at most 64 KiB
+    f.seek(archive_size - tail)
+    data = f.read(tail)
+    i = data.rfind(b"PK\x05\x06")
+    return struct.unpack_from("<H", data, i + 10)[0] if 0 <= i <= len(data) - 22 else None
+
+
 def _parse(f, check):
     if f.read(4) != b"PK\x03\x04":
         raise ValueError("not an .npz (zip) archive")
     f.seek(0, os.SEEK_END)
     archive_size = f.tell()
+    count = _declared_members(f, archive_size)
+    if count is not None and count > _MAX_MEMBERS:
+        raise ValueError(f"the archive declares {count} members, more than the {_MAX_MEMBERS} a model file may have")
     f.seek(0)
     with zipfile.ZipFile(f) as zf:
         infos = {}

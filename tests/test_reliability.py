@@ -153,6 +153,13 @@ def gzip_zeros(prefix, megabytes, checksum=True):
             + struct.pack("<II", crc, size))
 
 
+def many_members(path):
+    member = npy(np.zeros(1, np.float32))
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(20_000):
+            zf.writestr(f"{i}.W.npy", member)
+
+
 def fifo(path):
     os.mkfifo(path)
 
@@ -186,6 +193,7 @@ HOSTILE_MODELS = {
                    ValueError, "in_features must be a positive integer"),
     "10 MB marker": (lambda p: zip_members(p, {"__fastnn__.npy": npy(np.zeros(10 << 20, np.uint8))},
                                            zipfile.ZIP_DEFLATED), ValueError, "more than the 1048576 allowed"),
+    "20,000 tiny members": (many_members, ValueError, "declares 20000 members, more than the 10000"),
     "non-finite weights": (nan_weights, ValueError, "parameter 0.W holds 1 non-finite value"),
     "FIFO": (fifo, ValueError, "is a FIFO"),
 }
