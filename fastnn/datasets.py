@@ -137,18 +137,25 @@ def _read_idx(path, consume):
         size = os.fstat(f.fileno()).st_size
         compressed = f.read(2) == _GZIP_MAGIC
         f.seek(0)
-        if not compressed:
-            return consume(_idx_chunks(f, path, raw_size=size))
         try:
-            with gzip.GzipFile(fileobj=f, mode="rb") as stream:
-                return consume(_idx_chunks(stream, path, gz_size=size))
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"{path}: expected a valid gzip stream (it starts with 1f 8b), found: {exc}") from exc
+            if not compressed:
+                return consume(_idx_chunks(f, path, raw_size=size))
+            try:
+                with gzip.GzipFile(fileobj=f, mode="rb") as stream:
+                    return consume(_idx_chunks(stream, path, gz_size=size))
+            except (OSError, EOFError, zlib.error) as exc:
+                raise ValueError(f"{path}: expected a valid gzip stream (it starts with 1f 8b), found: {exc}") from exc
+        except MemoryError as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
 
 def _to_array(chunks):
     shape, dtype = next(chunks)
-    out = np.empty(shape, dtype.newbyteorder("="))
+    try:
+        out = np.empty(shape, dtype.newbyteorder("="))
+    except MemoryError:  # below physical memory, but more than is free now: _read_idx names the file
+        raise MemoryError(f"not enough free memory for {math.prod(shape) * dtype.itemsize} bytes of "
+                         f"{dtype.newbyteorder('=').name} data of shape {shape}") from None
     view = memoryview(out).cast("B") if out.size else memoryview(bytearray())
     next(chunks)  # the header
     pos = 0

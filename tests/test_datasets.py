@@ -366,3 +366,14 @@ def test_fifo_is_refused(tmp_path):
     os.mkfifo(tmp_path / "pipe")
     with pytest.raises(ValueError, match="pipe: is a FIFO, not a regular file"):
         load_idx(tmp_path / "pipe")
+
+
+def test_no_memory_error(tmp_path, monkeypatch):
+    """Data that fits in RAM but not in what is free now is a ValueError naming the file, not a MemoryError."""
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    path = write(tmp_path / "a.idx", idx_bytes(np.zeros((3, 4), np.int16)), True)
+    monkeypatch.setattr(datasets.np, "empty", no_memory)
+    with pytest.raises(ValueError, match=r"a.idx: not enough free memory for 24 bytes of int16 data of shape \(3, 4\)"):
+        load_idx(path)
