@@ -281,6 +281,10 @@ class Sequential:
             model = cls._from_config(architecture, arrays)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{path}: invalid architecture in model file: {exc}") from exc
+        except MemoryError:  # the parameters fit in RAM (checked), their gradients not in what is free now
+            n_bytes = sum(a.nbytes for a in arrays.values())
+            raise ValueError(f"{path}: not enough free memory for a model of {n_bytes:,} bytes of parameters "
+                             "and as many of gradients") from None
         if not allow_nonfinite:
             for name, p in model.named_parameters():
                 bad = p.data.size - np.count_nonzero(np.isfinite(p.data))

@@ -437,3 +437,14 @@ def test_compressed_file_loads(tmp_path):
     loaded = fastnn.load(path)
     for name, a in good_arrays().items():
         assert dict(loaded.named_parameters())[name].data.tobytes() == a.tobytes()
+
+
+def test_no_memory_error(tmp_path, monkeypatch):
+    make_model().save(tmp_path / "m.npz")
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr("numpy.zeros_like", no_memory)  # the gradients, allocated when the layers are built
+    with pytest.raises(ValueError, match="m.npz: not enough free memory for a model of 92 bytes of parameters"):
+        fastnn.Sequential.load(tmp_path / "m.npz")
