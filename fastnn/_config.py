@@ -16,15 +16,24 @@ Environment overrides, read once at import:
     network's shapes; falls back to Numba's when NumPy's has no ILP64 CBLAS) or the
     one Numba's ``np.dot`` uses (SciPy's). See :mod:`fastnn.kernels._blas`.
 ``FASTNN_BLAS_THREADS=N``
-    BLAS threads for the compiled training step (default: chosen by batch size,
-    see :func:`blas_threads`).
+    BLAS threads for the compiled training step (default: chosen by batch size
+    within the user's limits, see :func:`blas_threads`). ``1`` makes results
+    independent of the machine's core count.
+
+The on-disk cache heals itself: an entry Numba cannot read (truncated, garbage,
+written by something else) is reported once, removed and recompiled, and a
+``NUMBA_CACHE_DIR`` that cannot be written is reported instead of being replaced,
+silently, by the package directory.
 """
+import glob
 import os
+import tempfile
 import warnings
 
 import numba
+from numba.core.caching import FunctionCache
 
-__all__ = ["CACHE", "FAST_FLAGS", "BLAS", "BLAS_THREADS", "blas_threads", "jit"]
+__all__ = ["CACHE", "FAST_FLAGS", "BLAS", "BLAS_THREADS", "blas_threads", "thread_limit", "jit"]
 
 
 def _env_flag(name, default):
@@ -63,20 +72,136 @@ BLAS_THREADS = _env_int("FASTNN_BLAS_THREADS")
 MIN_BATCH_FOR_THREADS = 32
 
 
+def _env_threads(name):
+    """A positive thread count from a foreign variable (``OMP_NUM_THREADS="4,2"`` counts 4), or None if
+    unset or unreadable: the libraries that own these variables ignore such values too."""
+    first = os.environ.get(name, "").split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else None
+
+
+_controller = None
+
+
+def _blas_limit_in_force():
+    """The fewest threads any loaded BLAS is set to now (a threadpoolctl limit, OPENBLAS_NUM_THREADS read
+    when the library loaded, ``openblas_set_num_threads``), or None when none is known."""
+    global _controller
+    try:
+        import threadpoolctl
+
+        if _controller is None:  # inspecting the loaded libraries costs milliseconds: once per process
+            _controller = threadpoolctl.ThreadpoolController()
+        counts = [info["num_threads"] for info in _controller.info() if info.get("user_api") == "blas"]
+    except Exception:  # noqa: BLE001 - an optional probe: no limit known is the answer then
+        return None
+    counts = [n for n in counts if isinstance(n, int) and n > 0]
+    return min(counts) if counts else None
+
+
+def thread_limit():
+    """The most threads the user allows this process: the smallest of the CPUs it may run on
+    (``os.sched_getaffinity``, e.g. under ``taskset``), ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``
+    and the thread count the loaded BLAS is limited to now (threadpoolctl)."""
+    if hasattr(os, "sched_getaffinity"):
+        limits = [len(os.sched_getaffinity(0))]
+    else:
+        limits = [os.cpu_count() or 1]
+    limits += [n for n in (_env_threads("OPENBLAS_NUM_THREADS"), _env_threads("OMP_NUM_THREADS"),
+                           _blas_limit_in_force()) if n is not None]
+    return max(1, min(limits))
+
+
 def blas_threads(batch_size):
     """BLAS threads for a training step on batches of ``batch_size`` rows.
 
-    One level of parallelism at a time: the Numba kernels run serially, and
-    BLAS gets every core only for batches of :data:`MIN_BATCH_FOR_THREADS` or more.
+    One level of parallelism at a time: the Numba kernels run serially, and BLAS gets
+    every thread :func:`thread_limit` allows only for batches of :data:`MIN_BATCH_FOR_THREADS`
+    or more. ``FASTNN_BLAS_THREADS`` overrides both. Results are bit-identical for the
+    same seed, backend and thread count; a different count sums in a different order.
     """
     if BLAS_THREADS is not None:
         return BLAS_THREADS
-    return 1 if batch_size < MIN_BATCH_FOR_THREADS else (os.cpu_count() or 1)
+    return 1 if batch_size < MIN_BATCH_FOR_THREADS else thread_limit()
+
 
 # LLVM flags for loops that may reassociate and contract sums. ``nnan`` and
 # ``ninf`` are deliberately absent: with them ``np.isnan`` folds to False and a
 # diverging run would hide its NaNs, so every kernel may use this set.
 FAST_FLAGS = frozenset({"nsz", "arcp", "contract", "reassoc"}) if _FASTMATH else frozenset()
+
+
+_warned = set()
+
+
+def _warn_once(key, message):
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+class _HealingCache(FunctionCache):
+    """Numba's on-disk cache of one function, where an entry that cannot be read counts as absent.
+
+    Numba's own ``Cache.load_overload`` lets ``UnpicklingError``, ``UnicodeDecodeError``, ``EOFError`` ...
+    from a truncated or foreign ``.nbi`` index or ``.nbc`` data file escape, at every later call, until
+    someone deletes the files; its ``save_overload`` reads the same index first and fails the same way.
+    Here the function's cache files are removed, the fault is reported once per process, and the function
+    is compiled (and saved) afresh.
+    """
+
+    def load_overload(self, sig, target_context):
+        try:
+            cres = super().load_overload(sig, target_context)
+            # An entry copied from another function loads without complaint and would run that function.
+            fndesc, fn = getattr(cres, "fndesc", None), self._py_func
+            if fndesc is not None and (fndesc.modname, fndesc.qualname) != (fn.__module__, fn.__qualname__):
+                raise ValueError(f"the entry holds {fndesc.modname}.{fndesc.qualname}")
+            return cres
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged entry raises, compiling afresh is right
+            self._discard(exc)
+            return None
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be written must not fail the caller
+            self._discard(exc)
+            try:
+                super().save_overload(sig, data)
+            except Exception as again:  # noqa: BLE001
+                _warn_once(("save", self.cache_path), f"fastnn: cannot write Numba's cache in {self.cache_path} "
+                           f"({type(again).__name__}: {again}); compiled kernels are not kept")
+
+    def _discard(self, exc):
+        files = self._cache_file
+        base = os.path.join(self.cache_path, files._index_name[:-len(".nbi")])
+        _warn_once(("damaged", self.cache_path),
+                   f"fastnn: a damaged or foreign Numba cache entry in {self.cache_path} "
+                   f"({os.path.basename(base)}: {type(exc).__name__}: {str(exc)[:100]}) was removed and is "
+                   "being recompiled; further ones are repaired without a warning")
+        for path in [base + ".nbi"] + glob.glob(glob.escape(base) + ".*.nbc"):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+_cache_dir_checked = {}
+
+
+def _unwritable_cache_dir():
+    """``NUMBA_CACHE_DIR`` and why it cannot be written, or None (unset, or writable)."""
+    folder = numba.config.CACHE_DIR
+    if not folder or folder in _cache_dir_checked:
+        return _cache_dir_checked.get(folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()  # the test Numba's locator makes
+        problem = None
+    except OSError as exc:
+        problem = (folder, exc.strerror or str(exc))
+    _cache_dir_checked[folder] = problem
+    return problem
 
 
 def jit(fn=None, *, fast=False, parallel=False):
@@ -93,9 +218,10 @@ def jit(fn=None, *, fast=False, parallel=False):
 
     Notes
     -----
-    Numba raises ``RuntimeError`` at decoration time when no cache directory
-    is writable (read-only site-packages and no writable home); the function
-    is then compiled uncached, with a warning, instead of failing to import.
+    When no cache directory is writable (read-only site-packages and no
+    writable home), or ``NUMBA_CACHE_DIR`` is set but not writable, the function
+    is compiled uncached, with a warning, instead of failing to import or
+    writing elsewhere. Damaged cache entries are recompiled (:class:`_HealingCache`).
     """
     if fn is None:
         return lambda f: jit(f, fast=fast, parallel=parallel)
@@ -103,14 +229,23 @@ def jit(fn=None, *, fast=False, parallel=False):
     # ZeroDivisionError check per division that also stops LLVM vectorising the loop.
     options = {"nogil": True, "error_model": "numpy", "fastmath": set(FAST_FLAGS) if fast else False,
                "parallel": parallel}
-    if CACHE:
-        try:
-            return numba.njit(cache=True, **options)(fn)
-        except RuntimeError as exc:
-            warnings.warn(
-                f"fastnn: Numba cannot cache {fn.__qualname__} ({exc}); compiling without a cache. "
-                "Set NUMBA_CACHE_DIR to a writable directory to keep compiled kernels.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    return numba.njit(cache=False, **options)(fn)
+    dispatcher = numba.njit(cache=False, **options)(fn)
+    if not CACHE:
+        return dispatcher
+    unwritable = _unwritable_cache_dir()
+    if unwritable:
+        # Numba would fall back to the package's __pycache__ without a word.
+        _warn_once(("unwritable",) + unwritable,
+                   f"fastnn: NUMBA_CACHE_DIR={unwritable[0]} is not writable ({unwritable[1]}); compiling "
+                   "without an on-disk cache. Make it writable, point it elsewhere, or set FASTNN_CACHE=0.")
+        return dispatcher
+    try:
+        dispatcher._cache = _HealingCache(fn)  # what Dispatcher.enable_caching does, with our cache class
+    except RuntimeError as exc:
+        warnings.warn(
+            f"fastnn: Numba cannot cache {fn.__qualname__} ({exc}); compiling without a cache. "
+            "Set NUMBA_CACHE_DIR to a writable directory to keep compiled kernels.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return dispatcher

@@ -9,23 +9,30 @@ The four files of a dataset are looked for, in order, in
 
 A directory counts only if it holds all four. Otherwise, with ``download=True``, the missing ones are fetched from
 the mirror (overridable by environment variable) into ``data_dir`` if given, else the cache, and checked by SHA-256.
+Each file must arrive within :data:`DOWNLOAD_DEADLINE` seconds, with no wait for data longer than
+:data:`DOWNLOAD_STALL`; any failure raises :class:`DownloadError` and leaves no partial file.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import math
 import os
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
-import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_idx", "load_mnist", "load_fashion_mnist", "MNIST_MIRROR", "FASHION_MNIST_MIRROR"]
+from fastnn.io import open_regular, physical_memory, remove_stale_temp_files
+
+__all__ = ["load_idx", "load_mnist", "load_fashion_mnist", "DownloadError", "MNIST_MIRROR", "FASHION_MNIST_MIRROR"]
 
 MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # the mirror torchvision uses
 FASHION_MNIST_MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -33,7 +40,20 @@ FASHION_MNIST_MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.c
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-_TIMEOUT = 60  # seconds without progress before a download is abandoned
+DOWNLOAD_DEADLINE = 600  # seconds a whole file may take, however steadily its bytes arrive
+DOWNLOAD_STALL = 60  # seconds without a byte before a download is abandoned
+_MAX_DOWNLOAD = 64 << 20  # bytes; the largest file (MNIST's training images) is 9.9 MB compressed
+_DEFLATE_MAX_RATIO = 1032  # deflate expands at most 1032-fold: a larger declared payload is a lie
+_CHUNK = 1 << 20
+
+
+class DownloadError(OSError):
+    """A dataset file could not be downloaded: network or HTTP error, timeout, short or oversized response,
+    invalid gzip or wrong SHA-256. ``url`` is the address; nothing was saved."""
+
+    def __init__(self, url, reason):
+        super().__init__(f"could not download {url}: {reason}")
+        self.url = url
 
 
 @dataclass(frozen=True)
@@ -67,15 +87,92 @@ _SPECS = {
 }
 
 
-def _read_payload(path):
-    """Return the bytes of ``path``, gunzipped if they start with the gzip magic (whatever the file is called)."""
-    raw = Path(path).read_bytes()
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
+def _idx_chunks(stream, path, raw_size=None, gz_size=None):
+    """Yield ``(shape, dtype)`` then the header and data bytes of the IDX file read from ``stream``.
+
+    Every check happens before the data is read: the header must be well formed, and the size it declares
+    must equal the file's (raw, ``raw_size``) or be one a ``gz_size``-byte gzip file can hold. Reading stops at
+    that size, plus one byte to detect trailing data, so a gzip bomb is never expanded beyond it.
+    """
+    head = stream.read(4)
+    if len(head) < 4 or head[:2] != b"\0\0":
+        found = f"bytes {head.hex(' ')}" if head else "an empty file"
+        raise ValueError(f"{path}: expected an IDX header (00 00 <type code> <ndim>), found {found}")
+    code, ndim = head[2], head[3]
+    if code not in _IDX_DTYPES:
+        known = ", ".join(f"0x{c:02X} ({np.dtype(t).newbyteorder('=').name})" for c, t in _IDX_DTYPES.items())
+        raise ValueError(f"{path}: expected an IDX type code among {known}; found 0x{code:02X}")
+    if ndim < 1:
+        raise ValueError(f"{path}: expected at least 1 dimension, found 0")
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise ValueError(f"{path}: expected a {4 + 4 * ndim}-byte header for {ndim} dimensions, found "
+                         f"{4 + len(dims)} bytes")
+    shape = tuple(int(d) for d in np.frombuffer(dims, ">u4"))
+    dtype = np.dtype(_IDX_DTYPES[code])
+    expected = math.prod(shape) * dtype.itemsize
+    what = f"{expected} bytes of {dtype.newbyteorder('=').name} data for shape {shape}"
+    if raw_size is not None and raw_size - 4 - len(dims) != expected:
+        raise ValueError(f"{path}: expected {what}, found {raw_size - 4 - len(dims)}")
+    if gz_size is not None and expected > _DEFLATE_MAX_RATIO * gz_size:
+        raise ValueError(f"{path}: expected {what}, more than a {gz_size}-byte gzip file can hold")
+    if expected > physical_memory():
+        raise ValueError(f"{path}: expected {what}, more than this machine's memory")
+    yield shape, dtype
+    yield head + dims
+    left = expected
+    while left:
+        chunk = stream.read(min(_CHUNK, left))
+        if not chunk:
+            raise ValueError(f"{path}: expected {what}, found {expected - left}")
+        left -= len(chunk)
+        yield chunk
+    if stream.read(1):
+        raise ValueError(f"{path}: expected {what}, found more")
+
+
+def _read_idx(path, consume):
+    """Open ``path`` (a regular file, raw or gzip), and feed :func:`_idx_chunks` to ``consume``; return its result."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        compressed = f.read(2) == _GZIP_MAGIC
+        f.seek(0)
+        try:
+            if not compressed:
+                return consume(_idx_chunks(f, path, raw_size=size))
+            try:
+                with gzip.GzipFile(fileobj=f, mode="rb") as stream:
+                    return consume(_idx_chunks(stream, path, gz_size=size))
+            except (OSError, EOFError, zlib.error) as exc:
+                raise ValueError(f"{path}: expected a valid gzip stream (it starts with 1f 8b), found: {exc}") from exc
+        except MemoryError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+
+def _to_array(chunks):
+    shape, dtype = next(chunks)
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"{path}: expected a valid gzip stream (it starts with 1f 8b), found: {exc}") from exc
+        out = np.empty(shape, dtype.newbyteorder("="))
+    except MemoryError:  # below physical memory, but more than is free now: _read_idx names the file
+        raise MemoryError(f"not enough free memory for {math.prod(shape) * dtype.itemsize} bytes of "
+                         f"{dtype.newbyteorder('=').name} data of shape {shape}") from None
+    view = memoryview(out).cast("B") if out.size else memoryview(bytearray())
+    next(chunks)  # the header
+    pos = 0
+    for chunk in chunks:
+        view[pos:pos + len(chunk)] = chunk
+        pos += len(chunk)
+    if dtype.itemsize > 1 and not dtype.isnative:  # the bytes were big-endian: swap them in place
+        out.byteswap(inplace=True)
+    return out
+
+
+def _sha256(chunks):
+    digest = hashlib.sha256()
+    next(chunks)
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_idx(path):
@@ -84,7 +181,7 @@ def load_idx(path):
     Parameters
     ----------
     path : str or os.PathLike
-        The file. Gzip is recognised by its magic bytes, not by the file name.
+        The file. Gzip is recognised by its magic bytes, not by the file name. FIFOs and devices are refused.
 
     Returns
     -------
@@ -95,29 +192,10 @@ def load_idx(path):
     Raises
     ------
     ValueError
-        If the file is not a well-formed IDX file, naming the file, what was expected and what was found.
+        If the file is not a well-formed IDX file, naming the file, what was expected and what was found. The
+        size the header declares is checked before the data is read, and gzip data is decompressed only up to it.
     """
-    data = _read_payload(path)
-    if len(data) < 4 or data[:2] != b"\0\0":
-        found = f"bytes {data[:4].hex(' ')}" if data else "an empty file"
-        raise ValueError(f"{path}: expected an IDX header (00 00 <type code> <ndim>), found {found}")
-    code, ndim = data[2], data[3]
-    if code not in _IDX_DTYPES:
-        known = ", ".join(f"0x{c:02X} ({np.dtype(t).newbyteorder('=').name})" for c, t in _IDX_DTYPES.items())
-        raise ValueError(f"{path}: expected an IDX type code among {known}; found 0x{code:02X}")
-    if ndim < 1:
-        raise ValueError(f"{path}: expected at least 1 dimension, found 0")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(f"{path}: expected a {header}-byte header for {ndim} dimensions, found {len(data)} bytes")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, offset=4))
-    dtype = np.dtype(_IDX_DTYPES[code])
-    expected, found = math.prod(shape) * dtype.itemsize, len(data) - header
-    if found != expected:
-        raise ValueError(f"{path}: expected {expected} bytes of {dtype.newbyteorder('=').name} data for shape "
-                         f"{shape}, found {found}")
-    # frombuffer views immutable bytes; astype copies into a writable, native-endian array.
-    return np.frombuffer(data, dtype, offset=header).astype(dtype.newbyteorder("=")).reshape(shape)
+    return _read_idx(path, _to_array)
 
 
 def _files_in(directory):
@@ -132,35 +210,154 @@ def _cache_dir(spec):
     return Path(root) / "fastnn" / spec.name
 
 
-def _download(spec, mirror, stem, directory):
-    """Fetch ``stem``.gz from ``mirror`` into ``directory``; it appears there only once its SHA-256 is verified."""
+class _Watchdog:
+    """Shuts down the sockets of one download when its deadline passes, whatever call is blocked on them."""
+
+    def __init__(self, seconds):
+        self.seconds, self.fired = seconds, False
+        self._sockets, self._lock = [], threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+
+    def _fire(self):
+        with self._lock:
+            self.fired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+    def watch(self, sock):
+        with self._lock:
+            self._sockets.append(sock)
+            if self.fired:
+                _shutdown(sock)
+
+    def connection(self, base):
+        """An ``http.client`` connection class factory whose connections register their socket here."""
+        def make(host, **kwargs):
+            conn = base(host, **kwargs)
+            connect = conn.connect
+
+            def watched_connect():
+                connect()
+                self.watch(conn.sock)
+
+            conn.connect = watched_connect
+            return conn
+        return make
+
+
+def _shutdown(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a recv blocked in another thread, unlike close()
+    except OSError:
+        pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, watchdog):
+        super().__init__()
+        self._watchdog = watchdog
+
+    def http_open(self, req):
+        return self.do_open(self._watchdog.connection(http.client.HTTPConnection), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, watchdog):
+        super().__init__()
+        self._watchdog = watchdog
+
+    def https_open(self, req):
+        return self.do_open(self._watchdog.connection(http.client.HTTPSConnection), req, context=self._context)
+
+
+def _fetch(url, out, deadline, stall, max_bytes):
+    """Write the body at ``url`` to the file ``out``; raise :class:`DownloadError` for every failure."""
+    start = time.monotonic()
+    with _Watchdog(deadline) as watchdog:
+        opener = urllib.request.build_opener(_HTTPHandler(watchdog), _HTTPSHandler(watchdog))
+        try:
+            with opener.open(url, timeout=min(stall, deadline)) as response:
+                length = response.headers.get("Content-Length")
+                length = int(length) if length and length.strip().isdigit() else None
+                if length is not None and length > max_bytes:
+                    raise DownloadError(url, f"the server announces {length} bytes, more than the {max_bytes} "
+                                             "any dataset file needs")
+                received = 0
+                while chunk := response.read1(1 << 16):  # read1: returns whatever arrived, so no read waits long
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise DownloadError(url, f"the server sent more than the {max_bytes} bytes any dataset "
+                                                 "file needs")
+                    out.write(chunk)
+        except DownloadError:
+            raise
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if isinstance(exc, urllib.error.HTTPError):
+                exc.close()  # an HTTPError is also the open response; keeping it would keep its socket
+                reason = f"HTTP {exc.code} {exc.reason}"
+            elif isinstance(exc, urllib.error.URLError):
+                reason = exc.reason if isinstance(exc.reason, str) else f"{type(exc.reason).__name__}: {exc.reason}"
+            else:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if watchdog.fired:
+                reason = f"not complete within the {deadline:g} s deadline ({reason})"
+            elif isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
+                reason = f"no data for {min(stall, deadline):g} s ({reason})"
+            raise DownloadError(url, reason) from exc
+    if watchdog.fired:  # a response without Content-Length ends, to the reader, when the socket is shut down
+        raise DownloadError(url, f"not complete within the {deadline:g} s deadline")
+    if length is not None and received != length:
+        raise DownloadError(url, f"the connection closed after {received} of {length} bytes")
+    return time.monotonic() - start
+
+
+def _download(spec, mirror, stem, directory, *, deadline=None, stall=None, max_bytes=_MAX_DOWNLOAD):
+    """Fetch ``stem``.gz from ``mirror`` into ``directory``; it appears there only once its SHA-256 is verified.
+
+    ``deadline`` (default :data:`DOWNLOAD_DEADLINE`) bounds the whole transfer and ``stall`` (default
+    :data:`DOWNLOAD_STALL`) each wait for data. Every failure raises :class:`DownloadError` and removes the
+    partial file; partial files of killed downloads (their process gone) are removed first.
+    """
+    deadline = DOWNLOAD_DEADLINE if deadline is None else deadline
+    stall = DOWNLOAD_STALL if stall is None else stall
     url = mirror.rstrip("/") + "/" + stem + ".gz"
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(directory, f".{stem}.gz.", ".part")
     # The temporary file sits in the target directory so that os.replace is an atomic rename, never a copy; open
-    # mode "x" (not mkstemp, which makes files 0600) lets the umask set the permissions of the final file.
-    tmp = directory / f".{stem}.gz.{uuid.uuid4().hex}.part"
+    # mode "x" (not mkstemp, which makes files 0600) lets the umask set the permissions of the final file. The
+    # pid in its name lets a later download tell a dead process's leftover from a download in progress.
+    tmp = directory / f".{stem}.gz.{os.getpid()}-{os.urandom(4).hex()}.part"
     try:
         with open(tmp, "xb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=_TIMEOUT) as response:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-            except OSError as exc:
-                if isinstance(exc, urllib.error.HTTPError):
-                    exc.close()  # an HTTPError is also the open response; the chain below would keep its socket
-                raise OSError(f"could not download {stem}.gz from {url}: {exc}") from exc
+            _fetch(url, out, deadline, stall, max_bytes)
         try:
-            actual = hashlib.sha256(_read_payload(tmp) if spec.payload_sha256 else tmp.read_bytes()).hexdigest()
+            actual = _read_idx(tmp, _sha256) if spec.payload_sha256 else _file_sha256(tmp)
         except ValueError as exc:
-            raise ValueError(f"downloaded {stem}.gz from {url} is not a valid gzip file: {exc}") from exc
+            raise DownloadError(url, f"the file is not a valid gzip IDX file: {exc}") from exc
         if actual != spec.sha256[stem]:
             covered = "decompressed payload" if spec.payload_sha256 else "file"
-            raise ValueError(f"SHA-256 mismatch for {stem}.gz downloaded from {url}: expected {spec.sha256[stem]}, "
-                             f"found {actual} (digest of the {covered}); nothing was saved")
+            raise DownloadError(url, f"SHA-256 mismatch for {stem}.gz: expected {spec.sha256[stem]}, found "
+                                     f"{actual} (digest of the {covered}); nothing was saved")
         os.replace(tmp, directory / (stem + ".gz"))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _find_or_download(spec, mirror, data_dir, download):
@@ -227,9 +424,10 @@ def load_fashion_mnist(data_dir=None, *, download=True):
     FileNotFoundError
         If ``download=False`` and no searched directory holds the four files; the message lists them all.
     ValueError
-        If a file is malformed or a download fails its SHA-256 check.
-    OSError
-        If a download fails.
+        If a file is malformed.
+    DownloadError
+        An ``OSError``: if a download fails, for any reason (network, HTTP status, timeout, a payload that is not
+        gzip IDX or fails its SHA-256 check); the message names the URL and no partial file is left.
     """
     mirror = os.environ.get("FASTNN_FASHION_MNIST_MIRROR") or FASHION_MNIST_MIRROR
     return _load(_SPECS["fashion-mnist"], mirror, data_dir, download)
@@ -253,7 +451,7 @@ def load_mnist(data_dir=None, *, download=True):
 
     Raises
     ------
-    FileNotFoundError, ValueError, OSError
+    FileNotFoundError, ValueError, DownloadError
         As for `load_fashion_mnist`.
     """
     return _load(_SPECS["mnist"], os.environ.get("FASTNN_MNIST_MIRROR") or MNIST_MIRROR, data_dir, download)

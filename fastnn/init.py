@@ -5,7 +5,8 @@ Each takes ``(rng, fan_in, fan_out, dtype)`` and returns an array of shape
 """
 import numpy as np
 
-__all__ = ["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "get_initializer"]
+__all__ = ["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "get_initializer", "names",
+           "is_known_name", "name_of"]
 
 
 def he_normal(rng, fan_in, fan_out, dtype):
@@ -45,3 +46,23 @@ def get_initializer(init):
         return _INITIALIZERS[init]
     except (KeyError, TypeError):
         raise ValueError(f"init must be a callable or one of {sorted(_INITIALIZERS)}, got {init!r}") from None
+
+
+def names():
+    """The initialiser names :func:`get_initializer` accepts (what a saved model's ``init`` may say)."""
+    return sorted(_INITIALIZERS) + ["custom"]
+
+
+def is_known_name(name):
+    """True if ``name`` is one of :func:`names` (``"custom"``: a callable that is not one of these)."""
+    return isinstance(name, str) and (name in _INITIALIZERS or name == "custom")
+
+
+def name_of(init):
+    """The name under which ``init`` (a name or a callable) is recorded in a model's config.
+
+    fastnn's own initialisers keep their names; any other callable is ``"custom"``.
+    """
+    if isinstance(init, str):
+        return init
+    return init.__name__ if _INITIALIZERS.get(getattr(init, "__name__", None)) is init else "custom"

@@ -2,18 +2,73 @@
 
 Members: one per parameter (``"0.W"``, ``"0.b"``, ...) and ``__fastnn__``, a uint8 array of UTF-8 JSON
 ``{"format": "fastnn-model", "version": 1, "architecture": [{"class": ..., "config": {...}}, ...]}``.
+
+Reading is defensive: a model file may come from anyone. Nothing is unpickled; every member's ``.npy`` header and
+the size the zip directory declares for it are checked (and, through ``check``, the shapes the architecture implies)
+before any array data is decompressed or allocated, and decompression stops at the declared size.
 """
 import contextlib
 import json
+import math
 import os
+import stat
+import struct
+import zipfile
 
 import numpy as np
 
-__all__ = ["write_model", "read_model"]
+__all__ = ["write_model", "read_model", "open_regular", "remove_stale_temp_files", "physical_memory"]
 
 MARKER, FORMAT, VERSION = "__fastnn__", "fastnn-model", 1
 _NUMERIC = "iuf"  # what fastnn computes with; object and structured dtypes are how pickles get in
 _RESERVED = {MARKER, "file", "allow_pickle"}  # the marker, and np.savez's own keyword names
+_MAX_MARKER_BYTES = 1 << 20  # the architecture JSON of any real network is a few KiB
+_MAX_HEADER_BYTES = 10_000  # numpy's own limit for a .npy header
+# Deflate expands at most 1032-fold (258-byte matches coded in 2 bits): a member declaring more than that is a lie.
+_DEFLATE_MAX_RATIO = 1032
+_CHUNK = 1 << 20
+# Members a model file may have: two per Linear layer. zipfile parses the whole central directory when it
+# opens an archive (~15 us per member), so a file of 100,000 tiny members would cost seconds before any check.
+_MAX_MEMBERS = 10_000
+_TMP_SUFFIX = ".tmp"
+
+
+def physical_memory():
+    """Bytes of RAM on this machine (``math.inf`` where unknown): no file can be loaded into more."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return math.inf
+
+
+def open_regular(path):
+    """Open ``path`` for binary reading, refusing anything but a regular file before a byte is read.
+
+    A FIFO would block ``open()`` forever and a device can be endless, so the file is opened non-blocking and
+    its type checked on the open descriptor (no window between the check and the use).
+
+    Raises
+    ------
+    FileNotFoundError, PermissionError, IsADirectoryError
+        As ``open()`` does.
+    ValueError
+        If ``path`` is a FIFO, socket or device.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "Is a directory", os.fspath(path))
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+            raise ValueError(f"{os.fspath(path)}: is {kind}, not a regular file; refusing to read it")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _architecture_problem(architecture):
@@ -29,6 +84,10 @@ def _architecture_problem(architecture):
 
 def write_model(path, architecture, arrays):
     """Write ``arrays`` and ``architecture`` to ``path`` atomically: a crash leaves any old file intact.
+
+    The bytes go to ``.<name>.<pid>-<random>.tmp`` beside ``path`` and are renamed over it once on disk. A process
+    killed mid-write leaves that file behind; the next write to the same ``path`` removes such files whose
+    process is gone.
 
     Parameters
     ----------
@@ -57,9 +116,10 @@ def write_model(path, architecture, arrays):
     folder = folder or os.curdir
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot write {path!r}: directory {folder!r} does not exist")
+    remove_stale_temp_files(folder, f".{base}.", _TMP_SUFFIX)
     # Same directory, so os.replace is an atomic rename within one filesystem. os.open with 0o666 (not
     # mkstemp's 0o600) lets the umask set the final file's mode, as a plain open() would.
-    tmp = os.path.join(folder, f".{base}.{os.urandom(6).hex()}.tmp")
+    tmp = os.path.join(folder, f".{base}.{os.getpid()}-{os.urandom(4).hex()}{_TMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:  # a file object, so np.savez appends no ".npz"
@@ -73,12 +133,52 @@ def write_model(path, architecture, arrays):
         raise
 
 
-def read_model(path):
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder, prefix, suffix):
+    """Delete ``<prefix><pid>-<anything><suffix>`` files in ``folder`` whose process ``pid`` no longer runs.
+
+    Such files are what a writer killed between creating its temporary file and renaming it leaves behind. A
+    file whose pid is alive (or was reused by another process) is kept: it may be a write in progress.
+    Returns the paths removed.
+    """
+    removed = []
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
+        return removed
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            continue
+        pid = name[len(prefix):len(name) - len(suffix)].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):  # gone already, or not ours to delete
+            os.unlink(os.path.join(folder, name))
+            removed.append(os.path.join(folder, name))
+    return removed
+
+
+def read_model(path, check=None):
     """Read a file written by :func:`write_model`; nothing in it is unpickled or executed.
 
     Parameters
     ----------
     path : str or os.PathLike
+    check : callable, optional
+        ``check(architecture, members)`` with ``members`` a dict ``{name: (shape, dtype)}`` read from the
+        ``.npy`` headers, called before any array data is decompressed or allocated; it raises ``ValueError``
+        to refuse the file (e.g. members that do not match the parameters the architecture declares).
 
     Returns
     -------
@@ -91,43 +191,123 @@ def read_model(path):
     FileNotFoundError
         If ``path`` does not exist; other errors from opening it pass through too.
     ValueError
-        For any other file, naming it and the fault: truncated, foreign, malicious, or a newer format.
+        For any other file, naming it and the fault: a FIFO or device, truncated, foreign, malicious, a member
+        whose declared size disagrees with its shape, or a newer format.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:  # opening errors stay OSErrors; everything after is about the content
+    with open_regular(path) as f:  # opening errors stay OSErrors; everything after is about the content
         try:
-            return _parse(f)
+            return _parse(f, check)
         except Exception as exc:  # also BadZipFile, zlib.error, EOFError, MemoryError from a corrupt file
             detail = exc if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
             raise ValueError(f"{path}: not a valid fastnn model file: {detail}") from None
 
 
-def _parse(f):
-    # Only zip archives reach np.load, so it never takes its .npy or pickle branches.
+class _Counting:
+    """A read-only stream that counts the bytes read through it (the length of a .npy header)."""
+
+    def __init__(self, fp):
+        self.fp, self.n = fp, 0
+
+    def read(self, size=-1):
+        data = self.fp.read(size)
+        self.n += len(data)
+        return data
+
+
+def _npy_header(zf, info, name):
+    """``(shape, fortran_order, dtype, header_bytes)`` from the .npy header of member ``info``."""
+    with zf.open(info) as fp:
+        counted = _Counting(fp)
+        magic = counted.read(8)
+        if len(magic) < 8 or magic[:6] != b"\x93NUMPY":
+            raise ValueError(f"member {name!r} is not a .npy array")
+        read_header = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}.get(magic[6])
+        if read_header is None or magic[7] != 0:
+            raise ValueError(f"member {name!r} has .npy format version {magic[6]}.{magic[7]}, expected 1.0 or 2.0")
+        shape, fortran, dtype = read_header(counted, max_header_size=_MAX_HEADER_BYTES)
+        return shape, fortran, dtype, counted.n
+
+
+def _read_member(zf, info, name, shape, fortran, dtype, offset):
+    """Decompress member ``info`` into a fresh array, reading exactly the declared bytes (the CRC is checked)."""
+    a = np.empty(shape, dtype, order="F" if fortran else "C")
+    view = memoryview(a.T if fortran else a).cast("B") if a.size else memoryview(b"")
+    with zf.open(info) as fp:
+        fp.read(offset)
+        pos = 0
+        while pos < len(view):
+            chunk = fp.read(min(_CHUNK, len(view) - pos))
+            if not chunk:
+                raise ValueError(f"member {name!r} ends after {pos} of its {len(view)} data bytes")
+            view[pos:pos + len(chunk)] = chunk
+            pos += len(chunk)
+        if fp.read(1):  # also where zipfile compares the CRC-32
+            raise ValueError(f"member {name!r} holds more than its {len(view)} data bytes")
+    return a
+
+
+def _declared_members(f, archive_size):
+    """The member count in the end-of-central-directory record (0xFFFF: a zip64 archive), or None if absent."""
+    tail = min(archive_size, 22 + 0xFFFF)  # the record, then a comment of at most 64 KiB
+    f.seek(archive_size - tail)
+    data = f.read(tail)
+    i = data.rfind(b"PK\x05\x06")
+    return struct.unpack_from("<H", data, i + 10)[0] if 0 <= i <= len(data) - 22 else None
+
+
+def _parse(f, check):
     if f.read(4) != b"PK\x03\x04":
         raise ValueError("not an .npz (zip) archive")
+    f.seek(0, os.SEEK_END)
+    archive_size = f.tell()
+    count = _declared_members(f, archive_size)
+    if count is not None and count > _MAX_MEMBERS:
+        raise ValueError(f"the archive declares {count} members, more than the {_MAX_MEMBERS} a model file may have")
     f.seek(0)
-    with np.load(f, allow_pickle=False) as data:
-        if MARKER not in data.files:
+    with zipfile.ZipFile(f) as zf:
+        infos = {}
+        for info in zf.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if name == info.filename:  # np.load would hand such a member back as raw bytes
+                raise ValueError(f"member {name!r} is not a .npy array")
+            if name in infos:
+                raise ValueError(f"member {name!r} appears twice")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise ValueError(f"member {name!r} uses zip compression method {info.compress_type}; "
+                                 "only stored and deflated members are read")
+            limit = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED else _DEFLATE_MAX_RATIO)
+            if info.file_size > limit or info.compress_size > archive_size:
+                raise ValueError(f"member {name!r} declares {info.file_size} bytes from {info.compress_size} "
+                                 f"compressed bytes, which its compression method cannot produce")
+            infos[name] = info
+        if MARKER not in infos:
             raise ValueError(f"no {MARKER!r} member, so not written by fastnn")
-        # allow_pickle=False: an object member raises ValueError before its pickle is read.
-        arrays = {name: data[name] for name in data.files}
-    for name, a in arrays.items():
-        if not isinstance(a, np.ndarray):  # np.load hands back non-.npy members as raw bytes
-            raise ValueError(f"member {name!r} is not a .npy array")
-    raw = arrays.pop(MARKER)
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ValueError(f"{MARKER!r} member has dtype {raw.dtype} and {raw.ndim} dims, expected 1-d uint8")
-    meta = json.loads(raw.tobytes().decode("utf-8"))
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"format marker is not {FORMAT!r}")
-    version = meta.get("version")
-    if type(version) is not int or version != VERSION:  # type(): True == 1 must not pass
-        raise ValueError(f"format version {version!r} is not supported (this fastnn reads version {VERSION})")
-    problem = _architecture_problem(meta.get("architecture"))
-    if problem:
-        raise ValueError(problem)
-    for name, a in arrays.items():
-        if a.dtype.kind not in _NUMERIC:
-            raise ValueError(f"array {name!r} has non-numeric dtype {a.dtype}")
+        headers = {name: _npy_header(zf, info, name) for name, info in infos.items()}
+        for name, (shape, fortran, dtype, offset) in headers.items():
+            if dtype.kind not in _NUMERIC or dtype.fields is not None:
+                raise ValueError(f"array {name!r} has non-numeric dtype {dtype}")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if infos[name].file_size != offset + nbytes:
+                raise ValueError(f"member {name!r} declares {infos[name].file_size} bytes, but a {dtype} array "
+                                 f"of shape {shape} after a {offset}-byte header takes {offset + nbytes}")
+        shape, fortran, dtype, offset = headers.pop(MARKER)
+        if dtype != np.uint8 or len(shape) != 1:
+            raise ValueError(f"{MARKER!r} member has dtype {dtype} and {len(shape)} dims, expected 1-d uint8")
+        if shape[0] > _MAX_MARKER_BYTES:
+            raise ValueError(f"{MARKER!r} member holds {shape[0]} bytes, more than the {_MAX_MARKER_BYTES} "
+                             "allowed for an architecture")
+        raw = _read_member(zf, infos[MARKER], MARKER, shape, fortran, dtype, offset)
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ValueError(f"format marker is not {FORMAT!r}")
+        version = meta.get("version")
+        if type(version) is not int or version != VERSION:  # type(): True == 1 must not pass
+            raise ValueError(f"format version {version!r} is not supported (this fastnn reads version {VERSION})")
+        problem = _architecture_problem(meta.get("architecture"))
+        if problem:
+            raise ValueError(problem)
+        if check is not None:
+            check(meta["architecture"], {name: (shape, dtype) for name, (shape, _, dtype, _) in headers.items()})
+        arrays = {name: _read_member(zf, infos[name], name, *header) for name, header in headers.items()}
     return meta["architecture"], arrays

@@ -112,7 +112,7 @@ class Linear(Layer):
         W = np.asarray(_init.get_initializer(init)(rng, self.in_features, self.out_features, dtype))
         if W.shape != (self.in_features, self.out_features):
             raise ValueError(f"init returned shape {W.shape}, expected {(self.in_features, self.out_features)}")
-        self.init = init if isinstance(init, str) else getattr(init, "__name__", "custom")
+        self.init = _init.name_of(init)
         self.W = Parameter(W.astype(dtype), "W")
         self.b = Parameter(np.zeros(self.out_features, dtype), "b")
         self._X = None

@@ -1,10 +1,14 @@
 """``Sequential``: a stack of layers with forward, backward and parameter access."""
+import inspect
+import math
+
 import numpy as np
 
+from fastnn import init as _init
 from fastnn import io as _io
 from fastnn import train as _train
-from fastnn._validation import check_matrix
-from fastnn.layers import LAYERS, Layer, Sigmoid, Softmax
+from fastnn._validation import as_float_dtype, check_matrix, check_positive_int
+from fastnn.layers import LAYERS, Layer, Linear, Sigmoid, Softmax
 from fastnn.losses import BCEWithLogitsLoss, SoftmaxCrossEntropy
 
 __all__ = ["Sequential"]
@@ -283,10 +287,37 @@ class Sequential:
         return [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]
 
     @classmethod
-    def _from_config(cls, architecture):
-        # Weights are overwritten by the caller, so the initialiser is not re-run by name.
-        return cls(*[LAYERS[c["class"]](**{k: v for k, v in c["config"].items() if k != "init"})
-                     for c in architecture])
+    def _from_config(cls, architecture, arrays=None):
+        """Build the model ``architecture`` describes, its parameters taken from ``arrays`` when given.
+
+        ``architecture`` is validated first (see :func:`_parameter_specs`); no initialiser runs: without
+        ``arrays`` the weights start at zero, for a caller that overwrites them.
+        """
+        specs = _parameter_specs(architecture)
+        if arrays is not None:
+            _check_arrays(specs, {name: (a.shape, a.dtype) for name, a in arrays.items()})
+        layers = []
+        for i, entry in enumerate(architecture):
+            layer_cls, config = LAYERS[entry["class"]], dict(entry["config"])
+            if layer_cls is Linear:
+                name = config.get("init", "he")
+                # The file's weights (or zeros) stand in for the initialiser, which would allocate and draw a
+                # full random matrix only to have it overwritten.
+                W = arrays[f"{i}.W"] if arrays is not None else None
+
+                def init(rng, n_in, n_out, dtype, W=W):
+                    return np.zeros((n_in, n_out), dtype) if W is None else W
+
+                config["init"] = init
+                layer = layer_cls(**config)
+                layer.init = name
+            else:
+                layer = layer_cls(**config)
+            if arrays is not None:
+                for p in layer.parameters():
+                    p.data = np.ascontiguousarray(arrays[f"{i}.{p.name}"])  # a .npy may be Fortran-ordered
+            layers.append(layer)
+        return cls(*layers)
 
     def save(self, path):
         """Write the architecture (JSON) and every parameter to one ``.npz`` file, atomically.
@@ -296,23 +327,44 @@ class Sequential:
         _io.write_model(path, self.get_config(), {name: p.data for name, p in self.named_parameters()})
 
     @classmethod
-    def load(cls, path):
-        """Rebuild a model written by :meth:`save` (no pickle: nothing in the file is executed)."""
-        architecture, arrays = _io.read_model(path)
+    def load(cls, path, *, allow_nonfinite=False):
+        """Rebuild a model written by :meth:`save` (no pickle: nothing in the file is executed).
+
+        The declared architecture is checked against the file's members (names, shapes, dtypes, sizes) before
+        any array is decompressed or allocated, so a small hostile file cannot make this allocate much.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A regular file; FIFOs and devices are refused.
+        allow_nonfinite : bool, default False
+            Load weights holding NaN or inf (a model saved after its training diverged). By default such a
+            file is refused.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            Naming the file and the fault: not a fastnn model, an unknown layer or config value, members
+            that disagree with the architecture, or (unless allowed) a parameter with non-finite values.
+        """
+        architecture, arrays = _io.read_model(path, check=_check_file)
         try:
-            model = cls._from_config(architecture)
+            model = cls._from_config(architecture, arrays)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{path}: invalid architecture in model file: {exc}") from exc
-        named = dict(model.named_parameters())
-        if set(named) != set(arrays):
-            raise ValueError(f"{path}: parameters {sorted(arrays)} do not match the architecture's "
-                             f"{sorted(named)}")
-        for name, p in named.items():
-            a = arrays[name]
-            if a.shape != p.data.shape or a.dtype != p.data.dtype:
-                raise ValueError(f"{path}: parameter {name} has shape {a.shape} dtype {a.dtype}, "
-                                 f"expected {p.data.shape} {p.data.dtype}")
-            p.data = a.copy()
+        except MemoryError:  # the parameters fit in RAM (checked), their gradients not in what is free now
+            n_bytes = sum(a.nbytes for a in arrays.values())
+            raise ValueError(f"{path}: not enough free memory for a model of {n_bytes:,} bytes of parameters "
+                             "and as many of gradients") from None
+        if not allow_nonfinite:
+            for name, p in model.named_parameters():
+                bad = p.data.size - np.count_nonzero(np.isfinite(p.data))
+                if bad:
+                    raise ValueError(f"{path}: parameter {name} holds {bad} non-finite value(s) (NaN or inf), "
+                                     "as a model saved after its training diverged does; "
+                                     "pass allow_nonfinite=True to load it anyway")
         return model
 
     def copy(self):
@@ -322,3 +374,59 @@ class Sequential:
             dst.data = src.data.copy()
             dst.grad = src.grad.copy()
         return clone
+
+
+def _parameter_specs(architecture):
+    """``{name: (shape, dtype)}`` of the parameters ``architecture`` declares, building and allocating nothing.
+
+    Raises ``ValueError`` (or ``TypeError`` for a dtype) naming the layer for an unknown class, an unknown
+    config key, a value its layer would not accept, or parameters larger than this machine's memory.
+    """
+    specs = {}
+    for i, entry in enumerate(architecture):
+        layer_cls = LAYERS.get(entry["class"])
+        if layer_cls is None:
+            raise ValueError(f"layer {i}: unknown layer class {entry['class']!r} (known: {sorted(LAYERS)})")
+        config = entry["config"]
+        accepted = set(inspect.signature(layer_cls).parameters) - {"seed"}  # seeds are not saved
+        if unknown := sorted(set(config) - accepted):
+            raise ValueError(f"layer {i} ({layer_cls.__name__}): unknown config key(s) {unknown}; "
+                             f"expected some of {sorted(accepted)}")
+        try:
+            if layer_cls is Linear:  # its parameters' sizes come from the config: check them before allocating
+                n_in = check_positive_int(config.get("in_features"), "in_features")
+                n_out = check_positive_int(config.get("out_features"), "out_features")
+                dtype = as_float_dtype(config.get("dtype", "float32"))
+                init = config.get("init", "he")
+                if not _init.is_known_name(init):
+                    raise ValueError(f"init must be one of {_init.names()}, got {init!r}")
+                specs[f"{i}.W"], specs[f"{i}.b"] = ((n_in, n_out), dtype), ((n_out,), dtype)
+            else:  # the other layers hold no parameters sized by their config: building one allocates nothing
+                for p in layer_cls(**config).parameters():
+                    specs[f"{i}.{p.name}"] = (p.data.shape, p.data.dtype)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"layer {i} ({layer_cls.__name__}): {exc}") from None
+    total = sum(math.prod(shape) * dtype.itemsize for shape, dtype in specs.values())
+    if total > (memory := _io.physical_memory()):
+        raise ValueError(f"the architecture declares {total:,} bytes of parameters, more than this machine's "
+                         f"{memory:,} bytes of memory")
+    return specs
+
+
+def _check_arrays(specs, found):
+    """Raise ``ValueError`` unless ``found`` (``{name: (shape, dtype)}``) holds exactly the parameters ``specs``."""
+    if set(specs) != set(found):
+        raise ValueError(f"parameters {sorted(found)} do not match the architecture's {sorted(specs)}")
+    for name, (shape, dtype) in specs.items():
+        if tuple(found[name][0]) != shape or found[name][1] != dtype:
+            raise ValueError(f"parameter {name} has shape {tuple(found[name][0])} dtype {found[name][1]}, "
+                             f"expected {shape} {dtype}")
+
+
+def _check_file(architecture, members):
+    """``read_model``'s check: the members must be the architecture's parameters, before any is read."""
+    try:
+        specs = _parameter_specs(architecture)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid architecture in model file: {exc}") from None
+    _check_arrays(specs, members)

@@ -2,9 +2,12 @@
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 import fastnn
 
@@ -60,3 +63,131 @@ def test_uncacheable_falls_back_with_warning(tmp_path):
     r = _run(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("2.0") and "cannot cache" in r.stdout, r.stdout
+
+
+# -- the on-disk cache heals itself -------------------------------------------------------------------------------
+DAMAGES = {  # kernel name -> what is done to its cache files
+    "truncated_data": lambda nbi, nbc, donor: nbc.write_bytes(nbc.read_bytes()[:50]),
+    "random_data": lambda nbi, nbc, donor: nbc.write_bytes(os.urandom(4096)),
+    "garbage_index": lambda nbi, nbc, donor: nbi.write_bytes(b"garbage\n"),
+    "empty_index": lambda nbi, nbc, donor: nbi.write_bytes(b""),
+    # Another function's entry: Numba alone loads it without complaint and runs the donor in its place.
+    "foreign_data": lambda nbi, nbc, donor: nbc.write_bytes(donor.read_bytes()),
+}
+KERNELS = "from fastnn._config import jit\n" + "".join(
+    f"\n\n@jit\ndef {name}(x):\n    return x + {i}.0\n" for i, name in enumerate(["donor", *DAMAGES]))
+CALL = """
+import sys, warnings
+warnings.simplefilter("always")
+sys.path.insert(0, sys.argv[1])
+import kernels
+names = ["donor"] + sys.argv[2:]
+print(*[getattr(kernels, n)(0.0) for n in names], *[sum(getattr(kernels, n).stats.cache_hits.values()) for n in names])
+"""
+
+
+def _call_kernels(tmp_path, env=None):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(PACKAGE.parent), **(env or {})}
+    r = subprocess.run([sys.executable, "-c", CALL, str(tmp_path), *DAMAGES], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    n = len(DAMAGES) + 1
+    return [float(v) for v in r.stdout.split()[:n]], [int(v) for v in r.stdout.split()[n:]], r.stderr
+
+
+def test_damaged_cache_entries_are_recompiled_with_one_warning(tmp_path):
+    """Five kinds of damage, one kernel each, in one process: right results, one warning naming the cache
+    directory, and the next process is served from the repaired cache without a word."""
+    (tmp_path / "kernels.py").write_text(KERNELS)
+    expected = [float(i) for i in range(len(DAMAGES) + 1)]
+    values, hits, _ = _call_kernels(tmp_path)
+    assert values == expected and set(hits) == {0}  # compiled and saved
+    files = {p.name: p for p in (tmp_path / "cache").rglob("*.nb?")}
+    path = {(name, kind): next(p for n, p in files.items() if n.startswith(f"kernels.{name}-") and n.endswith(kind))
+            for name in ["donor", *DAMAGES] for kind in (".nbi", ".nbc")}
+    for name, damage in DAMAGES.items():
+        damage(path[name, ".nbi"], path[name, ".nbc"], path["donor", ".nbc"])
+    values, hits, err = _call_kernels(tmp_path)
+    assert values == expected  # without the check, foreign_data would return the donor's 0.0
+    assert hits == [1] + [0] * len(DAMAGES)
+    assert err.count("RuntimeWarning") == 1 and "damaged or foreign Numba cache entry" in err
+    assert str(tmp_path / "cache") in err
+    values, hits, err = _call_kernels(tmp_path)  # healed
+    assert values == expected and set(hits) == {1} and "Warning" not in err
+
+
+def test_unwritable_cache_dir_is_reported_not_relocated(tmp_path):
+    """A NUMBA_CACHE_DIR that cannot be created (a file is in the way; root ignores chmod) is named in a
+    warning, and nothing is written next to the kernels' source instead."""
+    (tmp_path / "kernels.py").write_text(KERNELS)
+    (tmp_path / "blocker").write_text("")
+    values, hits, err = _call_kernels(tmp_path, {"NUMBA_CACHE_DIR": str(tmp_path / "blocker" / "cache")})
+    assert values == [float(i) for i in range(len(DAMAGES) + 1)] and set(hits) == {0}
+    assert err.count("RuntimeWarning") == 1
+    assert f"NUMBA_CACHE_DIR={tmp_path / 'blocker' / 'cache'} is not writable" in err
+    assert not (tmp_path / "__pycache__").exists() or not list((tmp_path / "__pycache__").glob("*.nb?"))
+
+
+# -- threads ------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def no_thread_limits(monkeypatch):
+    from fastnn import _config
+
+    monkeypatch.setattr(_config, "BLAS_THREADS", None)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(_config, "_blas_limit_in_force", lambda: None)
+    return _config
+
+
+def test_threads_by_batch_size(no_thread_limits):
+    assert no_thread_limits.blas_threads(16) == 1
+    assert no_thread_limits.blas_threads(256) == 8
+
+
+@pytest.mark.parametrize("limit", [
+    lambda mp, c: mp.setenv("OPENBLAS_NUM_THREADS", "3"),
+    lambda mp, c: mp.setenv("OMP_NUM_THREADS", "3,2"),
+    lambda mp, c: mp.setattr(os, "sched_getaffinity", lambda pid: {0, 5, 7}),
+    lambda mp, c: mp.setattr(c, "_blas_limit_in_force", lambda: 3),
+], ids=["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "affinity", "threadpoolctl"])
+def test_each_user_limit_is_honoured(no_thread_limits, monkeypatch, limit):
+    limit(monkeypatch, no_thread_limits)
+    assert no_thread_limits.blas_threads(256) == 3
+    assert no_thread_limits.blas_threads(16) == 1
+
+
+def test_unreadable_foreign_variables_are_ignored(no_thread_limits, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "lots")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "0")
+    assert no_thread_limits.blas_threads(256) == 8
+
+
+def test_fastnn_blas_threads_wins(no_thread_limits, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setattr(no_thread_limits, "BLAS_THREADS", 4)
+    assert no_thread_limits.blas_threads(16) == no_thread_limits.blas_threads(256) == 4
+
+
+def test_threadpoolctl_limit_is_read_live():
+    """The real probe: a threadpoolctl limit in force caps the step's threads, and lifting it lifts the cap."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastnn import _config
+
+    import fastnn.kernels  # noqa: F401  (loads NumPy's and SciPy's OpenBLAS)
+
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert _config._blas_limit_in_force() == 1
+        assert _config.thread_limit() == 1
+    assert _config.thread_limit() == min(len(os.sched_getaffinity(0)), _config._blas_limit_in_force())
+
+
+def test_taskset_and_openblas_variable_in_a_fresh_process():
+    code = "from fastnn import _config; import fastnn.kernels; print(_config.blas_threads(256))"
+    r = _run(code, OPENBLAS_NUM_THREADS="1")
+    assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr
+    if shutil.which("taskset") and len(os.sched_getaffinity(0)) > 1:
+        r = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=300, env={k: v for k, v in os.environ.items() if "NUM_THREADS" not in k})
+        assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr

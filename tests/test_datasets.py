@@ -6,6 +6,8 @@ import hashlib
 import http.server
 import os
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -275,7 +277,7 @@ def test_checksum_mismatch_leaves_nothing(tmp_path, mirror, monkeypatch, name):
     wrong = "0" * 64
     monkeypatch.setitem(datasets._SPECS, name,
                         dataclasses.replace(spec, sha256={**spec.sha256, "train-images-idx3-ubyte": wrong}))
-    with pytest.raises(ValueError, match="SHA-256 mismatch") as info:
+    with pytest.raises(datasets.DownloadError, match="SHA-256 mismatch") as info:
         LOADERS[name][0]()
     message = str(info.value)
     assert "train-images-idx3-ubyte.gz" in message and mirror.url in message and wrong in message
@@ -286,7 +288,7 @@ def test_checksum_mismatch_leaves_nothing(tmp_path, mirror, monkeypatch, name):
 def test_corrupt_gzip_download_leaves_nothing(tmp_path, mirror, monkeypatch):
     serve_dataset(mirror, monkeypatch, "fashion-mnist")
     (mirror.dir / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b" + bytes(100))
-    with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz.*not a valid gzip"):
+    with pytest.raises(datasets.DownloadError, match="train-images-idx3-ubyte.gz.*not a valid gzip"):
         load_fashion_mnist()
     assert os.listdir(tmp_path / "cache/fastnn/fashion-mnist") == []
 
@@ -294,7 +296,7 @@ def test_corrupt_gzip_download_leaves_nothing(tmp_path, mirror, monkeypatch):
 def test_http_404(tmp_path, mirror, monkeypatch):
     serve_dataset(mirror, monkeypatch, "mnist")
     (mirror.dir / "t10k-images-idx3-ubyte.gz").unlink()
-    with pytest.raises(OSError, match="404") as info:
+    with pytest.raises(datasets.DownloadError, match="HTTP 404") as info:
         load_mnist()
     assert f"{mirror.url}t10k-images-idx3-ubyte.gz" in str(info.value)
     # The two files before it were verified and stay; the failed one leaves no trace.
@@ -318,3 +320,60 @@ def test_real_fashion_mnist_from_debian(monkeypatch):
     assert y.shape == (60000,) and y_test.shape == (10000,) and y.dtype == y_test.dtype == np.int64
     assert X.min() == 0 and X.max() == 1
     assert set(np.unique(y)) == set(np.unique(y_test)) == set(range(10))
+
+
+def test_partial_files_of_killed_downloads_are_removed(tmp_path, mirror, monkeypatch):
+    serve_dataset(mirror, monkeypatch, "fashion-mnist")
+    cache = tmp_path / "cache/fastnn/fashion-mnist"
+    cache.mkdir(parents=True)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    stale = cache / f".train-images-idx3-ubyte.gz.{dead}-0a1b2c3d.part"
+    live = cache / f".train-labels-idx1-ubyte.gz.{os.getppid()}-0a1b2c3d.part"  # maybe a download in progress
+    stale.write_bytes(b"\x1f\x8b half")
+    live.write_bytes(b"\x1f\x8b half")
+    load_fashion_mnist()
+    assert sorted(os.listdir(cache)) == sorted([live.name] + [s + ".gz" for s in STEMS])
+
+
+def test_download_error_is_an_oserror_naming_the_url(tmp_path):
+    with pytest.raises(OSError) as info:
+        load_mnist()
+    assert isinstance(info.value, datasets.DownloadError)
+    assert info.value.url == "http://127.0.0.1:9/train-images-idx3-ubyte.gz"
+    assert str(info.value).startswith("could not download http://127.0.0.1:9/train-images-idx3-ubyte.gz: ")
+    assert os.listdir(tmp_path / "cache/fastnn/mnist") == []
+
+
+def test_gzip_idx_stops_at_the_declared_size(tmp_path, monkeypatch):
+    """A gzip file holding more than its header declares is refused after reading one byte past it."""
+    reads = []
+    real_read = gzip.GzipFile.read
+
+    def counting_read(self, size=-1):
+        data = real_read(self, size)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(gzip.GzipFile, "read", counting_read)
+    path = write(tmp_path / "a.idx", idx_bytes(np.zeros(10, np.uint8)) + bytes(5 << 20), True)
+    with pytest.raises(ValueError, match=r"expected 10 bytes of uint8 data for shape \(10,\), found more"):
+        load_idx(path)
+    assert sum(reads) == 8 + 10 + 1
+
+
+def test_fifo_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ValueError, match="pipe: is a FIFO, not a regular file"):
+        load_idx(tmp_path / "pipe")
+
+
+def test_no_memory_error(tmp_path, monkeypatch):
+    """Data that fits in RAM but not in what is free now is a ValueError naming the file, not a MemoryError."""
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    path = write(tmp_path / "a.idx", idx_bytes(np.zeros((3, 4), np.int16)), True)
+    monkeypatch.setattr(datasets.np, "empty", no_memory)
+    with pytest.raises(ValueError, match=r"a.idx: not enough free memory for 24 bytes of int16 data of shape \(3, 4\)"):
+        load_idx(path)

@@ -3,7 +3,14 @@ import io
 import json
 import os
 import pickle
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,7 +247,7 @@ def test_pickle_payload_is_never_run(tmp_path):
     ran = tmp_path / "ran"
     path = tmp_path / "evil.npz"
     write_npz(path, __fastnn__=marker(), **{"0.W": np.array([Payload(ran)], dtype=object)})
-    with pytest.raises(ValueError, match="evil.npz.*Object arrays cannot be loaded"):
+    with pytest.raises(ValueError, match="evil.npz.*non-numeric dtype object"):
         fastnn.Sequential.load(path)
     assert not ran.exists()
 
@@ -260,4 +267,184 @@ def test_file_disagrees_with_architecture(tmp_path, edit, match):
     edit(arch, arrays)
     fio.write_model(tmp_path / "m.npz", arch, arrays)
     with pytest.raises(ValueError, match=match):
+        fastnn.Sequential.load(tmp_path / "m.npz")
+
+
+# -- stale temporary files of killed writers -------------------------------------------------------------------
+def dead_pid():
+    """The pid of a process that has exited (and been reaped), so no process has it for now."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_next_save_removes_temp_files_of_dead_writers(tmp_path):
+    stale = tmp_path / f".m.npz.{dead_pid()}-0a1b2c3d.tmp"
+    live = tmp_path / f".m.npz.{os.getppid()}-0a1b2c3d.tmp"  # our parent runs: maybe a save in progress
+    other = tmp_path / f".other.npz.{dead_pid()}-0a1b2c3d.tmp"  # another file's: not this save's business
+    for p in (stale, live, other):
+        p.write_bytes(b"PK\x03\x04 half an archive")
+    make_model().save(tmp_path / "m.npz")
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", live.name, other.name])
+
+
+def test_temp_file_is_named_by_pid(tmp_path, monkeypatch):
+    seen = []
+
+    def savez(f, *args, **kwargs):
+        seen.extend(os.listdir(tmp_path))
+        raise OSError("disk full")
+
+    monkeypatch.setattr("numpy.savez", savez)
+    with pytest.raises(OSError):
+        make_model().save(tmp_path / "m.npz")
+    assert re.fullmatch(rf"\.m\.npz\.{os.getpid()}-[0-9a-f]{{8}}\.tmp", seen[0])
+
+
+SAVE_LOOP = """
+import sys
+import numpy as np
+import fastnn
+model = fastnn.Sequential(fastnn.Linear(784, 512, seed=0), fastnn.ReLU(), fastnn.Linear(512, 10, seed=1))
+print("ready", flush=True)
+while True:
+    model.save(sys.argv[1])
+"""
+
+
+def kill_during_save(tmp_path, trials, rng):
+    """SIGKILL a process that saves in a loop, ``trials`` times at random moments; after each, the file must
+    load and the next save must leave no temp file behind. Returns (clean, lost)."""
+    path = tmp_path / "m.npz"
+    env = {**os.environ, "PYTHONPATH": str(Path(fastnn.__file__).parents[1])}
+    clean = lost = mid_write = 0
+    problems = []
+    for _ in range(trials):
+        proc = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(path)], stdout=subprocess.PIPE, env=env)
+        assert proc.stdout.readline() == b"ready\n"
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        try:
+            # The killed writer's model, or (killed before its first save finished) the one saved before.
+            ok = fastnn.load(path).n_features_in in (784, 4) if path.exists() else True
+        except ValueError as exc:
+            ok, problems = False, problems + [str(exc)]
+        left = os.listdir(tmp_path)
+        mid_write += any(name.endswith(".tmp") for name in left)
+        make_model().save(path)  # cleans what the killed writer left
+        if os.listdir(tmp_path) != ["m.npz"]:
+            ok, problems = False, problems + [f"before: {left}, after: {os.listdir(tmp_path)}"]
+        clean, lost = clean + ok, lost + (not ok)
+    return clean, lost, problems + [f"{mid_write} kills left a temp file"]
+
+
+def test_kill_during_save(tmp_path):
+    clean, lost, problems = kill_during_save(tmp_path, 2, np.random.default_rng(0))
+    assert (clean, lost) == (2, 0), problems
+
+
+@pytest.mark.slow
+def test_kill_during_save_many(tmp_path):
+    clean, lost, problems = kill_during_save(tmp_path, 30, np.random.default_rng(1))
+    print(f"\nkills during save: 30 trials, {clean} clean, {lost} lost; {problems[-1]}")
+    assert (clean, lost) == (30, 0), problems
+
+
+# -- what load refuses before building anything ------------------------------------------------------------------
+def test_unknown_init_is_an_error(tmp_path):
+    arch = make_model().get_config()
+    arch[0]["config"]["init"] = "__import__('os')"
+    fio.write_model(tmp_path / "m.npz", arch, good_arrays())
+    with pytest.raises(ValueError, match=r"layer 0 \(Linear\): init must be one of \[.*'he'.*\], got"):
+        fastnn.Sequential.load(tmp_path / "m.npz")
+
+
+def test_custom_initialiser_round_trips_as_custom(tmp_path):
+    model = fastnn.Sequential(fastnn.Linear(3, 2, init=lambda rng, n_in, n_out, dtype: np.ones((n_in, n_out), dtype)))
+    assert model.get_config()[0]["config"]["init"] == "custom"
+    model.save(tmp_path / "m.npz")
+    loaded = fastnn.Sequential.load(tmp_path / "m.npz")
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(loaded[0].W.data, 1)
+
+
+def test_fastnn_initialiser_keeps_its_name():
+    assert fastnn.Linear(3, 2, init=fastnn.init.glorot_normal).get_config()["init"] == "glorot_normal"
+
+
+def test_load_does_not_run_the_initialiser(tmp_path, monkeypatch):
+    make_model().save(tmp_path / "m.npz")
+    monkeypatch.setitem(fastnn.init._INITIALIZERS, "he", lambda *a: pytest.fail("initialiser ran"))
+    fastnn.Sequential.load(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_nonfinite_weights_are_refused_unless_allowed(tmp_path, value):
+    model = make_model()
+    model[2].b.data[1] = value
+    model.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"m.npz: parameter 2.b holds 1 non-finite value\(s\).*allow_nonfinite=True"):
+        fastnn.Sequential.load(tmp_path / "m.npz")
+    loaded = fastnn.load(tmp_path / "m.npz", allow_nonfinite=True)
+    assert loaded[2].b.data.tobytes() == model[2].b.data.tobytes()
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ValueError, match="pipe: is a FIFO, not a regular file"):
+        fastnn.load(tmp_path / "pipe")
+
+
+def test_directory_is_an_oserror(tmp_path):
+    with pytest.raises(IsADirectoryError):
+        fastnn.load(tmp_path)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda arch: arch[0]["config"].update({"in_features": 4.0}), "in_features must be a positive integer"),
+    (lambda arch: arch[0]["config"].pop("out_features"), "out_features must be a positive integer, got None"),
+    (lambda arch: arch[0]["config"].update({"in_features": 10**12}), "bytes of memory"),
+    (lambda arch: arch[1]["config"].update({"inplace": True}), r"layer 1 \(ReLU\): unknown config key"),
+])
+def test_architecture_checked_before_arrays(tmp_path, edit, match):
+    arch = make_model().get_config()
+    edit(arch)
+    fio.write_model(tmp_path / "m.npz", arch, good_arrays())
+    with pytest.raises(ValueError, match=match):
+        fastnn.Sequential.load(tmp_path / "m.npz")
+
+
+def test_member_size_is_checked_before_decompressing(tmp_path):
+    """A member whose zip headers declare another size than its .npy header implies is refused unread."""
+    path = tmp_path / "m.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:  # deflated: any size is possible
+        zf.writestr("0.W.npy", _npy(good_arrays()["0.W"]))
+        zf.writestr("__fastnn__.npy", _npy(marker()))
+    data = bytearray(path.read_bytes())
+    j = data.find(b"PK\x01\x02")  # 0.W's entry in the central directory, which zipfile reads sizes from
+    struct.pack_into("<I", data, j + 24, struct.unpack_from("<I", data, j + 24)[0] + 1)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"member '0.W' declares \d+ bytes, but a float32 array of shape \(4, 3\)"):
+        fastnn.load(path)
+
+
+def test_compressed_file_loads(tmp_path):
+    """np.savez_compressed output (deflated members) reads like np.savez's."""
+    path = tmp_path / "m.npz"
+    with open(path, "wb") as f:
+        np.savez_compressed(f, __fastnn__=marker(), **good_arrays())
+    loaded = fastnn.load(path)
+    for name, a in good_arrays().items():
+        assert dict(loaded.named_parameters())[name].data.tobytes() == a.tobytes()
+
+
+def test_no_memory_error(tmp_path, monkeypatch):
+    make_model().save(tmp_path / "m.npz")
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr("numpy.zeros_like", no_memory)  # the gradients, allocated when the layers are built
+    with pytest.raises(ValueError, match="m.npz: not enough free memory for a model of 92 bytes of parameters"):
         fastnn.Sequential.load(tmp_path / "m.npz")
