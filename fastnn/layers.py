@@ -303,7 +303,7 @@ class Dropout(Layer):
 
     .. math:: y = x \\odot M / (1 - p),\\quad dx = g \\odot M / (1 - p),\\quad M_{ij} = [u(key, ij) \\ge p]
 
-    The mask is a function of a key and each element's position (:func:`fastnn.kernels.numpy_ref.dropout`),
+    The mask is a function of a key and each element's row and column (:func:`fastnn.kernels.numpy_ref.dropout`),
     so ``fit(seed=...)`` reproduces it bit for bit, on the compiled step and layer by layer alike.
 
     Parameters
@@ -348,14 +348,14 @@ class Dropout(Layer):
             return X
         key, row = self._key if self._key is not None else (int(self._rng.integers(2**63, dtype=np.uint64)), 0)
         self._key = None
-        self._mask_key = (key, row * X.shape[1])
-        return get_backend().dropout(X, self.p, np.uint64(key), row * X.shape[1], np.empty_like(X))
+        self._mask_key = (key, row)
+        return get_backend().dropout(X, self.p, np.uint64(key), row, np.empty_like(X))
 
     def _backward(self, dy, need_dX):
         if self._mask_key is None:
             return dy
-        key, offset = self._mask_key
-        return get_backend().dropout(dy, self.p, np.uint64(key), offset, np.empty_like(dy))
+        key, row = self._mask_key
+        return get_backend().dropout(dy, self.p, np.uint64(key), row, np.empty_like(dy))
 
 
 LAYERS = {cls.__name__: cls for cls in (Linear, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, Softmax, Dropout)}

@@ -215,10 +215,11 @@ def test_dropout_mask_statistics(p):
     assert abs(kept.mean() - (1 - p)) < 5 * se
     np.testing.assert_allclose(out[kept], np.float32(1 / (1 - p)))
     for other in (numba_cpu.dropout(x, p, 2025, 0, np.empty_like(x)) != 0,  # another key
-                  numba_cpu.dropout(x, p, 2024, 500, np.empty_like(x)) != 0):  # the next row's offset
-        both = (kept & other).mean()
+                  numba_cpu.dropout(x[:-1], p, 2024, 1, np.empty_like(x[:-1])) != 0):  # rows shifted by one
+        both = (kept[:other.shape[0]] & other).mean()
         assert abs(both - (1 - p) ** 2) < 5 * np.sqrt((1 - p) ** 2 * (1 - (1 - p) ** 2) / x.size)
-    assert abs(np.corrcoef(kept[:-1].ravel(), kept[1:].ravel())[0, 1]) < 0.02
+    assert abs(np.corrcoef(kept[:-1].ravel(), kept[1:].ravel())[0, 1]) < 0.02  # neighbouring rows
+    assert abs(np.corrcoef(kept[:, 0::2].ravel(), kept[:, 1::2].ravel())[0, 1]) < 0.02  # the two halves of a hash
 
 
 @pytest.mark.parametrize("module", [numba_cpu, numpy_ref], ids=["numba", "numpy"])

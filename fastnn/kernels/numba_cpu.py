@@ -270,30 +270,38 @@ def _softmax_row(x, i, out):
 
 
 # splitmix64 (Steele, Lea & Flood 2014): a counter-based generator, so a dropout mask is a function of
-# (key, element index) that both twins, and the forward and backward passes, compute alike.
+# (key, row, column) that both twins, and the forward and backward passes, compute alike. One 64-bit
+# hash gives the uniforms of two neighbouring columns (its low and high 32 bits).
 _GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_LOW32 = np.uint64(0xFFFFFFFF)
 
 
 @jit
-def _uniform(key, idx):
-    """A uniform float64 in [0, 1) for element ``idx`` of the stream ``key``."""
+def _hash(key, idx):
     z = key + np.uint64(idx) * _GOLDEN
     z = (z ^ (z >> np.uint64(30))) * _MIX1
     z = (z ^ (z >> np.uint64(27))) * _MIX2
-    z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return z ^ (z >> np.uint64(31))
 
 
 @jit
-def dropout(x, p, key, offset, out):
+def dropout(x, p, key, row, out):
     n, m = x.shape
     scale = x.dtype.type(1.0 / (1.0 - p))
     zero = x.dtype.type(0)
+    # keep where the 32-bit uniform u satisfies u / 2^32 >= p, i.e. u >= ceil(p 2^32): integer compares
+    threshold = np.uint64(math.ceil(p * 4294967296.0))
     k = np.uint64(key)
+    pairs, even = (m + 1) // 2, m // 2
     for i in range(n):
-        base = offset + i * m
-        for j in range(m):
-            out[i, j] = x[i, j] * (scale if _uniform(k, base + j) >= p else zero)  # NaN * 0 stays NaN
+        base = (row + i) * pairs
+        for jj in range(even):
+            h = _hash(k, base + jj)
+            out[i, 2 * jj] = x[i, 2 * jj] * (scale if (h & _LOW32) >= threshold else zero)  # NaN * 0 stays NaN
+            out[i, 2 * jj + 1] = x[i, 2 * jj + 1] * (scale if (h >> np.uint64(32)) >= threshold else zero)
+        if m % 2:
+            h = _hash(k, base + even)
+            out[i, m - 1] = x[i, m - 1] * (scale if (h & _LOW32) >= threshold else zero)
     return out
 
 

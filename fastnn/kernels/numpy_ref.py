@@ -6,6 +6,8 @@ array the caller owns, of the inputs' dtype (float32 or float64). Losses
 return a Python float accumulated in float64. The layers and losses in
 :mod:`fastnn.layers` / :mod:`fastnn.losses` validate and own the buffers.
 """
+import math
+
 import numpy as np
 
 from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, RELU, SIGMOID, TANH
@@ -145,25 +147,32 @@ def tanh_backward(y, g, out):
 _GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
-def _uniform(key, idx):
-    """splitmix64: uniform float64s in [0, 1) for the element indices ``idx`` (uint64) of stream ``key``."""
+def _hash(key, idx):
+    """splitmix64 of the counters ``idx`` (uint64) in stream ``key``."""
     z = np.uint64(key) + idx * _GOLDEN
     z = (z ^ (z >> np.uint64(30))) * _MIX1
     z = (z ^ (z >> np.uint64(27))) * _MIX2
-    z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return z ^ (z >> np.uint64(31))
 
 
-def dropout(x, p, key, offset, out):
-    """Inverted dropout with a mask that is a function of ``(key, offset + i * n_cols + j)``.
+def dropout(x, p, key, row, out):
+    r"""Inverted dropout of the rows ``row, row + 1, ...`` of a stream of masks.
 
-    .. math:: y_{ij} = x_{ij} / (1 - p) \text{ if } u(key, offset + i m + j) \ge p \text{ else } 0
+    .. math:: y_{ij} = x_{ij} / (1 - p) \text{ if } u_{ij} \ge p \text{ else } 0
 
-    The same call on the gradient is the backward pass (the mask is recomputed, not stored).
+    ``u`` comes from splitmix64: hash ``(row + i) * ceil(m / 2) + j // 2`` of stream ``key``, its low 32
+    bits for even ``j`` and its high 32 bits for odd ``j``, over 2^32. The mask depends only on the key and
+    the position, so the same call on the gradient is the backward pass (nothing is stored).
     """
     n, m = x.shape
-    idx = np.uint64(offset) + np.arange(n * m, dtype=np.uint64).reshape(n, m)
-    keep = _uniform(key, idx) >= p
+    pairs = (m + 1) // 2
+    idx = (np.uint64(row) + np.arange(n, dtype=np.uint64))[:, None] * np.uint64(pairs) \
+        + np.arange(pairs, dtype=np.uint64)[None, :]
+    h = _hash(key, idx)
+    u = np.empty((n, 2 * pairs), np.uint64)
+    u[:, 0::2] = h & np.uint64(0xFFFFFFFF)
+    u[:, 1::2] = h >> np.uint64(32)
+    keep = u[:, :m] >= np.uint64(math.ceil(p * 4294967296.0))  # u / 2^32 >= p, in integers
     np.multiply(x, np.where(keep, x.dtype.type(1.0 / (1.0 - p)), x.dtype.type(0)), out=out)
     return out
 

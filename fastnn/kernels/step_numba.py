@@ -7,7 +7,7 @@ import math
 
 from fastnn._config import jit
 from fastnn.kernels.codes import (
-    ELU, GELU, H_BETA1, H_CLIP_NORM, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_BCE,
+    ELU, GELU, RELU, H_BETA1, H_CLIP_NORM, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_BCE,
     LOSS_BCE_LOGITS, LOSS_MSE, LOSS_SCE_LABELS, OPT_SGD)
 from fastnn.kernels.numba_cpu import (
     _add_weighted, _bce_logits_row, _bce_row, _mse_row, _xent_row_dense, _xent_row_label, act_backward,
@@ -62,6 +62,17 @@ def _loss_grad(loss_kind, z, labels, T, sw, rows, grad):
     return total, wsum, correct
 
 
+@jit(fast=True)
+def _relu_dropout_backward(d, p, g):
+    """Backward through ReLU then dropout from the dropped-out output ``d``: it is non-zero exactly where the
+    ReLU passed and the mask kept (``g * 1/(1-p)``), so the mask needs no second hash."""
+    scale = g.dtype.type(1.0 / (1.0 - p))
+    n, m = g.shape
+    for i in range(n):
+        for j in range(m):
+            g[i, j] = g[i, j] * scale if d[i, j] > 0 else 0
+
+
 @jit
 def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops, keys, H, Z, D, G, dWs,
                   dbs, loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, weights, correct):
@@ -94,7 +105,7 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
         for l in range(L):
             a = H[l][:m] if l else x
             if drops[l] > 0:  # this layer's input, dropped out (the mask is a function of its position)
-                a = dropout(a, drops[l], keys[l], b * batch_size * a.shape[1], D[l][:m])
+                a = dropout(a, drops[l], keys[l], b * batch_size, D[l][:m])
             if acts[l] == ELU or acts[l] == GELU:  # their backward needs the pre-activation: kept in Z
                 linear_forward(a, Ws[l], bs[l], IDENTITY, 0.0, Z[l + 1][:m])
                 activation_forward(acts[l], alphas[l], Z[l + 1][:m], H[l + 1][:m])
@@ -116,9 +127,12 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
             else:
                 linear_backward(a, Ws[l], g, dWs[l], dbs[l], dX)
             if l > 0:
-                if drops[l] > 0:
-                    dropout(G[l][:m], drops[l], keys[l], b * batch_size * G[l].shape[1], G[l][:m])
-                act_backward(acts[l - 1], alphas[l - 1], Z[l][:m], H[l][:m], G[l][:m])
+                if drops[l] > 0 and acts[l - 1] == RELU:
+                    _relu_dropout_backward(D[l][:m], drops[l], G[l][:m])
+                else:
+                    if drops[l] > 0:
+                        dropout(G[l][:m], drops[l], keys[l], b * batch_size, G[l][:m])
+                    act_backward(acts[l - 1], alphas[l - 1], Z[l][:m], H[l][:m], G[l][:m])
         steps[0] += 1
         if fold:
             continue

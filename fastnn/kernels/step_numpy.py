@@ -114,7 +114,7 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
         for l in range(L):
             a = H[l][:m]
             if drops[l] > 0:
-                a = dropout(a, drops[l], keys[l], b * batch_size * a.shape[1], D[l][:m])
+                a = dropout(a, drops[l], keys[l], b * batch_size, D[l][:m])
             inputs.append(a)
             if acts[l] in NEEDS_INPUT:  # their backward needs the pre-activation: kept in Z
                 linear_forward(inputs[l], Ws[l], bs[l], IDENTITY, 0.0, Z[l + 1][:m])
@@ -135,7 +135,7 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
                 linear_backward(inputs[l], Ws[l], G[l + 1][:m], dWs[l], dbs[l], dX)
             if l > 0:
                 if drops[l] > 0:
-                    dropout(G[l][:m], drops[l], keys[l], b * batch_size * G[l].shape[1], G[l][:m])
+                    dropout(G[l][:m], drops[l], keys[l], b * batch_size, G[l][:m])
                 act_backward(acts[l - 1], alphas[l - 1], Z[l][:m], H[l][:m], G[l][:m])
         steps[0] += 1
         if fold:
