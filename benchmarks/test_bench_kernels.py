@@ -220,14 +220,14 @@ def _train_batches(n, n_batches=4):
         H = [_buffer((n, w)) for w in sizes]
         G = [np.zeros((0, 0), F32)] + [_buffer((n, w)) for w in sizes[1:]]
         params = [a for pair in zip(Ws, bs) for a in pair]
-        return (_layer_input(rng, n_samples, sizes[0]), _labels(rng, n_samples, sizes[-1]), np.zeros((0, 0), F32),
-                np.zeros(0), rng.permutation(n_samples).astype(np.int64), n, 0, n_batches, Ws, bs,
+        return (_layer_input(rng, n_samples, sizes[0]), np.zeros((0, 0), F32), _labels(rng, n_samples, sizes[-1]),
+                np.zeros((0, 0), F32), np.zeros(0), rng.permutation(n_samples).astype(np.int64), n, 0, n_batches, Ws, bs,
                 np.array([RELU, RELU, IDENTITY], np.int64), np.zeros(3), np.zeros(3), np.zeros(3, np.uint64), H,
                 [np.zeros((0, 0), F32)] * 4, [np.zeros((0, 0), F32)] * 3, G, [_buffer(W.shape) for W in Ws],
                 [_buffer(b.shape) for b in bs], LOSS_SCE_LABELS, OPT_SGD, np.tile(pack_hyper({"lr": 0.1}), (n_batches, 1)),
                 np.zeros(len(params)), [np.zeros(0, F32) for _ in params], [np.zeros(0, F32) for _ in params],
                 np.zeros(1, np.int64), np.full(n_batches, np.nan), np.zeros(n_batches), np.zeros(n_batches, np.int64))
-    return Case("train_batches_sgd", "train_batches", "-".join(map(str, sizes)), n, make, (8, 9, 27, 29),
+    return Case("train_batches_sgd", "train_batches", "-".join(map(str, sizes)), n, make, (9, 10, 28, 30),
                 stateful=True)
 
 

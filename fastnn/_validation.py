@@ -43,7 +43,7 @@ def check_finite(arr, name):
                          "expected finite values")
 
 
-def check_matrix(X, name="X", *, n_features=None, dtype=None, finite=True):
+def check_matrix(X, name="X", *, n_features=None, dtype=None, finite=True, convert=True):
     """Validate a 2-D numeric batch and return it C-contiguous in ``dtype``.
 
     Parameters
@@ -55,6 +55,9 @@ def check_matrix(X, name="X", *, n_features=None, dtype=None, finite=True):
         Dtype of the result; default keeps a float input's dtype (ints become float64).
     finite : bool
         Reject NaN and inf.
+    convert : bool
+        With False, a C-contiguous array (a memmap too) of another int or float dtype is validated and
+        returned as it is, for a caller that converts it batch by batch instead of copying it whole.
     """
     arr = as_numeric(X, name)
     if arr.ndim != 2:
@@ -67,8 +70,9 @@ def check_matrix(X, name="X", *, n_features=None, dtype=None, finite=True):
                          f"(shape {arr.shape})")
     if dtype is None:
         dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.float64
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if finite:
+    if not (convert is False and arr.flags.c_contiguous and arr.dtype.kind in "iuf"):
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+    if finite and arr.dtype.kind == "f":
         check_finite(arr, name)
     return arr
 

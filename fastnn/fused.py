@@ -77,15 +77,17 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
     if [id(p) for p in optimizer.params] != [id(p) for p in model.parameters()]:
         return None
     linears, acts, alphas, dropouts = plan
-    dtype = X.dtype
-    widths = [X.shape[1]] + [lin.out_features for lin in linears]
+    dtype = model.dtype
+    n_samples, widths = X.shape[0], [X.shape[1]] + [lin.out_features for lin in linears]
+    # X of another dtype (float64 data, uint8 pixels) is gathered and converted batch by batch by the step.
+    X, Xraw = (X, np.zeros((0, 0), dtype)) if X.dtype == dtype else (np.zeros((0, 0), dtype), X)
     if acts[-1] != (codes.SIGMOID if loss_kind == codes.LOSS_BCE else codes.IDENTITY):
         return None  # the loss takes logits; BCELoss the output of a last Sigmoid, whose backward it folds in
     labels = labels if labels is not None else np.zeros(0, np.int64)
     dense = T if T.ndim == 2 else np.zeros((0, 0), dtype)
     sw = sw if sw is not None else np.zeros(0)
     step = get_step()
-    rows = min(batch_size, X.shape[0])  # a batch larger than the data is the whole data
+    rows = min(batch_size, n_samples)  # a batch larger than the data is the whole data
     # Tuples of same-typed arrays are UniTuples to Numba: indexable by a runtime layer
     # number, free to pass, and unlike typed.List they need no per-process compilation.
     Ws, bs = tuple([lin.W.data for lin in linears]), tuple([lin.b.data for lin in linears])
@@ -97,7 +99,7 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
     keys = np.zeros(len(linears), np.uint64)
     G = tuple([np.empty((0, 0), dtype)] + [np.empty((rows, w), dtype) for w in widths[1:]])
     dWs, dbs = tuple([lin.W.grad for lin in linears]), tuple([lin.b.grad for lin in linears])
-    n_batches = -(-X.shape[0] // batch_size)
+    n_batches = -(-n_samples // batch_size)
     losses, weights, correct = np.empty(n_batches), np.empty(n_batches), np.empty(n_batches, np.int64)
     hyper = np.empty((n_batches, len(codes.HYPER)))
     threads = blas_threads(batch_size)
@@ -114,7 +116,7 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
         keys[:] = [Dropout.stream_key(seed, l) for l in range(len(keys))]
         S1, S2 = spec.state
         with _limit_blas(threads):
-            done = step.train_batches(X, labels, dense, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops,
+            done = step.train_batches(X, Xraw, labels, dense, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops,
                                       keys, H, Z, D, G, dWs, dbs, loss_kind, spec.kind, rows,
                                       np.array(spec.weight_decays, np.float64), tuple(S1), tuple(S2), spec.steps,
                                       losses, weights, correct)

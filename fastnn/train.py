@@ -118,8 +118,8 @@ def resolve_loss(loss):
     raise TypeError(f"loss must be a fastnn Loss or one of {sorted(LOSSES)}, got {loss!r}")
 
 
-def _check_data(model, loss, X, y, name):
-    X = check_matrix(X, f"X{name}", n_features=model.n_features_in, dtype=model.dtype)
+def _check_data(model, loss, X, y, name, convert=True):
+    X = check_matrix(X, f"X{name}", n_features=model.n_features_in, dtype=model.dtype, convert=convert)
     T = loss.check_target(y, (X.shape[0], model.n_outputs), X.dtype, f"y{name}")
     return X, T
 
@@ -174,7 +174,7 @@ def _dropouts(model):
 def _general_runner(model, loss, optimizer, X, T, sw, batch_size, clip_norm=None):
     """Layer-by-layer ``run(order, b0, b1, after_step=None, seed=0)`` with the fused runner's contract."""
     rows = min(batch_size, X.shape[0])
-    xbuf = np.empty((rows, X.shape[1]), X.dtype)
+    xbuf = np.empty((rows, X.shape[1]), model.dtype)
     tbuf = np.empty((rows,) + T.shape[1:], T.dtype)
     dropouts = _dropouts(model)
 
@@ -183,7 +183,8 @@ def _general_runner(model, loss, optimizer, X, T, sw, batch_size, clip_norm=None
         for b in range(b0, b1):
             idx = order[b * batch_size:(b + 1) * batch_size]
             m = idx.shape[0]
-            Xb, Tb = np.take(X, idx, axis=0, out=xbuf[:m]), np.take(T, idx, axis=0, out=tbuf[:m])
+            Xb, Tb = xbuf[:m], np.take(T, idx, axis=0, out=tbuf[:m])
+            Xb[...] = X[idx]  # a batch at a time, converted to the model's dtype
             wb = None if sw is None else sw[idx]
             for layer, l in dropouts:  # the compiled step's masks: the same key and row offset
                 layer._key = (Dropout.stream_key(seed, l), b * batch_size)
@@ -231,7 +232,9 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=PATH: the file a previous fit(checkpoint=PATH) wrote")
 
-    X, T = _check_data(model, loss, X, y, "")
+    # Another dtype (float64 data for a float32 model, uint8 pixels, a memmap) is converted batch by batch
+    # inside the step: the data is never copied whole.
+    X, T = _check_data(model, loss, X, y, "", convert=False)
     sw = _weights(loss, T, sample_weight, class_weight, "", model.n_outputs)
     swv = None
     if validation_split:
@@ -240,7 +243,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
         if not 0 < n_val < X.shape[0]:
             raise ValueError(f"validation_split={validation_split} leaves {n_val} of {X.shape[0]} samples "
                              "for validation; expected at least one on each side")
-        validation_data = (X[-n_val:], T[-n_val:])
+        validation_data = (X[-n_val:].astype(model.dtype), T[-n_val:])
         X, T = X[:-n_val], T[:-n_val]
         if sw is not None:
             sw, swv = sw[:-n_val], sw[-n_val:]

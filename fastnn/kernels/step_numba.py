@@ -74,7 +74,7 @@ def _relu_dropout_backward(d, p, g):
 
 
 @jit
-def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops, keys, H, Z, D, G, dWs,
+def train_batches(X, Xraw, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops, keys, H, Z, D, G, dWs,
                   dbs, loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, weights, correct):
     n = order.shape[0]
     L = len(Ws)
@@ -94,14 +94,21 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
             if rows[i] != start + i:
                 in_order = False
                 break
-        if in_order:  # consecutive rows (shuffle=False): a view of X, no copy
+        if in_order and Xraw.shape[0] == 0:  # consecutive rows (shuffle=False): a view of X, no copy
             x = X[start:start + m]
-        else:  # gather the batch: the order is shuffled, the data never is
+        else:  # gather the batch: the order is shuffled (or the data converted), the data never is
             x = H[0][:m]
-            for i in range(m):  # element loops: a slice assignment compiled ~2.6 s of error-message code
-                r = rows[i]
-                for j in range(x.shape[1]):
-                    x[i, j] = X[r, j]
+            # element loops: a slice assignment compiled ~2.6 s of error-message code
+            if Xraw.shape[0]:
+                for i in range(m):
+                    r = rows[i]
+                    for j in range(x.shape[1]):
+                        x[i, j] = Xraw[r, j]
+            else:
+                for i in range(m):
+                    r = rows[i]
+                    for j in range(x.shape[1]):
+                        x[i, j] = X[r, j]
         for l in range(L):
             a = H[l][:m] if l else x
             if drops[l] > 0:  # this layer's input, dropped out (the mask is a function of its position)

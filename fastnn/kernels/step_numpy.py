@@ -36,7 +36,7 @@ def _loss_grad(loss_kind, z, labels, T, w, rows, grad):
     return mean * wsum, wsum, hits
 
 
-def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops, keys, H, Z, D, G, dWs,
+def train_batches(X, Xraw, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops, keys, H, Z, D, G, dWs,
                   dbs, loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, weights, correct):
     """Train on batches ``b0 .. b1-1`` of ``order``: forward, fused loss gradient, backward, update.
 
@@ -44,6 +44,9 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
     ----------
     X : C-contiguous ndarray of shape (n_samples, n_in)
         Read in place for a batch of consecutive rows of ``order``, else gathered into ``H[0]``.
+    Xraw : C-contiguous ndarray of shape (n_samples, n_in), or empty
+        The data in another dtype (float64 for a float32 model, uint8, a memmap), with ``X`` empty:
+        each batch is gathered into ``H[0]`` and converted there; the data is never copied whole.
     labels : int64 ndarray of shape (n_samples,)
         Class labels (also used for accuracy with dense targets); empty for regression.
     T : ndarray of shape (n_samples, n_out)
@@ -109,7 +112,7 @@ def train_batches(X, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alp
         lr = h[H_LR]
         # plain SGD: update inside the backward pass
         fold = opt_kind == OPT_SGD and h[H_MOMENTUM] == 0 and h[H_CLIP_NORM] == 0
-        np.take(X, rows, axis=0, out=H[0][:m])
+        H[0][:m] = Xraw[rows] if Xraw.shape[0] else X[rows]
         inputs = []  # each layer's input, dropped out where drops[l] > 0
         for l in range(L):
             a = H[l][:m]
