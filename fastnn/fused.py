@@ -74,8 +74,11 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
         return None
     if type(optimizer) not in OPTIMIZERS.values():  # a subclass may override step()
         return None
-    if [id(p) for p in optimizer.params] != [id(p) for p in model.parameters()]:
+    # The step takes optimizer state in the model's parameter order; parameter groups may list them otherwise.
+    position = {id(p): i for i, p in enumerate(optimizer.params)}
+    if len(position) != len(model.parameters()) or any(id(p) not in position for p in model.parameters()):
         return None
+    by_model = [position[id(p)] for p in model.parameters()]
     linears, acts, alphas, dropouts = plan
     dtype = model.dtype
     n_samples, widths = X.shape[0], [X.shape[1]] + [lin.out_features for lin in linears]
@@ -114,12 +117,12 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
                 codes.pack_hyper({**optimizer.describe().hyper, "clip_norm": clip_norm or 0.0}, rows[i])
                 after_step()
         keys[:] = [Dropout.stream_key(seed, l) for l in range(len(keys))]
-        S1, S2 = spec.state
+        S1, S2 = (tuple([state[k] for k in by_model]) for state in spec.state)
+        decays = np.array([spec.weight_decays[k] for k in by_model], np.float64)
         with _limit_blas(threads):
             done = step.train_batches(X, Xraw, labels, dense, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops,
-                                      keys, H, Z, D, G, dWs, dbs, loss_kind, spec.kind, rows,
-                                      np.array(spec.weight_decays, np.float64), tuple(S1), tuple(S2), spec.steps,
-                                      losses, weights, correct)
+                                      keys, H, Z, D, G, dWs, dbs, loss_kind, spec.kind, rows, decays, S1, S2,
+                                      spec.steps, losses, weights, correct)
         k = min(done + 1, b1 - b0)
         return losses[:k], int(correct[:done].sum()), done
 

@@ -131,3 +131,43 @@ def test_parity_with_torch(backend, name):
         ours.step()
         theirs.step()
     np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_parameter_groups_exclude_biases_from_decay_as_torch(name):
+    """float64, compiled step: weight decay on the weights only, through PyTorch-style parameter groups."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 5)), rng.integers(0, 3, 40)
+    model = fn.Sequential(fn.Linear(5, 6, seed=1, dtype=np.float64), fn.Tanh(), fn.Linear(6, 3, seed=2, dtype=np.float64))
+    start = [p.data.copy() for p in model.parameters()]
+    weights, biases = model.parameters()[0::2], model.parameters()[1::2]
+    make = {"sgd": (fn.SGD, torch.optim.SGD, dict(lr=0.1, momentum=0.9)),
+            "adam": (fn.Adam, torch.optim.Adam, dict(lr=0.01)),
+            "adamw": (fn.AdamW, torch.optim.AdamW, dict(lr=0.01))}[name]
+    opt = make[0]([{"params": weights, "weight_decay": 0.05}, {"params": biases, "weight_decay": 0.0}], **make[2])
+    h = model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=opt, epochs=3, batch_size=10, shuffle=False,
+                  verbose=0)
+    assert h.fast_path
+    params = [torch.tensor(a, requires_grad=True) for a in start]
+    topt = make[1]([{"params": params[0::2], "weight_decay": 0.05}, {"params": params[1::2], "weight_decay": 0.0}],
+                   **make[2])
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    for _ in range(3):
+        for s in range(0, 40, 10):
+            z = torch.tanh(Xt[s:s + 10] @ params[0] + params[1]) @ params[2] + params[3]
+            topt.zero_grad()
+            torch.nn.functional.cross_entropy(z, yt[s:s + 10]).backward()
+            topt.step()
+    for mine, theirs in zip(model.parameters(), params):
+        np.testing.assert_allclose(mine.data, theirs.detach().numpy(), rtol=1e-10, atol=1e-13)
+
+
+def test_parameter_groups_are_validated():
+    p = _param([1.0])
+    with pytest.raises(ValueError, match="may set only 'weight_decay'"):
+        fn.SGD([{"params": [p], "lr": 0.5}], lr=0.1)
+    with pytest.raises(ValueError, match="appears twice"):
+        fn.SGD([{"params": [p]}, p], lr=0.1)
+    with pytest.raises(ValueError, match="parameter group 0 weight_decay"):
+        fn.SGD([{"params": [p], "weight_decay": -1}], lr=0.1)
