@@ -88,9 +88,13 @@ def test_a_checkpoint_of_another_run_is_refused_untouched(script, tmp_path):
                   optimizer=fn.Adam(model.parameters()), checkpoint=tmp_path / "junk.ckpt", resume=True, verbose=0)
 
 
-def test_ctrl_c_keeps_the_last_completed_epoch(script, tmp_path):
+@pytest.mark.parametrize("general", [False, True], ids=["compiled", "layer-by-layer"])
+def test_ctrl_c_keeps_the_last_completed_epoch(script, tmp_path, monkeypatch, general):
     """SIGINT mid-epoch: KeyboardInterrupt (not SystemError) carrying the history, the model and optimizer
     back at the end of the last completed epoch, which is exactly what the checkpoint holds."""
+    if general:
+        from fastnn import fused
+        monkeypatch.setattr(fused, "make_runner", lambda *a, **k: None)
     run = _run_module(script)
     ckpt = tmp_path / "run.ckpt"
     calls = []
