@@ -55,6 +55,16 @@ class History:
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
+    def plot(self, path=None, ax=None):
+        """Learning curves: one panel per metric (loss, accuracy, learning rate, ...), validation beside training.
+
+        Needs matplotlib (``pip install 'fastnn[plot]'``). ``path`` also writes the figure there (PNG, SVG, PDF
+        by suffix); ``ax`` draws into existing Axes, one per panel. Returns the matplotlib ``Figure``.
+        """
+        from fastnn.plot import plot_history  # noqa: PLC0415  (matplotlib loads only when plotting)
+
+        return plot_history(self, path, ax)
+
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
