@@ -1,4 +1,5 @@
 """fastnn: multilayer perceptrons trained on the CPU with hand-derived gradients and Numba kernels."""
+from fastnn.export import export_onnx
 from fastnn.gradcheck import gradcheck
 from fastnn.kernels import backend, get_backend, set_backend
 from fastnn.layers import ELU, GELU, Dropout, Layer, LeakyReLU, Linear, Parameter, ReLU, Sigmoid, Softmax, Tanh
@@ -18,7 +19,7 @@ __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "Dropout",
     "EarlyStopping", "History",
     "backend", "get_backend", "set_backend",
-    "gradcheck",
+    "gradcheck", "export_onnx",
     "MLPClassifier", "MLPRegressor",
     "__version__",
 ]

@@ -1,0 +1,231 @@
+"""ONNX export of a :class:`fastnn.Sequential` or a fitted :class:`fastnn.MLPClassifier` / :class:`fastnn.MLPRegressor`.
+
+The graph is built with ``onnx.helper`` (``pip install 'fastnn[onnx]'``; onnx is imported on first use only) at
+**opset 17** and IR version 8: the opset of ONNX 1.12, which every maintained runtime reads (onnxruntime >= 1.13),
+and recent enough for ``Softmax(axis=-1)`` to mean the last axis alone (opset 13 changed it from "flatten from
+axis"). The one op that would need a newer opset, ``Gelu`` (opset 20), is written out from elementary ops instead.
+
+What the graph computes, with input ``X`` of shape ``(batch, n_features)`` in the model's dtype:
+
+* a ``Sequential``: output ``Y`` = ``model.predict(X)`` (logits for a classifier trained with
+  ``SoftmaxCrossEntropy``; probabilities if it ends with ``Softmax``);
+* an ``MLPClassifier``: outputs ``label`` = ``predict(X)`` (the ``classes_`` values: int64, float64, bool or
+  string) and ``probabilities`` = ``predict_proba(X)`` in the model's dtype (float32 by default, where scikit-learn
+  returns float64);
+* an ``MLPRegressor``: output ``Y`` = ``predict(X)``, of shape ``(batch,)`` for one target, else
+  ``(batch, n_targets)``.
+
+Every layer class maps to one builder in :data:`BUILDERS`; supporting a new layer is one entry there.
+"""
+import math
+import os
+
+import numpy as np
+
+__all__ = ["export_onnx", "to_onnx", "BUILDERS", "OPSET"]
+
+OPSET = 17
+IR_VERSION = 8
+
+
+def _onnx():
+    try:
+        import onnx  # noqa: PLC0415  (optional extra)
+        import onnx.checker  # noqa: PLC0415, F401
+        import onnx.numpy_helper  # noqa: PLC0415, F401
+    except ImportError:
+        raise ImportError("ONNX export needs the onnx package, an optional extra of fastnn: "
+                          "pip install 'fastnn[onnx]' (or pip install onnx onnxruntime)") from None
+    return onnx
+
+
+class _Graph:
+    """Nodes and initialisers under construction, with unique names."""
+
+    def __init__(self, onnx, dtype):
+        self.onnx, self.dtype = onnx, np.dtype(dtype)
+        self.nodes, self.initializers, self._count = [], [], 0
+
+    def name(self, stem):
+        self._count += 1
+        return f"{stem}_{self._count}"
+
+    def const(self, stem, value, dtype=None):
+        """An initialiser holding ``value`` (in the graph's dtype unless ``dtype``); returns its name."""
+        name = self.name(stem)
+        array = np.asarray(value, dtype=self.dtype if dtype is None else dtype)
+        self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
+        return name
+
+    def node(self, op, inputs, stem=None, **attrs):
+        """Append one ``op`` node; returns its (single) output name."""
+        out = self.name(stem or op.lower())
+        self.nodes.append(self.onnx.helper.make_node(op, list(inputs), [out], name=self.name(op), **attrs))
+        return out
+
+
+def _param(layer, key, default=None):
+    """A layer's hyperparameter, from ``get_config()`` (what save/load rebuilds it from), else its attribute."""
+    config = layer.get_config()
+    if key in config:
+        return config[key]
+    value = getattr(layer, key, default)
+    if value is None:
+        raise ValueError(f"cannot export {layer!r}: it has no {key!r} in get_config() or as an attribute")
+    return value
+
+
+def _linear(layer, x, g):
+    # Gemm: Y = X W + b in one node, W stored as (in, out) exactly as fastnn holds it.
+    return g.node("Gemm", [x, g.const("W", layer.W.data), g.const("b", layer.b.data)], "linear")
+
+
+def _elementwise(op, **attrs_from_layer):
+    def build(layer, x, g):
+        attrs = {name: float(_param(layer, key)) for name, key in attrs_from_layer.items()}
+        return g.node(op, [x], **attrs)
+    return build
+
+
+def _elu(layer, x, g):
+    alpha = float(_param(layer, "alpha"))
+    if g.dtype == np.float32:
+        return g.node("Elu", [x], alpha=alpha)
+    # onnxruntime has no float64 Elu kernel: x > 0 ? x : alpha (exp(min(x, 0)) - 1) from elementary ops.
+    zero = g.const("zero", 0.0)
+    negative = g.node("Mul", [g.node("Sub", [g.node("Exp", [g.node("Min", [x, zero])]), g.const("one", 1.0)]),
+                              g.const("alpha", alpha)])
+    return g.node("Where", [g.node("Greater", [x, zero]), x, negative], "elu")
+
+
+def _softmax(layer, x, g):
+    return g.node("Softmax", [x], axis=-1)
+
+
+def _gelu_tanh(layer, x, g):
+    # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the tanh approximation, from opset-17 ops.
+    cube = g.node("Mul", [g.node("Mul", [x, x]), x])
+    inner = g.node("Mul", [g.node("Add", [x, g.node("Mul", [cube, g.const("c", 0.044715)])]),
+                           g.const("k", math.sqrt(2 / math.pi))])
+    one_plus = g.node("Add", [g.node("Tanh", [inner]), g.const("one", 1.0)])
+    return g.node("Mul", [g.node("Mul", [x, one_plus]), g.const("half", 0.5)], "gelu")
+
+
+def _identity(layer, x, g):
+    return g.node("Identity", [x], "dropout")  # Dropout is the identity at inference
+
+
+BUILDERS = {
+    # layer class name -> builder(layer, input name, graph) -> output name
+    "Linear": _linear,
+    "ReLU": _elementwise("Relu"),
+    "Sigmoid": _elementwise("Sigmoid"),
+    "Tanh": _elementwise("Tanh"),
+    "Softmax": _softmax,
+    "LeakyReLU": _elementwise("LeakyRelu", alpha="negative_slope"),
+    "ELU": _elu,
+    "GELU": _gelu_tanh,
+    "Dropout": _identity,
+}
+
+
+def _network(model, g, x):
+    for i, layer in enumerate(model.layers):
+        builder = BUILDERS.get(type(layer).__name__)
+        if builder is None:
+            raise ValueError(f"cannot export layer {i}, {layer!r}: no ONNX builder for {type(layer).__name__} "
+                             f"(supported: {', '.join(BUILDERS)})")
+        x = builder(layer, x, g)
+    return x
+
+
+def _tensor_type(dtype):
+    """ONNX element type of a numpy dtype (string-like dtypes become STRING)."""
+    from onnx import TensorProto  # noqa: PLC0415
+
+    dtype = np.dtype(dtype)
+    if dtype.kind in "USO":
+        return TensorProto.STRING
+    return {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
+            np.dtype(np.int64): TensorProto.INT64, np.dtype(np.int32): TensorProto.INT32,
+            np.dtype(np.bool_): TensorProto.BOOL}[dtype]
+
+
+def to_onnx(model, name="fastnn"):
+    """The ONNX ``ModelProto`` of ``model`` (a ``Sequential`` or a fitted fastnn estimator), checked.
+
+    Raises
+    ------
+    ImportError
+        Without the onnx package.
+    ValueError
+        For a layer without a builder, or an estimator that is not fitted.
+    TypeError
+        For anything else.
+    """
+    onnx = _onnx()
+    from fastnn.model import Sequential  # noqa: PLC0415
+
+    estimator = None
+    if not isinstance(model, Sequential):
+        if type(model).__name__ not in ("MLPClassifier", "MLPRegressor") or not hasattr(model, "fit"):
+            raise TypeError(f"export_onnx takes a fastnn.Sequential or a fastnn MLPClassifier/MLPRegressor, got "
+                            f"{type(model).__name__}")
+        if not hasattr(model, "model_"):
+            raise ValueError(f"this {type(model).__name__} is not fitted yet; call fit before exporting it")
+        estimator, model = model, model.model_
+    g = _Graph(onnx, model.dtype)
+    helper = onnx.helper
+    out = _network(model, g, "X")
+    elem = _tensor_type(model.dtype)
+    if estimator is None:
+        g.nodes[-1].output[0] = "Y"  # the last layer's node writes the graph output
+        outputs = [helper.make_tensor_value_info("Y", elem, ["batch", model.n_outputs])]
+    elif type(estimator).__name__ == "MLPClassifier":
+        classes = np.asarray(estimator.classes_)
+        if classes.dtype.kind in "USO":
+            classes = classes.astype(str).astype(object)
+        elif classes.dtype.kind in "iu":
+            classes = classes.astype(np.int64)
+        index = g.node("ArgMax", [out], "class_index", axis=1, keepdims=0)
+        g.nodes.append(helper.make_node("Gather", [g.const("classes", classes, classes.dtype), index], ["label"],
+                                        name="label", axis=0))
+        g.nodes.append(helper.make_node("Softmax", [out], ["probabilities"], name="probabilities", axis=-1))
+        outputs = [helper.make_tensor_value_info("label", _tensor_type(classes.dtype), ["batch"]),
+                   helper.make_tensor_value_info("probabilities", elem, ["batch", len(classes)])]
+    else:
+        if model.n_outputs == 1:
+            g.nodes.append(helper.make_node("Squeeze", [out, g.const("axis", [1], np.int64)], ["Y"], name="output"))
+            outputs = [helper.make_tensor_value_info("Y", elem, ["batch"])]
+        else:
+            g.nodes.append(helper.make_node("Identity", [out], ["Y"], name="output"))
+            outputs = [helper.make_tensor_value_info("Y", elem, ["batch", model.n_outputs])]
+    graph = helper.make_graph(g.nodes, name, [helper.make_tensor_value_info("X", elem, ["batch", model.n_features_in])],
+                              outputs, g.initializers)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fastnn",
+                              ir_version=IR_VERSION)
+    proto.doc_string = f"fastnn {type(estimator or model).__name__}: " + ", ".join(map(repr, model.layers))
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export_onnx(model, path):
+    """Write ``model`` (a ``Sequential`` or a fitted ``MLPClassifier``/``MLPRegressor``) to ``path`` as ONNX.
+
+    See the module documentation for the graph's inputs and outputs. Returns the ``onnx.ModelProto`` written.
+    """
+    proto = to_onnx(model)
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or os.curdir
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path!r}: directory {folder!r} does not exist")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.urandom(6).hex()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(proto.SerializeToString())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return proto
