@@ -1,4 +1,5 @@
-"""The ``fastnn`` command: train an MLP on (Fashion-)MNIST, evaluate a saved one, or benchmark the kernels.
+"""The ``fastnn`` command: train an MLP on (Fashion-)MNIST or your own data, evaluate or apply a saved one, export
+it to ONNX, or benchmark the kernels.
 
 Each subcommand is one ``_add_<name>(subparsers, common)`` function that builds its parser and binds
 ``set_defaults(run=<runner>, parser=<its parser>, text=<result -> plain-text output>)``; a runner takes
@@ -10,24 +11,28 @@ running (missing or corrupt files, a model that does not fit the data, a divergi
 """
 import argparse
 import contextlib
+import csv
 import json
 import math
 import os
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 
 import fastnn as fn
 from fastnn import bench
 from fastnn.datasets import load_fashion_mnist, load_mnist
+from fastnn.export import OPSET  # export.py imports onnx only when exporting
 from fastnn.layers import ACTIVATIONS as _ACTIVATIONS
 
 __all__ = ["main"]
 
 _DATASETS = {"fashion-mnist": load_fashion_mnist, "mnist": load_mnist}
 _N_FEATURES, _N_CLASSES = 28 * 28, 10
+_TASKS = ("classification", "regression")
 _OPTIMIZERS = {"sgd": (fn.SGD, 0.1), "adam": (fn.Adam, 1e-3), "adamw": (fn.AdamW, 1e-3)}
 
 
@@ -75,15 +80,25 @@ _positive, _non_negative, _fraction = _number(0, open_low=True), _number(0), _nu
 
 # -- parser ----------------------------------------------------------------------------------------------
 def _common_options():
-    """Options every subcommand shares: where the data comes from, how results are printed."""
+    """Options every data-using subcommand shares: where the data comes from, how results are printed."""
     common = argparse.ArgumentParser(add_help=False)
-    data = common.add_argument_group("data")
-    data.add_argument("--dataset", choices=sorted(_DATASETS), default="fashion-mnist",
-                      help="dataset to use (default: %(default)s)")
+    data = common.add_argument_group(
+        "data", "Either a built-in dataset (--dataset, default fashion-mnist) or your own file (--data).")
+    data.add_argument("--dataset", choices=sorted(_DATASETS),
+                      help="built-in dataset to use (default: fashion-mnist, unless --data is given)")
     data.add_argument("--data-dir", metavar="DIR",
-                      help="directory searched first for the four IDX files, and the download target; then "
-                           "$FASTNN_DATA, ~/.cache/fastnn and system directories are searched")
-    data.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
+                      help="directory searched first for the dataset's four IDX files, and the download target; "
+                           "then $FASTNN_DATA, ~/.cache/fastnn and system directories are searched")
+    data.add_argument("--download", action=argparse.BooleanOptionalAction, default=None,
+                      help="download the dataset's missing files (default); --no-download fails instead")
+    data.add_argument("--data", metavar="PATH",
+                      help="your own data instead of --dataset: a .npz with arrays X (n_samples, n_features) and "
+                           "y, or a .csv with a header row, numeric features and the --target column")
+    data.add_argument("--target", metavar="COLUMN",
+                      help="the .csv column holding the target (class indices 0, 1, ... or, with --task "
+                           "regression, numbers); every other column is a feature")
+    data.add_argument("--task", choices=_TASKS, default="classification",
+                      help="what y / the target column holds, for --data (default: %(default)s)")
     run = common.add_argument_group("computation and output")
     run.add_argument("--backend", choices=["numba", "numpy"], default="numba",
                      help="kernel backend (default: %(default)s)")
@@ -96,9 +111,15 @@ def _add_train(subparsers, common):
     p = subparsers.add_parser(
         "train", parents=[common], help="train an MLP and report test-set loss and accuracy",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train Linear(784, h1) -> act -> ... -> Linear(h_last, 10) with softmax cross-entropy,\n"
-                    "print one line per epoch, then the test-set loss and accuracy.",
-        epilog="example:\n  fastnn train --hidden 128,64 --epochs 10 --optimizer adam --seed 0 --save model.npz")
+        description="Train Linear(n_features, h1) -> act -> ... -> Linear(h_last, n_outputs), print one line per\n"
+                    "epoch, then the loss (and accuracy) on the test data: the dataset's test split, or --test-data\n"
+                    "(without it, on the training data). Classification uses softmax cross-entropy with one output\n"
+                    "per class (labels 0 .. k-1, k from the largest label); regression the mean squared error with\n"
+                    "one output per column of y.",
+        epilog="examples:\n"
+               "  fastnn train --hidden 128,64 --epochs 10 --optimizer adam --seed 0 --save model.npz\n"
+               "  fastnn train --data train.csv --target label --test-data test.csv --plot curves.png\n"
+               "  fastnn train --data houses.npz --task regression --validation-split 0.2 --save model.npz")
     model = p.add_argument_group("model")
     model.add_argument("--hidden", type=_widths, default=[128, 64], metavar="W1,W2,...",
                        help="hidden-layer widths; '' for none (default: 128,64)")
@@ -123,9 +144,15 @@ def _add_train(subparsers, common):
     opt.add_argument("--early-stopping", type=_count, metavar="PATIENCE",
                      help="stop after PATIENCE epochs without improvement of val_loss (loss without a "
                           "validation split) and keep the best epoch's weights")
+    p.add_argument_group("test data").add_argument(
+        "--test-data", metavar="PATH", help="with --data: report the final loss (and accuracy) on this file, in "
+                                            "the same format and with the same --target")
     out = p.add_argument_group("output")
     out.add_argument("--save", metavar="PATH",
                      help="write the trained model here (.npz, atomically; nothing is written if training fails)")
+    out.add_argument("--plot", metavar="PATH",
+                     help="draw the learning curves here (.png, .svg or .pdf; needs matplotlib: "
+                          "pip install 'fastnn[plot]')")
     talk = out.add_mutually_exclusive_group()
     talk.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
                       help="0: final result only, 1: a line per epoch, 2: also a per-batch bar on a terminal "
@@ -137,13 +164,47 @@ def _add_train(subparsers, common):
 
 def _add_evaluate(subparsers, common):
     p = subparsers.add_parser(
-        "evaluate", parents=[common], help="report a saved model's test-set loss and accuracy",
-        description="Load a model written by 'fastnn train --save' (or Sequential.save) and print its loss and "
-                    "accuracy on the dataset's test split. The model must map 784 inputs to 10 logits "
-                    "(or to probabilities, if it ends with Softmax).")
+        "evaluate", parents=[common], help="report a saved model's loss and accuracy on test data",
+        description="Load a model written by 'fastnn train --save' (or Sequential.save) and print its loss (and, "
+                    "for classification, accuracy) on the dataset's test split or on all of --data. A classifier "
+                    "may output logits or, if it ends with Softmax, probabilities.")
     p.add_argument("model", metavar="MODEL", help="model file (.npz)")
     p.add_argument("--batch-size", type=_positive_int, default=1024, help="(default: %(default)s)")
     p.set_defaults(run=_evaluate, parser=p, text=_metrics_line)
+    return p
+
+
+def _add_predict(subparsers, common):
+    p = subparsers.add_parser(
+        "predict", parents=[common], help="write a saved model's predictions to a CSV file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Apply a saved model to --data (all rows; a .csv's --target column, or a .npz's y, is\n"
+                    "ignored if present) or to the dataset's test split, and write one CSV row per sample:\n\n"
+                    "  classification  label,prob_0,...,prob_{k-1}: the predicted class index and the class\n"
+                    "                  probabilities (softmax of the logits, or the outputs of a final Softmax)\n"
+                    "  regression      prediction (one output) or prediction_0,...: the model's outputs\n\n"
+                    "Numbers are written with 9 significant digits (float32 round-trips).",
+        epilog="example:\n  fastnn predict model.npz --data new.csv --out predictions.csv")
+    p.add_argument("model", metavar="MODEL", help="model file (.npz)")
+    p.add_argument("--out", metavar="PATH", required=True, help="the CSV file to write (atomically)")
+    p.add_argument("--batch-size", type=_positive_int, default=1024, help="(default: %(default)s)")
+    p.set_defaults(run=_predict, parser=p, text=lambda r: f"wrote {r['n_samples']} predictions to {r['out']}")
+    return p
+
+
+def _add_export(subparsers, common):
+    # Not built on `common`: no data is involved.
+    p = subparsers.add_parser(
+        "export", help="convert a saved model to ONNX",
+        description=f"Write MODEL (a fastnn .npz) as an ONNX graph (opset {OPSET}) with input 'X' of shape "
+                    "(batch, n_features) and output 'Y': the model's outputs (logits for a classifier trained by "
+                    "'fastnn train'). Needs the onnx package: pip install 'fastnn[onnx]'.",
+        epilog="example:\n  fastnn export model.npz model.onnx")
+    p.add_argument("model", metavar="MODEL", help="model file (.npz)")
+    p.add_argument("out", metavar="OUT", help="the .onnx file to write")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(run=_export, parser=p, text=lambda r: f"wrote {r['out']} ({r['nodes']} ONNX nodes, opset "
+                                                         f"{r['opset']})")
     return p
 
 
@@ -194,15 +255,16 @@ def _add_bench(subparsers, common):
     return p
 
 
-_SUBCOMMANDS = (_add_train, _add_evaluate, _add_bench)
+_SUBCOMMANDS = (_add_train, _add_evaluate, _add_predict, _add_export, _add_bench)
 
 
 def build_parser():
     """The ``fastnn`` argument parser, one subparser per entry of ``_SUBCOMMANDS``."""
     parser = argparse.ArgumentParser(
         prog="fastnn", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train multilayer perceptrons on (Fashion-)MNIST with fastnn, evaluate saved ones, or "
-                    "benchmark fastnn's kernels.",
+        description="Train multilayer perceptrons with fastnn on (Fashion-)MNIST or your own .csv/.npz data, "
+                    "evaluate saved ones, write their predictions, export them to ONNX, or benchmark fastnn's "
+                    "kernels.",
         epilog="Run 'fastnn COMMAND --help' for a command's options.\n"
                "Exit status: 0 success, 1 error while running, 2 bad command line, 130 interrupted.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {fn.__version__}")
@@ -213,14 +275,165 @@ def build_parser():
     return parser
 
 
+# -- data ------------------------------------------------------------------------------------------------
+def _read_npz(path, need_y):
+    """``(X, y)`` from the arrays ``X`` and ``y`` of a .npz (``y`` is None if absent and not needed)."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single .npy array; expected a .npz archive with arrays X and y")
+        with data:
+            missing = [k for k in ("X", "y") if k not in data.files and (k == "X" or need_y)]
+            if missing:
+                raise ValueError(f"no array {' or '.join(map(repr, missing))}; expected X (n_samples, n_features) "
+                                 f"and y, found {sorted(data.files) or 'no arrays'} (np.savez(path, X=X, y=y))")
+            X, y = data["X"], data["y"] if "y" in data.files else None
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise ValueError(f"not a readable .npz file: {exc}") from None
+    except Exception as exc:  # a corrupt archive: BadZipFile, EOFError, an object array (pickle refused)
+        detail = exc if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        raise ValueError(str(detail)) from None
+    for name, a in (("X", X), ("y", y)):
+        if a is not None and a.dtype.kind not in "biuf":
+            raise ValueError(f"array {name} has dtype {a.dtype}; expected numbers")
+    if X.ndim != 2:
+        raise ValueError(f"array X has shape {X.shape}; expected 2-D (n_samples, n_features)")
+    if y is not None and (y.ndim not in (1, 2) or y.shape[0] != X.shape[0]):
+        raise ValueError(f"array y has shape {y.shape}; expected ({X.shape[0]},) or ({X.shape[0]}, n_targets), "
+                         f"one row per row of X {X.shape}")
+    return X, y
+
+
+def _csv_problem(path, header):
+    """Scan ``path`` row by row for the first ragged row or non-numeric cell; return a message naming it."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                return (f"line {reader.line_num}: {len(row)} fields, but the header has {len(header)} columns "
+                        "(a ragged row)")
+            for column, cell in zip(header, row):
+                try:
+                    value = float(cell)
+                except ValueError:
+                    value = None
+                if value is None or not math.isfinite(value):
+                    kind = "empty" if not cell.strip() else f"{cell!r} is not a finite number"
+                    return f"line {reader.line_num}, column {column!r}: {kind}"
+    return None
+
+
+def _read_csv(path, target, need_y):
+    """``(X, y)`` from a CSV with a header row and numeric cells; ``y`` is the ``target`` column (None if not given
+    and not needed). Every other column is a feature."""
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets often write a BOM
+        try:
+            header = next(csv.reader(f), None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise ValueError(f"line 1: not a readable CSV header: {exc}") from None
+    if not header:
+        raise ValueError("empty file; expected a header row naming the columns, then one row per sample")
+    header = [name.strip() for name in header]
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"line 1: column names {duplicates} appear more than once")
+    if target is None and need_y:
+        raise _UsageError(f"--target COLUMN is required with a .csv --data or --test-data (columns: "
+                          f"{', '.join(header)})")
+    if target is not None and target not in header and need_y:
+        raise ValueError(f"--target {target!r} is not a column; the header has: {', '.join(header)}")
+    target_index = header.index(target) if target in header else None
+    if len(header) - (target_index is not None) < 1:
+        raise ValueError(f"no feature columns: the only column is the target {target!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64, comments=None,
+                               quotechar='"', encoding="utf-8-sig")
+        if table.size == 0:
+            raise ValueError("no data rows after the header")
+        ok = table.shape[1] == len(header) and np.isfinite(table).all()
+    except (ValueError, UnicodeDecodeError) as exc:
+        if str(exc) == "no data rows after the header":
+            raise
+        ok = False
+    if not ok:  # the fast parser found a fault; find it again with line and column for the message
+        raise ValueError(_csv_problem(path, header) or "not a table of numbers with the header's columns")
+    if target_index is None:
+        return table, None
+    return np.delete(table, target_index, axis=1), table[:, target_index]
+
+
+def _read_data(path, target, need_y=True):
+    """Your own data: ``(X, y)`` from ``path`` (.npz or .csv); errors name the file."""
+    kind = os.path.splitext(path)[1].lower()
+    if kind not in (".npz", ".csv"):
+        raise ValueError(f"{path}: expected a .npz (arrays X and y) or a .csv (header row, numeric columns) file")
+    if kind == ".npz" and target is not None:
+        raise _UsageError("--target names a .csv column; a .npz holds its target as the array y")
+    try:
+        return _read_npz(path, need_y) if kind == ".npz" else _read_csv(path, target, need_y)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _check_data_options(args):
+    """--data excludes the built-in dataset's options; fill in --dataset's default."""
+    if args.data is None:
+        for option, value in (("--target", args.target), ("--test-data", getattr(args, "test_data", None))):
+            if value is not None:
+                raise _UsageError(f"{option} applies to --data files only")
+        if args.task != "classification":
+            raise _UsageError(f"the built-in datasets are classification tasks; --task {args.task} needs --data")
+        args.dataset = args.dataset or "fashion-mnist"
+        return
+    given = [option for option, value in (("--dataset", args.dataset), ("--data-dir", args.data_dir),
+                                          ("--download/--no-download", args.download)) if value is not None]
+    if given:
+        raise _UsageError(f"--data replaces the built-in dataset; drop {', '.join(given)}")
+
+
+def _load_dataset(args):
+    try:
+        return _DATASETS[args.dataset](args.data_dir, download=args.download is not False)
+    except FileNotFoundError as exc:
+        # fastnn.datasets speaks Python ("Pass download=True"); this is the command line.
+        raise _Failure(str(exc).replace("Pass download=True", "Pass --download (the default; drop --no-download)")
+                       ) from None
+
+
+def _targets(y, task, path):
+    """Check ``y`` for ``task`` and return ``(y, n_outputs)``; classification labels are class indices."""
+    if task == "regression":
+        return y, (1 if y.ndim == 1 else y.shape[1])
+    if y.ndim != 1:
+        raise ValueError(f"{path}: y has shape {y.shape}; classification needs one class index per sample "
+                         "(1-D), or use --task regression")
+    bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)) | (y < 0) if y.dtype.kind == "f" else y < 0)
+    if bad.size:
+        raise ValueError(f"{path}: target {y[bad[0]]:g} of sample {bad[0]} is not a class index 0, 1, ...; "
+                         "encode the classes as integers from 0, or use --task regression for a numeric target")
+    n_classes = int(y.max()) + 1
+    if n_classes < 2:
+        raise ValueError(f"{path}: every target is class 0; classification needs at least two classes")
+    return y.astype(np.int64), n_classes
+
+
+def _loss_for(task, model=None):
+    if task == "regression":
+        return fn.MSELoss()
+    return fn.NLLLoss() if model is not None and isinstance(model.layers[-1], fn.Softmax) else fn.SoftmaxCrossEntropy()
+
+
 # -- commands --------------------------------------------------------------------------------------------
-def _load_data(args):
-    return _DATASETS[args.dataset](args.data_dir, download=not args.no_download)
-
-
-def _build_model(args, seeds):
+def _build_model(args, seeds, n_features, n_outputs):
     act, init = _ACTIVATIONS[args.activation]
-    widths = [_N_FEATURES, *args.hidden, _N_CLASSES]
+    widths = [n_features, *args.hidden, n_outputs]
     layers = []
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
         layers.append(fn.Linear(n_in, n_out, init=init, seed=np.random.default_rng(seeds[i]), dtype=args.dtype))
@@ -250,21 +463,52 @@ def _check_out_path(path, option):
         raise _Failure(f"{option} {path}: directory {folder!r} is not writable")
 
 
+def _train_data(args):
+    """``(X_train, y_train), (X_test, y_test) or None, n_features, n_outputs, name``."""
+    if args.data is None:
+        train, test = _load_dataset(args)
+        return train, test, _N_FEATURES, _N_CLASSES, args.dataset
+    X, y = _read_data(args.data, args.target)
+    y, n_outputs = _targets(y, args.task, args.data)
+    test = None
+    if args.test_data is not None:
+        Xt, yt = _read_data(args.test_data, args.target)
+        if Xt.shape[1] != X.shape[1]:
+            raise _Failure(f"{args.test_data}: {Xt.shape[1]} features, but {args.data} has {X.shape[1]}")
+        yt, n_test = _targets(yt, args.task, args.test_data)
+        if args.task == "regression" and n_test != n_outputs:
+            raise _Failure(f"{args.test_data}: {n_test} targets per sample, but {args.data} has {n_outputs}")
+        if args.task == "classification" and n_test > n_outputs:
+            raise _Failure(f"{args.test_data}: class {n_test - 1} does not occur in {args.data}, whose classes "
+                           f"are 0..{n_outputs - 1}")
+        test = (Xt, yt)
+    return (X, y), test, X.shape[1], n_outputs, args.data
+
+
 def _train(args, say):
     if args.momentum is not None and args.optimizer != "sgd":
         raise _UsageError(f"--momentum applies only to --optimizer sgd, not {args.optimizer}")
-    if args.save is not None:
-        _check_out_path(args.save, "--save")
+    _check_data_options(args)
+    for option, path in (("--save", args.save), ("--plot", args.plot)):
+        if path is not None:
+            _check_out_path(path, option)
+    if args.plot is not None:
+        from fastnn.plot import _matplotlib  # noqa: PLC0415  (fail now, not after training, without matplotlib)
+
+        try:
+            _matplotlib()
+        except ImportError as exc:
+            raise _Failure(f"--plot: {exc}") from None
+    (X_train, y_train), test, n_features, n_outputs, name = _train_data(args)
     # One independent stream per Linear layer plus one for the shuffling, all from --seed.
     seeds = np.random.SeedSequence(args.seed).spawn(len(args.hidden) + 2)
-    model = _build_model(args, seeds)
+    model = _build_model(args, seeds, n_features, n_outputs)
     optimizer = _build_optimizer(args, model.parameters())
-    (X_train, y_train), (X_test, y_test) = _load_data(args)
     n_params = sum(p.data.size for p in model.parameters())
-    say(f"{args.dataset}: {len(X_train)} train / {len(X_test)} test samples; MLP "
-        f"{'-'.join(str(w) for w in [_N_FEATURES, *args.hidden, _N_CLASSES])} ({args.activation}, {args.dtype}, "
+    say(f"{name}: {len(X_train)} train / {'no' if test is None else len(test[0])} test samples; MLP "
+        f"{'-'.join(str(w) for w in [n_features, *args.hidden, n_outputs])} ({args.activation}, {args.dtype}, "
         f"{n_params:,} parameters); {optimizer!r}")
-    loss = fn.SoftmaxCrossEntropy()
+    loss = _loss_for(args.task)
     start = time.perf_counter()
     # fit checks every batch's loss and raises on NaN/inf; the NumPy twins' overflow warnings on the way there
     # would only be noise ahead of that message.
@@ -277,25 +521,84 @@ def _train(args, say):
     except FloatingPointError as exc:
         raise _Failure(f"training diverged: {exc}" + ("; nothing was saved" if args.save else "")) from None
     seconds = time.perf_counter() - start
-    metrics = model.evaluate(X_test, y_test, loss)
+    split, (X_eval, y_eval) = ("train", (X_train, y_train)) if test is None else ("test", test)
+    metrics = model.evaluate(X_eval, y_eval, loss)
     if args.save is not None:
         model.save(args.save)
         say(f"saved model to {args.save}")
-    return {"dataset": args.dataset, "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"],
+    if args.plot is not None:
+        history.plot(args.plot)
+        say(f"drew the learning curves to {args.plot}")
+    return {"dataset": name, **{f"{split}_{k}": v for k, v in metrics.items()},
             "epochs": len(history.epoch), "train_seconds": round(seconds, 3), "history": history.history,
-            "model": args.save}
+            "model": args.save, "plot": args.plot}
+
+
+def _eval_data(args, model):
+    """The data evaluate/predict use, checked against ``model``: ``(X, y or None, name)``."""
+    _check_data_options(args)
+    if args.data is None:
+        if model.n_features_in != _N_FEATURES or model.n_outputs != _N_CLASSES:
+            raise _Failure(f"{args.model}: the model maps {model.n_features_in} inputs to {model.n_outputs} "
+                           f"outputs, but {args.dataset} needs {_N_FEATURES} inputs and {_N_CLASSES} outputs")
+        _, (X, y) = _load_dataset(args)
+        return X, y, args.dataset
+    X, y = _read_data(args.data, args.target, need_y=args.command == "evaluate")
+    if X.shape[1] != model.n_features_in:
+        raise _Failure(f"{args.data}: {X.shape[1]} features per sample, but {args.model} takes "
+                       f"{model.n_features_in} inputs")
+    if y is not None and args.command == "evaluate":
+        y, _ = _targets(y, args.task, args.data)
+    return X, y, args.data
 
 
 def _evaluate(args, say):
     model = fn.load(args.model)
-    if model.n_features_in != _N_FEATURES or model.n_outputs != _N_CLASSES:
-        raise _Failure(f"{args.model}: the model maps {model.n_features_in} inputs to {model.n_outputs} "
-                       f"outputs, but {args.dataset} needs {_N_FEATURES} inputs and {_N_CLASSES} outputs")
-    _, (X_test, y_test) = _load_data(args)
-    loss = fn.NLLLoss() if isinstance(model.layers[-1], fn.Softmax) else fn.SoftmaxCrossEntropy()
-    metrics = model.evaluate(X_test, y_test, loss, batch_size=args.batch_size)
-    return {"model": args.model, "dataset": args.dataset, "n_samples": len(X_test),
-            "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"]}
+    X, y, name = _eval_data(args, model)
+    metrics = model.evaluate(X, y, _loss_for(args.task, model), batch_size=args.batch_size)
+    return {"model": args.model, "dataset": name, "n_samples": len(X), **{f"test_{k}": v for k, v in metrics.items()}}
+
+
+def _predict(args, say):
+    _check_out_path(args.out, "--out")
+    model = fn.load(args.model)
+    X, _, name = _eval_data(args, model)
+    out = model.predict(X, batch_size=args.batch_size).astype(np.float64)
+    if args.task == "classification":
+        if not isinstance(model.layers[-1], fn.Softmax):
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+            out /= out.sum(axis=1, keepdims=True)
+        header = ["label", *(f"prob_{k}" for k in range(out.shape[1]))]
+        rows = zip(out.argmax(axis=1).tolist(), *(out[:, k] for k in range(out.shape[1])))
+    else:
+        header = ["prediction"] if out.shape[1] == 1 else [f"prediction_{k}" for k in range(out.shape[1])]
+        rows = out
+    folder, base = os.path.split(args.out)
+    tmp = os.path.join(folder or os.curdir, f".{base}.{os.urandom(6).hex()}.tmp")
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows([v if isinstance(v, int) else f"{v:.9g}" for v in row] for row in rows)
+        os.replace(tmp, args.out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    say(f"{name}: {len(X)} samples through {args.model}")
+    return {"model": args.model, "dataset": name, "n_samples": len(X), "out": args.out, "columns": header}
+
+
+def _export(args, say):
+    from fastnn import export  # noqa: PLC0415  (onnx is an optional extra)
+
+    _check_out_path(args.out, "OUT")
+    model = fn.load(args.model)
+    try:
+        graph = export.export_onnx(model, args.out)
+    except ImportError as exc:
+        raise _Failure(str(exc)) from None
+    return {"model": args.model, "out": args.out, "opset": export.OPSET, "nodes": len(graph.graph.node)}
 
 
 def _bench(args, say):
@@ -324,7 +627,8 @@ def _bench(args, say):
 
 
 def _metrics_line(result):
-    return f"test_loss: {result['test_loss']:.4f} - test_accuracy: {result['test_accuracy']:.4f}"
+    keys = [f"{split}_{m}" for split in ("test", "train") for m in ("loss", "accuracy")]
+    return " - ".join(f"{k}: {result[k]:.4f}" for k in keys if k in result)
 
 
 def _describe(exc):

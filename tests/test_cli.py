@@ -173,6 +173,14 @@ def test_evaluate_model_ending_in_softmax_uses_nll(capsys, data_dir, tmp_path):
     (["train", "--optimizer", "adam", "--momentum", "0.9"], "--momentum applies only to --optimizer sgd"),
     (["train", "--no-such-option"], "unrecognized arguments"),
     (["evaluate"], "required: MODEL"),
+    (["predict", "m.npz"], "required: --out"),
+    (["export", "m.npz"], "required: OUT"),
+    (["train", "--target", "y"], "--target applies to --data files only"),
+    (["train", "--test-data", "t.csv"], "--test-data applies to --data files only"),
+    (["train", "--task", "regression"], "--task regression needs --data"),
+    (["train", "--data", "d.csv", "--dataset", "mnist"], "--data replaces the built-in dataset; drop --dataset"),
+    (["train", "--data", "d.csv", "--no-download"], "drop --download/--no-download"),
+    (["train", "--data", "d.npz", "--target", "y"], "a .npz holds its target as the array y"),
     ([], "required: COMMAND"),
 ])
 def test_bad_command_line_exits_2(capsys, argv, message):
@@ -213,8 +221,9 @@ def test_missing_data_without_download(capsys, tmp_path, command):
     argv = ["evaluate", tmp_path / "m.npz"] if command == "evaluate" else ["train"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert_error(run(capsys, *argv, "--dataset", "mnist", "--data-dir", empty, "--no-download"),
-                 "mnist", str(empty))
+    code, out, err = run(capsys, *argv, "--dataset", "mnist", "--data-dir", empty, "--no-download")
+    assert_error((code, out, err), "mnist", str(empty), "Pass --download")
+    assert "download=True" not in err  # the command line's words, not the Python API's
 
 
 def test_malformed_data_file(capsys, data_dir, tmp_path):
@@ -274,3 +283,193 @@ def test_python_dash_m_bad_argument_exits_2():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.splitlines()[-1].startswith("fastnn train: error: argument --hidden:")
+
+
+# -- your own data: --data FILE.npz / FILE.csv --target COLUMN ------------------------------------------------
+def blobs(n=240, seed=0):
+    """Three classes in 4 features, separable enough for a few epochs."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = rng.normal(0, 0.5, (n, 4)) + np.eye(3, 4)[y] * 3
+    return X, y
+
+
+def write_csv(path, X, y, target="label", at=2):
+    """X's columns f0, f1, ... with the target column inserted at position ``at``."""
+    names = [f"f{i}" for i in range(X.shape[1])]
+    names.insert(at, target)
+    lines = [",".join(names)]
+    for row, t in zip(X, y):
+        cells = [repr(float(v)) for v in row]
+        cells.insert(at, str(t))
+        lines.append(",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def own(capsys, *argv):
+    return run(capsys, *argv, "--backend", "numpy")
+
+
+def test_npz_train_evaluate_predict_round_trip(capsys, tmp_path):
+    X, y = blobs()
+    np.savez(tmp_path / "train.npz", X=X[:200], y=y[:200])
+    np.savez(tmp_path / "test.npz", X=X[200:], y=y[200:])
+    code, out, err = own(capsys, "train", "--data", tmp_path / "train.npz", "--test-data", tmp_path / "test.npz",
+                         "--hidden", "16", "--epochs", "5", "--batch-size", "20", "--lr", "0.01", "--seed", "0",
+                         "--save", tmp_path / "m.npz", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["dataset"] == str(tmp_path / "train.npz") and result["test_accuracy"] > 0.9
+    assert "4-16-3" in err  # features and classes come from the file
+    code, out, err = own(capsys, "evaluate", tmp_path / "m.npz", "--data", tmp_path / "test.npz", "--json")
+    assert code == 0, err
+    evaluated = json.loads(out)
+    assert evaluated["n_samples"] == 40 and evaluated["test_accuracy"] == result["test_accuracy"]
+    assert evaluated["test_loss"] == pytest.approx(result["test_loss"], rel=1e-12)
+
+    code, out, err = own(capsys, "predict", tmp_path / "m.npz", "--data", tmp_path / "test.npz",
+                         "--out", tmp_path / "p.csv")
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == f"wrote 40 predictions to {tmp_path / 'p.csv'}"
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "label,prob_0,prob_1,prob_2" and len(lines) == 41
+    table = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
+    logits = fn.load(tmp_path / "m.npz").predict(X[200:]).astype(np.float64)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    assert np.array_equal(table[:, 0], logits.argmax(axis=1))
+    np.testing.assert_allclose(table[:, 1:], probs, rtol=1e-8, atol=1e-9)  # 9 significant digits
+    assert np.mean(table[:, 0] == y[200:]) == pytest.approx(result["test_accuracy"])
+
+
+def test_csv_target_column_anywhere_trains_as_the_npz(capsys, tmp_path):
+    X, y = blobs(120)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    write_csv(tmp_path / "d.csv", X, y, target="species", at=1)
+    common = ["--hidden", "8", "--epochs", "2", "--seed", "3", "-q"]
+    assert own(capsys, "train", "--data", tmp_path / "d.npz", "--save", tmp_path / "a.npz", *common)[0] == 0
+    code, out, err = own(capsys, "train", "--data", tmp_path / "d.csv", "--target", "species",
+                         "--save", tmp_path / "b.npz", *common)
+    assert code == 0, err
+    assert out.startswith("train_loss: ")  # no test data: the final metrics are on the training data
+    a, b = fn.load(tmp_path / "a.npz"), fn.load(tmp_path / "b.npz")
+    assert all(np.array_equal(p.data, q.data) for p, q in zip(a.parameters(), b.parameters()))
+    # predict takes the CSV with or without its target column
+    np.savetxt(tmp_path / "features.csv", X, delimiter=",", header="f0,f1,f2,f3", comments="", fmt="%.17g")
+    assert own(capsys, "predict", tmp_path / "b.npz", "--data", tmp_path / "features.csv",
+               "--out", tmp_path / "p.csv")[0] == 0
+    assert own(capsys, "predict", tmp_path / "b.npz", "--data", tmp_path / "d.csv", "--target", "species",
+               "--out", tmp_path / "q.csv")[0] == 0
+    assert (tmp_path / "p.csv").read_text() == (tmp_path / "q.csv").read_text()
+
+
+def test_regression_from_npz(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 3))
+    Y = np.stack([X @ [1.0, -2.0, 0.5], X[:, 0] ** 2], axis=1)
+    np.savez(tmp_path / "r.npz", X=X, y=Y)
+    code, out, err = own(capsys, "train", "--data", tmp_path / "r.npz", "--task", "regression", "--hidden", "16",
+                         "--epochs", "4", "--seed", "0", "--save", tmp_path / "m.npz", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert set(result) >= {"train_loss"} and "train_accuracy" not in result
+    assert set(result["history"]) == {"loss"}
+    code, out, err = own(capsys, "evaluate", tmp_path / "m.npz", "--data", tmp_path / "r.npz", "--task", "regression")
+    assert code == 0, err
+    assert out.strip() == f"test_loss: {result['train_loss']:.4f}"
+    assert own(capsys, "predict", tmp_path / "m.npz", "--data", tmp_path / "r.npz", "--task", "regression",
+               "--out", tmp_path / "p.csv")[0] == 0
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "prediction_0,prediction_1" and len(lines) == 151
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1),
+                               fn.load(tmp_path / "m.npz").predict(X), rtol=1e-6)
+
+
+def test_predict_on_the_builtin_test_split(capsys, data_dir, tmp_path):
+    fn.Sequential(fn.Linear(784, 10, seed=0), fn.Softmax()).save(tmp_path / "m.npz")
+    code, out, err = run(capsys, "predict", tmp_path / "m.npz", "--data-dir", data_dir, "--out", tmp_path / "p.csv")
+    assert code == 0, err
+    table = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
+    assert table.shape == (50, 11)
+    np.testing.assert_allclose(table[:, 1:].sum(axis=1), 1, rtol=1e-6)  # a final Softmax's outputs, as they are
+
+
+def test_plot_option_writes_a_png(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    X, y = blobs(100)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    code, out, err = own(capsys, "train", "--data", tmp_path / "d.npz", "--epochs", "3", "--validation-split",
+                         "0.2", "--plot", tmp_path / "curves.png")
+    assert code == 0, err
+    assert f"drew the learning curves to {tmp_path / 'curves.png'}" in out
+    from tests.test_plot import png_info
+
+    width, height, colours = png_info(tmp_path / "curves.png")
+    assert (width, height) == (900, 360) and colours > 2
+
+
+BAD_CSV = {
+    "ragged.csv": ("a,b,label\n1,2,0\n3,4\n", "ragged.csv: line 3: 2 fields, but the header has 3 columns"),
+    "text.csv": ("a,b,label\n1,2,0\n3,x,1\n", "text.csv: line 3, column 'b': 'x' is not a finite number"),
+    "nan.csv": ("a,b,label\n1,2,0\n\n3,2,1\n4,inf,0\n", "nan.csv: line 5, column 'b': 'inf' is not a finite"),
+    "hole.csv": ("a,b,label\n1,,0\n", "hole.csv: line 2, column 'b': empty"),
+    "void.csv": ("", "void.csv: empty file; expected a header row"),
+    "header.csv": ("a,b,label\n", "header.csv: no data rows after the header"),
+    "twice.csv": ("a,a,label\n1,2,0\n", "twice.csv: line 1: column names ['a'] appear more than once"),
+    "notarget.csv": ("a,b,c\n1,2,0\n", "notarget.csv: --target 'label' is not a column; the header has: a, b, c"),
+    "alone.csv": ("label\n0\n1\n", "alone.csv: no feature columns"),
+    "float.csv": ("a,label\n1,0\n2,1.5\n", "float.csv: target 1.5 of sample 1 is not a class index"),
+    "negative.csv": ("a,label\n1,0\n2,-1\n", "negative.csv: target -1 of sample 1 is not a class index"),
+    "oneclass.csv": ("a,label\n1,0\n2,0\n", "oneclass.csv: every target is class 0"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CSV))
+def test_bad_csv_names_line_and_column(capsys, tmp_path, name):
+    content, message = BAD_CSV[name]
+    (tmp_path / name).write_text(content)
+    code, out, err = own(capsys, "train", "--data", tmp_path / name, "--target", "label", "--epochs", "1")
+    assert_error((code, out, err), message)
+    assert "Epoch" not in out
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"X": np.ones((4, 2))}, "no array 'y'; expected X (n_samples, n_features) and y, found ['X']"),
+    ({"features": np.ones((4, 2)), "y": np.zeros(4)}, "no array 'X'"),
+    ({"X": np.ones(4), "y": np.zeros(4)}, "array X has shape (4,); expected 2-D"),
+    ({"X": np.ones((4, 2)), "y": np.zeros(3)}, "array y has shape (3,); expected (4,) or (4, n_targets)"),
+    ({"X": np.array([["a", "b"]] * 2), "y": np.zeros(2)}, "array X has dtype <U1; expected numbers"),
+    ({"X": np.ones((4, 2)), "y": np.zeros((4, 2))}, "y has shape (4, 2); classification needs one class index"),
+])
+def test_bad_npz(capsys, tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    assert_error(own(capsys, "train", "--data", tmp_path / "d.npz"), f"{tmp_path / 'd.npz'}: {message}")
+
+
+def test_data_file_faults(capsys, tmp_path):
+    assert_error(own(capsys, "train", "--data", tmp_path / "none.npz"), "none.npz: No such file")
+    assert_error(own(capsys, "train", "--data", tmp_path / "none.csv", "--target", "y"), "none.csv: No such file")
+    (tmp_path / "d.txt").write_text("1 2 3\n")
+    assert_error(own(capsys, "train", "--data", tmp_path / "d.txt"), "d.txt: expected a .npz (arrays X and y) or")
+    (tmp_path / "fake.npz").write_bytes(b"not a zip")
+    assert_error(own(capsys, "train", "--data", tmp_path / "fake.npz"), "fake.npz: ")
+    np.save(tmp_path / "single.npy", np.ones(3))
+    (tmp_path / "single.npy").rename(tmp_path / "single.npz")
+    assert_error(own(capsys, "train", "--data", tmp_path / "single.npz"), "holds a single .npy array")
+
+
+def test_data_that_does_not_fit_the_model(capsys, tmp_path):
+    X, y = blobs(60)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    np.savez(tmp_path / "wide.npz", X=np.ones((5, 7)), y=np.zeros(5, int))
+    np.savez(tmp_path / "more.npz", X=X[:5], y=np.arange(5))
+    fn.Sequential(fn.Linear(4, 3, seed=0)).save(tmp_path / "m.npz")
+    assert_error(own(capsys, "evaluate", tmp_path / "m.npz", "--data", tmp_path / "wide.npz"),
+                 "wide.npz: 7 features per sample, but", "takes 4 inputs")
+    assert_error(own(capsys, "evaluate", tmp_path / "m.npz", "--data", tmp_path / "more.npz"),
+                 "label 4 out of range; expected labels in [0, 3)")
+    assert_error(own(capsys, "train", "--data", tmp_path / "d.npz", "--test-data", tmp_path / "wide.npz"),
+                 "wide.npz: 7 features, but", "d.npz has 4")
+    assert_error(own(capsys, "train", "--data", tmp_path / "d.npz", "--test-data", tmp_path / "more.npz"),
+                 "more.npz: class 4 does not occur in")
