@@ -21,10 +21,19 @@ def _matplotlib():
     return matplotlib
 
 
+def _constant_lr(history):
+    """The learning rate if it never changed (then it is a note, not a panel), else None."""
+    values = history.history.get("lr")
+    return values[0] if values and all(v == values[0] for v in values) else None
+
+
 def _panels(history):
-    """``[(name, [keys drawn in it]), ...]``: ``val_<name>`` joins ``<name>``'s panel; order of first appearance."""
+    """``[(name, [keys drawn in it]), ...]``: ``val_<name>`` joins ``<name>``'s panel; order of first appearance.
+    A constant learning rate gets no panel."""
     panels = {}
     for key in history.history:
+        if key == "lr" and _constant_lr(history) is not None:
+            continue
         base = key[4:] if key.startswith("val_") and key[4:] in history.history else key
         panels.setdefault(base, []).append(key)
     return list(panels.items())
@@ -69,8 +78,13 @@ def plot_history(history, path=None, ax=None):
         a.grid(True, alpha=0.3)
         if len(epochs) < 12:
             a.set_xticks(epochs)
+    notes = []
+    if _constant_lr(history) is not None:
+        notes.append(f"learning rate {_constant_lr(history):g}")
     if history.stopped_epoch is not None:
-        fig.suptitle(f"stopped after epoch {history.stopped_epoch + 1}", fontsize="medium")
+        notes.append(f"stopped after epoch {history.stopped_epoch + 1}")
+    if notes:
+        fig.suptitle("; ".join(notes), fontsize="medium")
     fig.tight_layout()
     if path is not None:
         fig.savefig(os.fspath(path), dpi=100)

@@ -374,7 +374,7 @@ def test_regression_from_npz(capsys, tmp_path):
     assert code == 0, err
     result = json.loads(out)
     assert set(result) >= {"train_loss"} and "train_accuracy" not in result
-    assert set(result["history"]) == {"loss"}
+    assert set(result["history"]) == {"loss", "lr"}
     code, out, err = own(capsys, "evaluate", tmp_path / "m.npz", "--data", tmp_path / "r.npz", "--task", "regression")
     assert code == 0, err
     assert out.strip() == f"test_loss: {result['train_loss']:.4f}"

@@ -59,7 +59,7 @@ def test_learning_curves(tmp_path):
     pytest.importorskip("matplotlib")
     pytest.importorskip("sklearn")
     out = run_example("learning_curves.py", tmp_path, "lc.png")
-    assert "wrote lc.png: 2 panels (loss, accuracy)" in out
+    assert "wrote lc.png: 3 panels (loss, accuracy, learning rate)" in out
     assert (tmp_path / "lc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

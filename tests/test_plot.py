@@ -50,8 +50,9 @@ def test_png_from_a_real_fit(tmp_path):
     path = tmp_path / "curves.png"
     fig = history.plot(path)
     assert isinstance(fig, matplotlib.figure.Figure)
-    assert len(fig.axes) == 2  # loss and accuracy, each with its validation curve
+    assert len(fig.axes) == 2  # loss and accuracy, each with its validation curve; a constant lr is a note
     assert [a.get_title() for a in fig.axes] == ["loss", "accuracy"]
+    assert history.history["lr"] == [0.1] * 3 and fig._suptitle.get_text() == "learning rate 0.1"
     assert all(len(a.get_lines()) == 2 for a in fig.axes)
     np.testing.assert_allclose(fig.axes[0].get_lines()[1].get_ydata(), history.history["val_loss"])
     width, height, colours = png_info(path)
@@ -60,13 +61,21 @@ def test_png_from_a_real_fit(tmp_path):
     assert colours > 2  # white background, black text and axes, coloured curves
 
 
-def test_learning_rate_gets_its_own_log_panel(tmp_path):
-    history = fn.History()
-    for epoch, (loss, lr) in enumerate([(1.0, 0.1), (0.5, 0.01), (0.4, 0.001)]):
-        history._append(epoch, {"loss": loss, "lr": lr})
+def test_a_changing_learning_rate_gets_its_own_log_panel(tmp_path):
+    from fastnn.lr_scheduler import StepLR
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 3)), rng.normal(size=64)
+    model = fn.Sequential(fn.Linear(3, 1, seed=0, dtype=np.float64))
+    optimizer = fn.SGD(model.parameters(), lr=0.1)
+    with fn.backend("numpy"):
+        history = model.fit(X, y, loss=fn.MSELoss(), optimizer=optimizer, epochs=4, batch_size=16, seed=0,
+                            callbacks=[StepLR(optimizer, step_size=1, gamma=0.1)], verbose=0)
+    np.testing.assert_allclose(history.history["lr"], [0.1, 0.01, 0.001, 0.0001])
     fig = history.plot(tmp_path / "lr.png")
     assert [a.get_title() for a in fig.axes] == ["loss", "learning rate"]
-    assert fig.axes[1].get_yscale() == "log"
+    assert fig.axes[1].get_yscale() == "log" and fig._suptitle is None
+    np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), history.history["lr"])
     assert png_info(tmp_path / "lr.png")[:2] == (900, 360)
 
 
