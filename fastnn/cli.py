@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -402,9 +403,13 @@ def _load_dataset(args):
     try:
         return _DATASETS[args.dataset](args.data_dir, download=args.download is not False)
     except FileNotFoundError as exc:
-        # fastnn.datasets speaks Python ("Pass download=True"); this is the command line.
-        raise _Failure(str(exc).replace("Pass download=True", "Pass --download (the default; drop --no-download)")
-                       ) from None
+        raise _Failure(_cli_words(str(exc))) from None
+
+
+def _cli_words(message):
+    """fastnn.datasets speaks Python ("Pass download=True"); a command-line user reads the options instead."""
+    message = re.sub(r"\b[Pp]ass download=True\b", "Pass --download (the default; drop --no-download)", message)
+    return message.replace("download=True", "--download").replace("download=False", "--no-download")
 
 
 def _targets(y, task, path):

@@ -473,3 +473,33 @@ def test_data_that_does_not_fit_the_model(capsys, tmp_path):
                  "wide.npz: 7 features, but", "d.npz has 4")
     assert_error(own(capsys, "train", "--data", tmp_path / "d.npz", "--test-data", tmp_path / "more.npz"),
                  "more.npz: class 4 does not occur in")
+
+
+@pytest.mark.parametrize("python, cli", [
+    ("Pass download=True or put them in one of these directories.",
+     "Pass --download (the default; drop --no-download) or put them in one of these directories."),
+    ("pass download=True to fetch them", "Pass --download (the default; drop --no-download) to fetch them"),
+    ("with download=False nothing is fetched", "with --no-download nothing is fetched"),
+])
+def test_dataset_messages_in_the_command_lines_words(python, cli):
+    from fastnn.cli import _cli_words
+
+    assert _cli_words(python) == cli
+
+
+def test_readme_command_lines_parse():
+    """Every `fastnn ...` line of the README's shell blocks is a valid command line for this parser."""
+    import re
+    import shlex
+
+    from fastnn.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    lines = [line.split(" #")[0].strip() for block in re.findall(r"```bash\n(.*?)```", readme, re.S)
+             for line in block.splitlines() if line.startswith("fastnn ")]
+    assert len(lines) >= 6
+    for line in lines:
+        argv = shlex.split(line)[1:]
+        if argv[0] == "COMMAND":
+            continue
+        build_parser().parse_args(argv)  # exits 2, failing the test, on an unknown option or a bad value
