@@ -312,20 +312,30 @@ def _csv_problem(path, header):
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         next(reader)
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != len(header):
-                return (f"line {reader.line_num}: {len(row)} fields, but the header has {len(header)} columns "
-                        "(a ragged row)")
-            for column, cell in zip(header, row):
-                try:
-                    value = float(cell)
-                except ValueError:
-                    value = None
-                if value is None or not math.isfinite(value):
-                    kind = "empty" if not cell.strip() else f"{cell!r} is not a finite number"
-                    return f"line {reader.line_num}, column {column!r}: {kind}"
+        try:
+            return _first_bad_row(reader, header)
+        except csv.Error as exc:  # an oversized field, a stray quote under strict rules
+            return f"line {reader.line_num}: not readable as CSV: {exc}"
+        except UnicodeDecodeError as exc:  # decoded a block at a time: the line is not known
+            return f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} after line {reader.line_num}"
+
+
+def _first_bad_row(reader, header):
+    """The message for the first ragged row or non-numeric cell ``reader`` yields, else None."""
+    for row in reader:
+        if not row:
+            continue
+        if len(row) != len(header):
+            return (f"line {reader.line_num}: {len(row)} fields, but the header has {len(header)} columns "
+                    "(a ragged row)")
+        for column, cell in zip(header, row):
+            try:
+                value = float(cell)
+            except ValueError:
+                value = None
+            if value is None or not math.isfinite(value):
+                kind = "empty" if not cell.strip() else f"{cell!r} is not a finite number"
+                return f"line {reader.line_num}, column {column!r}: {kind}"
     return None
 
 
@@ -335,7 +345,9 @@ def _read_csv(path, target, need_y):
     with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets often write a BOM
         try:
             header = next(csv.reader(f), None)
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}") from None
+        except csv.Error as exc:
             raise ValueError(f"line 1: not a readable CSV header: {exc}") from None
     if not header:
         raise ValueError("empty file; expected a header row naming the columns, then one row per sample")
@@ -356,14 +368,12 @@ def _read_csv(path, target, need_y):
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
             table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64, comments=None,
                                quotechar='"', encoding="utf-8-sig")
-        if table.size == 0:
-            raise ValueError("no data rows after the header")
-        ok = table.shape[1] == len(header) and np.isfinite(table).all()
-    except (ValueError, UnicodeDecodeError) as exc:
-        if str(exc) == "no data rows after the header":
-            raise
-        ok = False
-    if not ok:  # the fast parser found a fault; find it again with line and column for the message
+    except ValueError:  # also UnicodeDecodeError
+        table = None
+    if table is not None and table.size == 0:
+        raise ValueError("no data rows after the header")
+    if table is None or table.shape[1] != len(header) or not np.isfinite(table).all():
+        # The fast parser found a fault; find it again, row by row, to name its line and column.
         raise ValueError(_csv_problem(path, header) or "not a table of numbers with the header's columns")
     if target_index is None:
         return table, None

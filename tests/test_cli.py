@@ -422,13 +422,14 @@ BAD_CSV = {
     "float.csv": ("a,label\n1,0\n2,1.5\n", "float.csv: target 1.5 of sample 1 is not a class index"),
     "negative.csv": ("a,label\n1,0\n2,-1\n", "negative.csv: target -1 of sample 1 is not a class index"),
     "oneclass.csv": ("a,label\n1,0\n2,0\n", "oneclass.csv: every target is class 0"),
+    "nul.csv": ("a,label\n1,0\n2\x00,1\n", "nul.csv: line 3, column 'a': '2\\x00' is not a finite number"),
 }
 
 
-@pytest.mark.parametrize("name", sorted(BAD_CSV))
+@pytest.mark.parametrize("name", sorted(BAD_CSV) + ["latin1.csv"])
 def test_bad_csv_names_line_and_column(capsys, tmp_path, name):
-    content, message = BAD_CSV[name]
-    (tmp_path / name).write_text(content)
+    content, message = BAD_CSV.get(name, ("a,label\n1,0\nr\xe9sum\xe9,1\n", "latin1.csv: not UTF-8 text: byte 0xe9"))
+    (tmp_path / name).write_text(content, encoding="latin-1")
     code, out, err = own(capsys, "train", "--data", tmp_path / name, "--target", "label", "--epochs", "1")
     assert_error((code, out, err), message)
     assert "Epoch" not in out
