@@ -558,6 +558,9 @@ def _eval_data(args, model):
                            f"outputs, but {args.dataset} needs {_N_FEATURES} inputs and {_N_CLASSES} outputs")
         _, (X, y) = _load_dataset(args)
         return X, y, args.dataset
+    if args.task == "classification" and model.n_outputs < 2:
+        raise _Failure(f"{args.model}: the model has {model.n_outputs} output, but a classifier has one per class; "
+                       "for a model trained with --task regression, pass --task regression")
     X, y = _read_data(args.data, args.target, need_y=args.command == "evaluate")
     if X.shape[1] != model.n_features_in:
         raise _Failure(f"{args.data}: {X.shape[1]} features per sample, but {args.model} takes "

@@ -380,6 +380,12 @@ def test_regression_from_npz(capsys, tmp_path):
     assert out.strip() == f"test_loss: {result['train_loss']:.4f}"
     assert own(capsys, "predict", tmp_path / "m.npz", "--data", tmp_path / "r.npz", "--task", "regression",
                "--out", tmp_path / "p.csv")[0] == 0
+    np.savez(tmp_path / "r1.npz", X=X, y=Y[:, 0])
+    assert own(capsys, "train", "--data", tmp_path / "r1.npz", "--task", "regression", "--epochs", "1",
+               "--save", tmp_path / "m1.npz", "-q")[0] == 0
+    for command in (["evaluate"], ["predict", "--out", tmp_path / "q.csv"]):
+        assert_error(own(capsys, command[0], tmp_path / "m1.npz", "--data", tmp_path / "r1.npz", *command[1:]),
+                     "the model has 1 output, but a classifier has one per class", "pass --task regression")
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0] == "prediction_0,prediction_1" and len(lines) == 151
     np.testing.assert_allclose(np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1),
