@@ -46,7 +46,7 @@ def run_python(code, tmp_path, name="snippet.py"):
 
 
 EPOCH = re.compile(r"^Epoch (\d+)/10 - \S+s - loss: [\d.]+ - accuracy: [\d.]+ - val_loss: [\d.]+ - "
-                   r"val_accuracy: [\d.]+$", re.M)
+                   r"val_accuracy: [\d.]+(?: - .*)?$", re.M)  # then, say, the learning rate
 METRICS = re.compile(r"^\{'loss': ([\d.]+), 'accuracy': ([\d.]+)\}$", re.M)
 LABELS = re.compile(r"^\[\d( \d){4}\] \[\d( \d){4}\]$", re.M)
 
