@@ -151,6 +151,12 @@ def _add_train(subparsers, common):
     out = p.add_argument_group("output")
     out.add_argument("--save", metavar="PATH",
                      help="write the trained model here (.npz, atomically; nothing is written if training fails)")
+    out.add_argument("--checkpoint", metavar="PATH",
+                     help="after every epoch, write everything needed to continue here (atomically); Ctrl-C "
+                          "keeps the last completed epoch")
+    out.add_argument("--resume", action="store_true",
+                     help="continue from --checkpoint if it exists, ending exactly where an uninterrupted run "
+                          "would (same command, same --seed)")
     out.add_argument("--plot", metavar="PATH",
                      help="draw the learning curves here (.png, .svg or .pdf; needs matplotlib: "
                           "pip install 'fastnn[plot]')")
@@ -504,7 +510,9 @@ def _train(args, say):
     if args.momentum is not None and args.optimizer != "sgd":
         raise _UsageError(f"--momentum applies only to --optimizer sgd, not {args.optimizer}")
     _check_data_options(args)
-    for option, path in (("--save", args.save), ("--plot", args.plot)):
+    if args.resume and args.checkpoint is None:
+        raise _UsageError("--resume needs --checkpoint PATH (the file an earlier --checkpoint run wrote)")
+    for option, path in (("--save", args.save), ("--plot", args.plot), ("--checkpoint", args.checkpoint)):
         if path is not None:
             _check_out_path(path, option)
     if args.plot is not None:
@@ -532,7 +540,18 @@ def _train(args, say):
             history = model.fit(X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
                                 batch_size=args.batch_size, validation_split=args.validation_split,
                                 early_stopping=args.early_stopping, seed=int(seeds[-1].generate_state(1)[0]),
-                                verbose=args.verbose)
+                                verbose=args.verbose, checkpoint=args.checkpoint, resume=args.resume)
+    except KeyboardInterrupt as exc:
+        # fit put the model back to its last completed epoch, which the checkpoint (if any) holds too.
+        history = getattr(exc, "history", None)
+        done = len(history.epoch) if history is not None else 0
+        if args.save is not None and done:
+            model.save(args.save)
+            say(f"interrupted: saved the model after {done} completed epoch{'s' * (done != 1)} to {args.save}")
+        if args.checkpoint is not None and done:
+            say(f"interrupted: the checkpoint {args.checkpoint} holds epoch {done}; continue with the same "
+                "command and --resume")
+        raise
     except FloatingPointError as exc:
         raise _Failure(f"training diverged: {exc}" + ("; nothing was saved" if args.save else "")) from None
     seconds = time.perf_counter() - start

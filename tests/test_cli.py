@@ -510,3 +510,35 @@ def test_readme_command_lines_parse():
         if argv[0] == "COMMAND":
             continue
         build_parser().parse_args(argv)  # exits 2, failing the test, on an unknown option or a bad value
+
+
+def test_train_ctrl_c_keeps_the_work_and_resume_finishes_it(tmp_path):
+    """SIGINT mid-run: exit 130, the model of the last completed epoch saved, the checkpoint named; the same
+    command with --resume ends with exactly the weights of an uninterrupted run."""
+    import signal
+    import time
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20_000, 20)).astype(np.float32)
+    np.savez(tmp_path / "train.npz", X=X, y=(X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 1))
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+
+    def train(tag, *extra):
+        return [sys.executable, "-m", "fastnn", "train", "--data", str(tmp_path / "train.npz"), "--hidden", "64,64",
+                "--epochs", "60", "--batch-size", "16", "--seed", "1", "--save", str(tmp_path / f"{tag}.npz"),
+                "--checkpoint", str(tmp_path / f"{tag}.ckpt"), *extra]
+
+    subprocess.run(train("reference"), env=env, check=True, capture_output=True, timeout=600)
+    proc = subprocess.Popen(train("run"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "run.ckpt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted: saved the model after" in out + err and "--resume" in out + err
+    interrupted = fn.load(tmp_path / "run.npz")  # the last completed epoch, written whole
+    assert all(np.isfinite(p.data).all() for p in interrupted.parameters())
+    subprocess.run(train("run", "--resume"), env=env, check=True, capture_output=True, timeout=600)
+    for a, b in zip(fn.load(tmp_path / "run.npz").parameters(), fn.load(tmp_path / "reference.npz").parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
