@@ -32,6 +32,9 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "kernel_ci: small fixed-shape kernel pairs timed by scripts/check_kernel_ratios.py")
+    config.addinivalue_line(
+        "markers", "workload_ci: shuffled-epoch and predict pairs timed by scripts/check_kernel_ratios.py")
+    config.addinivalue_line("markers", "slow: seconds or more even under --benchmark-disable (CI runs -m slow)")
 
 
 def thread_settings():

@@ -6,8 +6,10 @@ into markdown and, optionally, a chart. ``fastnn bench`` and ``scripts/bench_rep
 
 Kernel rows pair the Numba and NumPy twins of one case and shape by ``extra_info`` (written by
 ``benchmarks/test_bench_kernels.py``); epoch rows put fastnn, the NumPy reference and PyTorch side by side per batch
-size (``benchmarks/test_bench_epoch.py``); any other benchmark (e.g. the sklearn-API fits) is listed by group and
-median. All times are medians, and a ratio only ever divides two medians of the same run.
+size (``benchmarks/test_bench_epoch.py``); workload rows (``benchmarks/test_bench_workloads.py``) put fastnn, its
+NumPy twin, PyTorch and scikit-learn beside the sgemm floor per shape, batch and order, plus ``predict`` and start-up;
+any other benchmark (e.g. the sklearn-API fits) is listed by group and median. All times are medians, and a ratio
+only ever divides two medians of the same run.
 """
 import argparse
 import collections
@@ -19,11 +21,15 @@ import sys
 from pathlib import Path
 
 __all__ = ["BenchError", "SUITES", "check_dependencies", "find_bench_dir", "run", "load", "kernel_pairs",
-           "kernel_table", "epoch_rows", "epoch_table", "other_table", "report", "plot", "render", "main"]
+           "kernel_table", "epoch_rows", "epoch_table", "sgemm_rates", "workload_rows", "workload_table",
+           "other_table", "report", "plot", "render", "main"]
 
 FRAMEWORKS = ("fastnn", "numpy", "torch")
+WORKLOAD_FRAMEWORKS = ("fastnn", "numpy", "torch", "sklearn")
+_NAMES = {"fastnn": "fastnn", "numpy": "NumPy twin", "torch": "PyTorch", "sklearn": "scikit-learn"}
 # What each suite runs, relative to the benchmarks directory ("." is all of it).
-SUITES = {"kernels": "test_bench_kernels.py", "epoch": "test_bench_epoch.py", "all": "."}
+SUITES = {"kernels": "test_bench_kernels.py", "epoch": "test_bench_epoch.py", "workloads": "test_bench_workloads.py",
+          "all": "."}
 _PYTEST_STATUS = {1: "some benchmarks failed", 2: "interrupted", 5: "no benchmark matched the selection"}
 
 
@@ -69,12 +75,13 @@ def run(json_path, suite="kernels", bench_dir=None, *, k=None, threads=None, pyt
     """Time one suite with pytest-benchmark in a subprocess, writing its JSON to ``json_path``.
 
     Runs ``python -m pytest <bench_dir>/<suite file> --benchmark-enable --benchmark-json=<json_path> -q
-    -p no:cacheprovider [-k K] [pytest_args]`` from the repository root (so its ``pyproject.toml`` applies).
+    -p no:cacheprovider -m "slow or not slow" [-k K] [pytest_args]`` from the repository root (so its
+    ``pyproject.toml`` applies; the ``-m`` keeps the rows a correctness run marks ``slow``).
 
     Parameters
     ----------
     json_path : str or path
-    suite : {"kernels", "epoch", "all"}
+    suite : {"kernels", "epoch", "workloads", "all"}
     bench_dir : str or path, optional
         See :func:`find_bench_dir`.
     k : str, optional
@@ -91,7 +98,7 @@ def run(json_path, suite="kernels", bench_dir=None, *, k=None, threads=None, pyt
     bench_dir = find_bench_dir(bench_dir, suite)
     cmd = [sys.executable, "-m", "pytest", str(bench_dir / SUITES[suite]), "--benchmark-enable",
            f"--benchmark-json={Path(json_path).resolve()}", "--benchmark-columns=median,iqr,rounds", "-q",
-           "-p", "no:cacheprovider", *(["-k", k] if k else []), *pytest_args]
+           "-p", "no:cacheprovider", "-m", "slow or not slow", *(["-k", k] if k else []), *pytest_args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # pytest's lines arrive as they are written, not in blocks
     if threads is not None:
         env["FASTNN_BENCH_THREADS"] = str(threads)
@@ -183,7 +190,7 @@ def epoch_rows(benchmarks):
     by_batch = {}
     for b in benchmarks:
         info = b.get("extra_info", {})
-        if info.get("framework") not in FRAMEWORKS:
+        if info.get("framework") not in FRAMEWORKS or "workload" in info:
             continue
         row = by_batch.setdefault(info["batch"], {"batch": info["batch"]})
         if "peak_extra_mib" in info:
@@ -193,7 +200,8 @@ def epoch_rows(benchmarks):
             row["samples"] = info.get("samples")
             row["flop"] = info.get("flop")
     peaks = [b["extra_info"]["flop"] / b["stats"]["median"] / 1e9 for b in benchmarks
-             if "sgemm" in b.get("extra_info", {}) and b["stats"]["median"] > 0]
+             if "sgemm" in b.get("extra_info", {}) and b["extra_info"].get("kind") != "sgemm"
+             and b["stats"]["median"] > 0]
     rows = [by_batch[k] for k in sorted(by_batch)]
     for r in rows:
         for other in FRAMEWORKS[1:]:
@@ -230,9 +238,102 @@ def epoch_table(benchmarks):
     return "\n".join(out) + "\n" if out else ""
 
 
+def sgemm_rates(benchmarks):
+    """``{threads: GFLOP/s}`` of the workload suite's sgemm-floor benchmarks (median time of each)."""
+    return {b["extra_info"]["threads"]: b["extra_info"]["flop"] / b["stats"]["median"] / 1e9 for b in benchmarks
+            if b.get("extra_info", {}).get("kind") == "sgemm" and b["stats"]["median"] > 0}
+
+
+def workload_rows(benchmarks):
+    """One dict per row of ``benchmarks/test_bench_workloads.py``, in the order rows first appear.
+
+    Keys: ``kind`` (``"epoch"``, ``"predict1"``, ``"predict"``, ``"startup"``), ``workload``, ``layers``,
+    ``batch``, ``order``, ``threads``, ``samples``, ``flop``; per framework ``{fw}_s`` (median seconds),
+    ``{fw}_min``, ``{fw}_max``, ``{fw}_rounds`` and, for single-row predicts, ``{fw}_p50_us``/``{fw}_p90_us``;
+    with an sgemm benchmark at the row's thread count, ``floor_s`` (the row's GEMM FLOPs at that rate) and
+    ``fastnn/floor``; ``fastnn/{fw}`` for every other framework timed.
+    """
+    rates = sgemm_rates(benchmarks)
+    rows = {}
+    for b in benchmarks:
+        info = b.get("extra_info", {})
+        if "workload" not in info or info.get("framework") not in WORKLOAD_FRAMEWORKS:
+            continue
+        key = (info["kind"], info["workload"], info.get("batch"), info.get("order"))
+        row = rows.setdefault(key, {k: info.get(k) for k in ("kind", "workload", "layers", "batch", "order",
+                                                             "samples", "flop")})
+        fw, st = info["framework"], b["stats"]
+        row.update({f"{fw}_s": st["median"], f"{fw}_min": st["min"], f"{fw}_max": st["max"],
+                    f"{fw}_rounds": st["rounds"]})
+        for q in ("p50_us", "p90_us"):
+            if q in info:
+                row[f"{fw}_{q}"] = info[q]
+        if fw == "fastnn" or "threads" not in row:
+            row["threads"] = info.get("threads")
+    out = list(rows.values())
+    for r in out:
+        if r.get("flop") and rates.get(r["threads"]):
+            r["floor_s"] = r["flop"] / rates[r["threads"]] / 1e9
+        if r.get("fastnn_s"):
+            if r.get("floor_s"):
+                r["fastnn/floor"] = r["fastnn_s"] / r["floor_s"]
+            for fw in WORKLOAD_FRAMEWORKS[1:]:
+                if r.get(f"{fw}_s"):
+                    r[f"fastnn/{fw}"] = r["fastnn_s"] / r[f"{fw}_s"]
+    return out
+
+
+def _spread(r, fw, scale=1.0, digits=3):
+    if f"{fw}_s" not in r:
+        return "–"
+    return (f"{_fmt(r[f'{fw}_s'] * scale, digits)} ({_fmt(r[f'{fw}_min'] * scale, 2)}–"
+            f"{_fmt(r[f'{fw}_max'] * scale, 2)})")
+
+
+def workload_table(benchmarks):
+    """Markdown tables of the workload suite: epochs, predict and start-up, each framework's median with its
+    min–max over rounds, the sgemm floor of the same run and the ratios (below 1: fastnn is faster)."""
+    rows = workload_rows(benchmarks)
+    rates = sgemm_rates(benchmarks)
+    out = []
+    if rates:
+        out.append("sgemm 2048³, same run: " + ", ".join(f"{rates[t]:.1f} GFLOP/s at {t} thread{'s' * (t > 1)}"
+                                                         for t in sorted(rates)) + "\n")
+    ratios = ("fastnn/floor", "fastnn/torch", "fastnn/sklearn", "fastnn/numpy")
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    if epochs:
+        out += ["| workload | layers | batch | order | threads | " + " | ".join(
+                    f"{_NAMES[f]} (s)" for f in WORKLOAD_FRAMEWORKS) + " | floor (s) | " + " | ".join(ratios) + " |",
+                "|---|---|---:|---|---:|" + "---:|" * (len(WORKLOAD_FRAMEWORKS) + 1 + len(ratios))]
+        out += [f"| {r['workload']} | {r['layers']} | {r['batch']} | {r['order']} | {r['threads']} | "
+                + " | ".join(_spread(r, f) for f in WORKLOAD_FRAMEWORKS) + f" | {_fmt(r.get('floor_s'), 3)} | "
+                + " | ".join(_fmt(r.get(k), 3) for k in ratios) + " |" for r in epochs]
+    single = [r for r in rows if r["kind"] == "predict1"]
+    if single:
+        fws = [f for f in WORKLOAD_FRAMEWORKS if any(f"{f}_s" in r for r in single)]
+        out += ["", "| predict, one row | threads | " + " | ".join(f"{_NAMES[f]} p50 / p90 (µs)" for f in fws)
+                + " | fastnn/torch (p50) | fastnn/numpy (p50) |", "|---|---:|" + "---:|" * (len(fws) + 2)]
+        out += [f"| {r['layers']} | {r['threads']} | " + " | ".join(
+                    f"{_fmt(r.get(f'{f}_p50_us'), 3)} / {_fmt(r.get(f'{f}_p90_us'), 3)}" for f in fws)
+                + f" | {_fmt(r.get('fastnn/torch'), 3)} | {_fmt(r.get('fastnn/numpy'), 3)} |" for r in single]
+    batch = [r for r in rows if r["kind"] == "predict"]
+    if batch:
+        fws = [f for f in WORKLOAD_FRAMEWORKS if any(f"{f}_s" in r for r in batch)]
+        out += ["", "| predict | rows | threads | " + " | ".join(f"{_NAMES[f]} (ms)" for f in fws)
+                + " | floor (ms) | fastnn/floor | fastnn/torch |", "|---|---:|---:|" + "---:|" * (len(fws) + 3)]
+        out += [f"| {r['layers']} | {r['batch']} | {r['threads']} | " + " | ".join(_spread(r, f, 1e3) for f in fws)
+                + f" | {_fmt(r['floor_s'] * 1e3 if r.get('floor_s') else None, 3)} | "
+                  f"{_fmt(r.get('fastnn/floor'), 3)} | {_fmt(r.get('fastnn/torch'), 3)} |" for r in batch]
+    startup = [r for r in rows if r["kind"] == "startup"]
+    if startup:
+        out += ["", "| start-up, import -> trained | fastnn (s) | rounds |", "|---|---:|---:|"]
+        out += [f"| {r['workload']} | {_spread(r, 'fastnn')} | {r['fastnn_rounds']} |" for r in startup]
+    return "\n".join(out) + "\n" if out else ""
+
+
 def other_table(benchmarks):
     """Markdown table (median s) of benchmarks that are neither kernel pairs nor epochs, e.g. the sklearn fits."""
-    rows = [b for b in benchmarks if not {"backend", "sgemm"} & set(b.get("extra_info", {}))
+    rows = [b for b in benchmarks if not {"backend", "sgemm", "workload"} & set(b.get("extra_info", {}))
             and b.get("extra_info", {}).get("framework") not in FRAMEWORKS]
     if not rows:
         return ""
@@ -243,13 +344,17 @@ def other_table(benchmarks):
 
 
 def report(benchmarks, suite=None):
-    """The markdown report: each non-empty table of :func:`kernel_table`, :func:`epoch_table` and
-    :func:`other_table` under a heading ("" if none has a row). ``suite`` as in :func:`kernel_pairs`."""
+    """The markdown report: each non-empty table of :func:`kernel_table`, :func:`epoch_table`,
+    :func:`workload_table` and :func:`other_table` under a heading ("" if none has a row). ``suite`` as in
+    :func:`kernel_pairs`."""
     sections = []
     if kernels := kernel_table(benchmarks, suite):
         sections.append("## Kernels (median ms; Numba/NumPy < 1 means Numba is faster)\n\n" + kernels)
     if epochs := epoch_table(benchmarks):
         sections.append("## One epoch (median s; ratios < 1 mean fastnn is faster)\n\n" + epochs)
+    if workloads := workload_table(benchmarks):
+        sections.append("## Workloads (median (min–max over rounds); ratios < 1 mean fastnn is faster)\n\n"
+                        + workloads)
     if others := other_table(benchmarks):
         sections.append("## Other benchmarks (median s)\n\n" + others)
     return "\n".join(sections)
@@ -257,12 +362,15 @@ def report(benchmarks, suite=None):
 
 # -- drawing ---------------------------------------------------------------------------------------------
 def plot(benchmarks, path, suite=None):
-    """Write a PNG: Numba/NumPy ratio per kernel case (log scale, line at 1) and, if timed, s/epoch per batch."""
+    """Write a PNG: Numba/NumPy ratio per kernel case (log scale, line at 1), s/epoch per batch, and each
+    framework's time over the sgemm floor per workload row (log scale, line at the floor), for what was timed."""
     pairs = sorted(kernel_pairs(benchmarks, suite), key=lambda r: (r["case"], r["batch"] or 0, r["shape"]))
     epochs = [r for r in epoch_rows(benchmarks) if any(f"{f}_s" in r for f in FRAMEWORKS)]
-    panels = [p for p in ("kernels", "epochs") if {"kernels": pairs, "epochs": epochs}[p]]
+    floored = [r for r in workload_rows(benchmarks) if r.get("floor_s") and r["kind"] != "predict1"]
+    panels = [p for p in ("kernels", "epochs", "workloads")
+              if {"kernels": pairs, "epochs": epochs, "workloads": floored}[p]]
     if not panels:
-        raise BenchError("no kernel pairs or epoch timings to plot")
+        raise BenchError("no kernel pairs, epoch or workload timings to plot")
     check_dependencies(png=True)
     # Imported here: matplotlib is an optional extra, and slow to import. Agg draws files without a display.
     import matplotlib
@@ -270,7 +378,8 @@ def plot(benchmarks, path, suite=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    heights = [max(2.0, 0.18 * len(pairs)) if p == "kernels" else 3.0 for p in panels]
+    heights = [max(2.0, 0.18 * len(pairs)) if p == "kernels" else max(3.0, 0.45 * len(floored))
+               if p == "workloads" else 3.0 for p in panels]
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, sum(heights) + 1), squeeze=False,
                              gridspec_kw={"height_ratios": heights})
     for ax, panel in zip(axes[:, 0], panels):
@@ -285,6 +394,22 @@ def plot(benchmarks, path, suite=None):
             ax.axvline(1.0, color="black", linewidth=0.8)
             ax.set_xlabel("median time Numba / NumPy (lower is faster; < 1: Numba wins)")
             ax.set_title("fastnn kernels: Numba vs NumPy twin")
+        elif panel == "workloads":
+            width = 0.8 / len(WORKLOAD_FRAMEWORKS)
+            for k, fw in enumerate(WORKLOAD_FRAMEWORKS):
+                ys = [i + (k - 1.5) * width for i, r in enumerate(floored) if f"{fw}_s" in r]
+                xs = [r[f"{fw}_s"] / r["floor_s"] for r in floored if f"{fw}_s" in r]
+                if xs:
+                    ax.barh(ys, xs, width, label=_NAMES[fw])
+            labels = [f"{r['workload']} {r['layers']} bs={r['batch']}" + (f" {r['order']}" if r.get("order") else "")
+                      + (" predict" if r["kind"] == "predict" else "") for r in floored]
+            ax.set_yticks(range(len(floored)), labels, fontsize=7)
+            ax.set_ylim(len(floored) - 0.5, -0.5)
+            ax.set_xscale("log")
+            ax.axvline(1.0, color="black", linewidth=0.8)
+            ax.set_xlabel("median time / sgemm floor of the same run (1 = all GEMM FLOPs at the 2048³ sgemm rate)")
+            ax.set_title("workloads: time over the floor (lower is faster)")
+            ax.legend(fontsize=7)
         else:
             width = 0.8 / len(FRAMEWORKS)
             for k, fw in enumerate(FRAMEWORKS):
@@ -310,7 +435,7 @@ def render(json_path, out_md=None, out_png=None, kernel_suite=None):
     benchmarks = load(json_path)
     text = report(benchmarks, kernel_suite)
     if not text:
-        raise BenchError(f"{json_path}: no fastnn kernel or epoch benchmarks found")
+        raise BenchError(f"{json_path}: no fastnn kernel, epoch or workload benchmarks found")
     if out_md is not None:
         Path(out_md).write_text(text)
     if out_png is not None:

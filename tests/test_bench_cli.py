@@ -96,7 +96,7 @@ def test_script_renders_the_same_markdown(bench_json, tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [(None, "No such file"), ("[1, 2", "not a JSON file"),
-                                              ('{"benchmarks": []}', "no fastnn kernel or epoch benchmarks")])
+                                              ('{"benchmarks": []}', "no fastnn kernel, epoch or workload benchmarks")])
 def test_from_json_errors_exit_1(capsys, tmp_path, content, message):
     path = tmp_path / "in.json"
     if content is not None:
@@ -151,3 +151,46 @@ def test_tiny_real_run(capsys, tmp_path):
     assert out == out_md.read_text().rstrip("\n") + "\n"
     [row] = [line for line in out.splitlines() if line.startswith("| relu_backward |")]
     assert row.startswith("| relu_backward | 128 | 16 |") and float(row.split("|")[-2]) > 0
+
+
+def workload(kind, workload_name, framework, median, batch, threads=2, order=None, flop=None, **extra):
+    """One entry as benchmarks/test_bench_workloads.py records it."""
+    return {"group": f"workload {workload_name}", "name": f"test_workload[{workload_name}-{framework}]",
+            "stats": stats(median), "extra_info": {"kind": kind, "workload": workload_name, "layers": "784-128-64-10",
+                                                   "framework": framework, "batch": batch, "order": order,
+                                                   "samples": 60000, "threads": threads, "flop": flop, **extra}}
+
+
+def test_workload_tables_and_chart(tmp_path):
+    """Floors come from the sgemm at the row's thread count; ratios divide medians; predict rows show p50/p90."""
+    floor_flop = 2 * 2048**3  # 0.1718 s at 100 GFLOP/s (2 threads) and 0.3436 s at 50 (1 thread)
+    benchmarks = [
+        {"group": "sgemm floor", "name": "test_sgemm_floor[2]", "stats": stats(floor_flop / 100e9),
+         "extra_info": {"kind": "sgemm", "sgemm": 2048, "threads": 2, "flop": floor_flop}},
+        {"group": "sgemm floor", "name": "test_sgemm_floor[1]", "stats": stats(floor_flop / 50e9),
+         "extra_info": {"kind": "sgemm", "sgemm": 2048, "threads": 1, "flop": floor_flop}},
+        workload("epoch", "fmnist", "fastnn", 0.5, 64, order="shuffled", flop=25e9),  # floor 0.25 s at 2 threads
+        workload("epoch", "fmnist", "torch", 2.0, 64, order="shuffled", flop=25e9),
+        workload("epoch", "fmnist", "numpy", 1.0, 64, order="shuffled", flop=25e9),
+        workload("epoch", "fmnist", "sklearn", 4.0, 64, order="shuffled", flop=25e9),
+        workload("epoch", "fmnist", "fastnn", 0.5, 16, threads=1, order="in-order", flop=25e9),  # 0.5 s at 1 thread
+        workload("predict1", "fmnist", "fastnn", 10e-6, 1, threads=1, flop=2e5, p50_us=10.0, p90_us=12.0),
+        workload("predict1", "fmnist", "torch", 40e-6, 1, threads=1, flop=2e5, p50_us=40.0, p90_us=50.0),
+        workload("startup", "startup-cold", "fastnn", 3.0, None),
+    ]
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"benchmarks": benchmarks}))
+    text = bench.render(path, out_png=tmp_path / "w.png" if importlib.util.find_spec("matplotlib") else None)
+    assert "50.0 GFLOP/s at 1 thread, 100.0 GFLOP/s at 2 threads" in text
+    [row] = [line for line in text.splitlines() if line.startswith("| fmnist | 784-128-64-10 | 64 |")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[5:9] == ["0.5 (0.45–0.75)", "1 (0.9–1.5)", "2 (1.8–3)", "4 (3.6–6)"]
+    assert cells[9:] == ["0.25", "2", "0.25", "0.125", "0.5"]  # floor; fastnn/floor, /torch, /sklearn, /numpy
+    [row16] = [line for line in text.splitlines() if line.startswith("| fmnist | 784-128-64-10 | 16 |")]
+    assert "| 0.5 | 1 |" in row16  # floor at the one-thread rate, fastnn/floor 1
+    assert "| 784-128-64-10 | 1 | 10 / 12 | 40 / 50 | 0.25 |" in text
+    assert "| startup-cold | 3 (2.7–4.5) | 5 |" in text
+    assert "sgemm floor" not in text and "test_workload" not in text  # nothing left over as "other benchmarks"
+    assert bench.epoch_rows(bench.load(path)) == []  # workload rows are not mistaken for the epoch suite's
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "w.png").read_bytes()[:8] == PNG_MAGIC
