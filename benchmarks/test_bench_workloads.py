@@ -403,3 +403,41 @@ def test_workload_startup(request, benchmark, tmp_path_factory, state):
     benchmark.extra_info.update(kind="startup", workload=f"startup-{state}", framework="fastnn", state=state)
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
     benchmark.extra_info["child_seconds"] = seconds
+
+
+# -- the CI gate: fastnn against its NumPy twin in the same run ------------------------------------------
+CI_ROWS = 2_048
+
+
+@pytest.mark.workload_ci
+@pytest.mark.parametrize("backend", ("numba", "numpy"))
+@pytest.mark.parametrize("case", ("epoch_shuffled", "predict_1row"))
+def test_workload_ci(benchmark, threads, case, backend):
+    """A shuffled epoch (2,048 rows at batch 64) and a single-row predict of 784-128-64-10 on one kernel backend.
+
+    ``scripts/check_kernel_ratios.py`` divides the ``numba`` median by the ``numpy`` median of the same run and
+    holds the ratio against ``kernel_thresholds.json``, as it does for the kernels: a regression of the compiled
+    step's gather or of the predict path fails CI whatever the machine's speed.
+    """
+    X, y, _ = workload_data("fmnist", True)
+    X, y = X[:CI_ROWS], y[:CI_ROWS]
+    model, _ = _fmnist_model()
+    benchmark.group = f"ci:{case}"
+    benchmark.extra_info.update(case=case, kernel="fit" if case.startswith("epoch") else "predict", backend=backend,
+                                batch=64 if case.startswith("epoch") else 1, shape="784-128-64-10", suite="ci",
+                                dtype="float32", **threads())
+    with kernels.backend(backend):
+        if case == "epoch_shuffled":
+            optimizer, loss = fastnn.SGD(model.parameters(), lr=0.05), fastnn.SoftmaxCrossEntropy()
+
+            def epoch():
+                return model.fit(X, y, loss=loss, optimizer=optimizer, batch_size=64, shuffle=True, verbose=0)
+
+            epoch()  # compile
+            history = benchmark(epoch)
+            assert history.fast_path and np.isfinite(history.history["loss"][0])
+        else:
+            row = X[:1]
+            model.predict(row)
+            out = benchmark(model.predict, row)
+            assert out.shape == (1, 10) and np.isfinite(out).all()
