@@ -67,7 +67,7 @@ def linear_forward(X, W, b, act, alpha, out):
         for i in range(n):
             for j in range(m):
                 v = out[i, j] + b[j]
-                out[i, j] = v if v > 0 else 0
+                out[i, j] = 0 if v <= 0 else v  # NaN propagates, as np.maximum in the twin
     elif act == SIGMOID:
         for i in range(n):
             for j in range(m):
