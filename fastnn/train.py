@@ -4,6 +4,7 @@ The work of a run of batches is one call, ``run(order, b0, b1)``, built once per
 ``fit``: the compiled step of :mod:`fastnn.fused` when the model, loss and
 optimizer allow it, else the general layer-by-layer path here.
 """
+import collections
 import contextlib
 import math
 import os
@@ -11,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 
 import numpy as np
 
@@ -482,11 +484,51 @@ def probabilities(outputs, kind):
 
 def predict(model, X, batch_size=1024):
     """Model outputs for ``X`` in batches; no layer keeps a reference to ``X`` afterwards."""
-    X = check_matrix(X, "X", n_features=model.n_features_in, dtype=model.dtype)
-    return _predict(model, X, check_positive_int(batch_size, "batch_size"))
+    plan = _forward_plan(model)
+    # An array already in the model's dtype and layout needs only the finiteness check, and a finite sum of
+    # squares proves it (a NaN or inf makes it NaN or inf; an overflow only sends X to the full check).
+    if not (plan is not None and type(X) is np.ndarray and X.ndim == 2 and X.dtype == plan.Ws[0].dtype
+            and X.shape[0] and X.shape[1] == plan.Ws[0].shape[0] and X.flags.c_contiguous
+            and type(batch_size) is int and batch_size > 0 and math.isfinite(np.vdot(X, X))):
+        X = check_matrix(X, "X", n_features=model.n_features_in, dtype=model.dtype)
+        batch_size = check_positive_int(batch_size, "batch_size")
+    return _predict(model, X, batch_size, plan)
 
 
-def _predict(model, X, batch_size):
+class _Plan(collections.namedtuple("_Plan", "layers clears linears Ws bs acts alphas")):
+    """What ``mlp_forward`` needs for a model, and what tells whether it is still the model's."""
+
+
+_PLANS = weakref.WeakKeyDictionary()  # model -> _Plan
+
+
+def _forward_plan(model):
+    """The model's :class:`_Plan`, cached and rebuilt when its layers or their parameter arrays change; None
+    when the layers are not ([Dropout] Linear [activation])* (see :mod:`fastnn.fused`)."""
+    plan = _PLANS.get(model)
+    if plan is not None and plan.layers == model.layers and all(
+            lin.W.data is W and lin.b.data is b for lin, W, b in zip(plan.linears, plan.Ws, plan.bs)):
+        return plan
+    found = fused._plan(model)
+    if found is None:
+        return None
+    linears, acts, alphas, _ = found  # Dropout is the identity in inference
+    plan = _Plan(list(model.layers), [layer._clear_cache for layer in model.layers], linears,
+                 tuple([lin.W.data for lin in linears]), tuple([lin.b.data for lin in linears]), acts, alphas)
+    _PLANS[model] = plan
+    return plan
+
+
+def _predict(model, X, batch_size, plan=False):
+    """``predict`` on a checked ``X``; ``plan`` is ``_forward_plan(model)`` if the caller has it."""
+    plan = _forward_plan(model) if plan is False else plan
+    if plan is not None:  # one compiled call through every layer
+        for clear in plan.clears:  # inference keeps nothing alive
+            clear()
+        Ws = plan.Ws
+        work = np.empty((2, min(batch_size, X.shape[0]) * max([W.shape[1] for W in Ws[:-1]], default=0)), X.dtype)
+        out = np.empty((X.shape[0], Ws[-1].shape[1]), X.dtype)
+        return get_backend().mlp_forward(X, Ws, plan.bs, plan.acts, plan.alphas, work, out)
     previous = [layer.training for layer in model.layers]
     model.eval()  # inference: Dropout is the identity whatever mode the model was left in
     try:

@@ -252,3 +252,46 @@ def test_clip_grad_norm_matches_torch(scale):
         assert got == pytest.approx(expected, rel=1e-14)
         for mine, t in zip((dWs[0], dbs[0], dWs[1], dbs[1]), tensors):
             np.testing.assert_allclose(mine, t.grad.numpy(), rtol=1e-14)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.sampled_from([1, 2, 3, 4, 5, 9, 23]), chunk=st.integers(1, 10), depth=st.integers(1, 4),
+       dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1))
+def test_mlp_forward_matches_twin(n, chunk, depth, dtype, seed):
+    """Both twins' inference pass against each other, for batches on both sides of the compiled twin's
+    row-loop limit, chunks that do and do not divide the batch, every activation code, zero inputs (which
+    the row loop skips) and a network without hidden layers."""
+    rng = np.random.default_rng(seed)
+    sizes = [int(w) for w in rng.integers(1, 12, depth + 1)]
+    Ws = tuple((rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype) for a, b in zip(sizes[:-1], sizes[1:]))
+    bs = tuple(rng.standard_normal(b).astype(dtype) for b in sizes[1:])
+    acts = rng.choice(codes.ACTIVATION_CODES, depth).astype(np.int64)
+    alphas = rng.uniform(0.01, 1.5, depth)
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    X[rng.random(X.shape) < 0.4] = 0
+    width = max(sizes[1:-1], default=0)
+    outs = []
+    for module in (numba_cpu, numpy_ref):
+        out = np.full((n, sizes[-1]), np.nan, dtype)
+        assert module.mlp_forward(X, Ws, bs, acts, alphas, np.full((2, chunk * width), np.nan, dtype), out) is out
+        outs.append(out)
+    np.testing.assert_allclose(outs[0], outs[1], **tol(dtype))
+    a = X.astype(np.float64)  # and both against the layer-by-layer definition
+    for W, b, act, alpha in zip(Ws, bs, acts, alphas):
+        out = np.empty((n, W.shape[1]))
+        a = numpy_ref.linear_forward(a, W.astype(np.float64), b.astype(np.float64), act, alpha, out)
+    np.testing.assert_allclose(outs[1], a, **(tol(dtype) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)))
+
+
+@pytest.mark.parametrize("n", [1, 7])
+@pytest.mark.parametrize("module", [numba_cpu, numpy_ref])
+def test_mlp_forward_propagates_nan(module, n):
+    """A NaN input reaches the output through ReLU on both paths (the row loop and BLAS), as np.maximum does."""
+    rng = np.random.default_rng(0)
+    Ws = tuple(rng.standard_normal(s).astype(np.float32) for s in ((5, 4), (4, 3)))
+    bs = tuple(np.zeros(s, np.float32) for s in (4, 3))
+    X = rng.standard_normal((n, 5)).astype(np.float32)
+    X[0, 2] = np.nan
+    out = module.mlp_forward(X, Ws, bs, np.array([codes.RELU, codes.IDENTITY]), np.zeros(2),
+                             np.empty((2, 4 * n), np.float32), np.empty((n, 3), np.float32))
+    assert np.isnan(out[0]).all() and np.isfinite(out[1:]).all()

@@ -219,6 +219,56 @@ def test_predict_batches_and_caches_nothing(backend):
     assert model[0]._X is None and model[1]._y is None
 
 
+@pytest.mark.parametrize("n, batch_size", [(1, 1024), (3, 2), (50, 7), (50, 1024)])
+def test_predict_compiled_path_equals_layer_by_layer_float64(backend, n, batch_size):
+    """predict's one-call inference pass (rows one at a time or through BLAS, in chunks) against the layers'
+    own forward, in float64, for every fused activation."""
+    rng = np.random.default_rng(1)
+    f64 = dict(dtype=np.float64)
+    model = fn.Sequential(fn.Linear(6, 9, seed=0, **f64), fn.Tanh(), fn.Linear(9, 8, seed=1, **f64), fn.ReLU(),
+                          fn.Linear(8, 7, seed=2, **f64), fn.Sigmoid(), fn.Linear(7, 6, seed=3, **f64), fn.GELU(),
+                          fn.Linear(6, 5, seed=4, **f64), fn.ELU(alpha=0.7), fn.Linear(5, 4, seed=5, **f64),
+                          fn.LeakyReLU(0.05), fn.Linear(4, 3, seed=6, **f64))
+    X = rng.standard_normal((n, 6))
+    X[:, 0] = 0  # the single-row loop skips zero inputs
+    out = model.predict(X, batch_size=batch_size)
+    assert out.dtype == np.float64 and out.shape == (n, 3)
+    np.testing.assert_allclose(out, model._forward(X), rtol=1e-12, atol=1e-13)
+
+
+def test_predict_follows_changed_weights_and_layers(backend):
+    X, _ = _blobs(n=4)
+    model = _model()
+    first = model.predict(X)
+    model[0].W.data = model[0].W.data * 2  # a new array, as load() and astype() make
+    np.testing.assert_allclose(model.predict(X), model._forward(X), rtol=1e-6)
+    assert not np.allclose(model.predict(X), first)
+    model.layers.append(fn.Softmax())  # not a fused stack any more: layer by layer
+    probs = model.predict(X)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-6)
+
+
+@pytest.mark.parametrize("X, match", [
+    (np.full((1, 5), np.nan, np.float32), "contains NaN"),
+    (np.array([[1, 2, np.inf, 4, 5]], np.float32), "contains inf"),
+    (np.ones((1, 4), np.float32), "4 features per sample, expected 5"),
+    (np.ones((0, 5), np.float32), "empty batch"),
+])
+def test_predict_fast_path_still_validates(backend, X, match):
+    with pytest.raises(ValueError, match=match):
+        _model().predict(X)
+
+
+def test_predict_converts_what_the_fast_path_does_not_take(backend):
+    X, _ = _blobs(n=6)
+    model = _model()
+    expected = model.predict(X)
+    for other in (X.astype(np.float64), np.asfortranarray(X), X.tolist(), np.repeat(X, 2, axis=1)[:, ::2]):
+        np.testing.assert_allclose(model.predict(other), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.predict(X, batch_size=0)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(X=np.ones((10, 4))), ValueError, "4 features per sample, expected 5"),
     (dict(y=np.zeros(9, int)), ValueError, "9 labels but the prediction has 10 rows"),

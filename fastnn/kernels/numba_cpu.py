@@ -18,7 +18,8 @@ from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, RELU, SIGMOID, TANH
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
            "softmax_backward", "dropout", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse", "bce_logits", "bce",
-           "clip_grad_norm", "sgd_update", "adam_update", "activation_forward", "act_backward"]
+           "clip_grad_norm", "sgd_update", "adam_update", "activation_forward", "act_backward",
+           "mlp_forward"]
 
 # Registered by fastnn.kernels._blas at import: NumPy's cblas_?gemm, or an adapter to Numba's.
 _sgemm = nbtypes.ExternalFunction("fastnn_sgemm", gemm_sig(nbtypes.float32))
@@ -605,3 +606,48 @@ def act_backward(act, alpha, x, y, g):
                 t = math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))
                 dt = (1.0 - t * t) * 0.7978845608028654 * (1.0 + 3 * 0.044715 * v * v)
                 g[i, j] = g[i, j] * (0.5 * (1.0 + t) + 0.5 * v * dt)
+
+
+# -- inference ------------------------------------------------------------------------------------
+
+# Batches of up to this many rows skip BLAS in mlp_forward: sgemm packs all of W whatever the row
+# count, and for one row that costs several times the arithmetic (tests/test_kernels.py checks both paths).
+ROW_LOOP_MAX = 4
+
+
+@jit(fast=True)
+def _affine_rows(X, W, b, out):
+    """``out = X W + b`` one row at a time, ``out[i] = b + sum_k X[i, k] W[k]``: W is read once per row in
+    storage order and the inner loop over ``out[i]`` vectorises. Reading W is the cost, so the rows of W
+    that meet a zero input (half the pixels of an image, the units a ReLU switched off) are skipped; with
+    finite weights that changes nothing, as ``x + 0 w == x``."""
+    for i in range(X.shape[0]):
+        for j in range(W.shape[1]):
+            out[i, j] = b[j]
+        for k in range(X.shape[1]):
+            x = X[i, k]
+            if x != 0:
+                for j in range(W.shape[1]):
+                    out[i, j] += x * W[k, j]
+
+
+@jit
+def mlp_forward(X, Ws, bs, acts, alphas, work, out):
+    n, L = X.shape[0], len(Ws)
+    width = 1
+    for l in range(L - 1):
+        width = max(width, Ws[l].shape[1])
+    chunk = work.shape[1] // width if L > 1 else n
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        a = X[s:e]
+        for l in range(L):
+            w = Ws[l].shape[1]
+            dst = out[s:e] if l == L - 1 else work[l % 2, :(e - s) * w].reshape((e - s, w))
+            if e - s <= ROW_LOOP_MAX:
+                _affine_rows(a, Ws[l], bs[l], dst)
+                activation_forward(acts[l], alphas[l], dst, dst)
+            else:
+                linear_forward(a, Ws[l], bs[l], acts[l], alphas[l], dst)
+            a = dst
+    return out

@@ -15,7 +15,8 @@ from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, RELU, SIGMOID, TANH
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
            "softmax_backward", "dropout", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse", "bce_logits", "bce",
-           "clip_grad_norm", "sgd_update", "adam_update", "activation_forward", "act_backward"]
+           "clip_grad_norm", "sgd_update", "adam_update", "activation_forward", "act_backward",
+           "mlp_forward"]
 
 
 def matmul(A, B, out):
@@ -375,3 +376,34 @@ def act_backward(act, alpha, x, y, g):
         t = np.tanh(_GELU_C * (v + 0.044715 * v ** 3))
         dt = (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * v * v)
         np.multiply(g, 0.5 * (1 + t) + 0.5 * v * dt, out=g, casting="same_kind")
+
+
+def mlp_forward(X, Ws, bs, acts, alphas, work, out):
+    """Inference through ``L = len(Ws)`` layers: ``out = f_L(... f_1(X W_1 + b_1) ... W_L + b_L)``, each
+    ``f_l`` the activation code ``acts[l]`` fused as in :func:`linear_forward`.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, n_in), C-contiguous
+    Ws, bs : tuples of L ndarrays
+        ``Ws[l]`` of shape (n_in_l, n_out_l), ``bs[l]`` of shape (n_out_l,).
+    acts : ndarray of L int64 activation codes
+    alphas : ndarray of L float64
+        The activations' parameters (see :func:`linear_forward`).
+    work : ndarray of shape (2, chunk * w)
+        ``w`` the widest hidden layer: two buffers the hidden layers' outputs alternate between, each holding
+        ``chunk`` rows. Rows go through the network ``chunk`` at a time (all at once without hidden layers).
+    out : ndarray of shape (n, n_out_L)
+    """
+    n, last = X.shape[0], len(Ws) - 1
+    width = max([W.shape[1] for W in Ws[:-1]], default=1)
+    chunk = work.shape[1] // width if last else n
+    for s in range(0, n, chunk):
+        a = X[s:s + chunk]
+        m = a.shape[0]
+        for l in range(last + 1):
+            w = Ws[l].shape[1]
+            dst = out[s:s + chunk] if l == last else work[l % 2, :m * w].reshape(m, w)
+            linear_forward(a, Ws[l], bs[l], acts[l], alphas[l], dst)
+            a = dst
+    return out
