@@ -31,7 +31,7 @@ from bench_report import kernel_pairs, load  # noqa: E402  (sibling script, not 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = ROOT / "benchmarks" / "kernel_thresholds.json"
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                 "NUMBA_NUM_THREADS": "1", "FASTNN_BENCH_THREADS": "1"}
+                 "NUMBA_NUM_THREADS": "1", "FASTNN_BENCH_THREADS": "1", "FASTNN_BLAS_THREADS": "1"}
 
 
 def run_benchmarks(json_path, max_time=0.1):
