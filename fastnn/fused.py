@@ -9,8 +9,11 @@ Eligible: ``Linear`` layers, each optionally followed by one activation of ``lay
 a ``Sigmoid`` for ``BCELoss``); sample weights; ``SGD``, ``Adam`` or ``AdamW`` over exactly the model's
 parameters. Anything else trains through the layer-by-layer path in :mod:`fastnn.train`.
 """
+import sys
+
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS Numba's np.dot calls, so threadpoolctl can limit it)
+from numba.core import event
 from threadpoolctl import ThreadpoolController
 
 from fastnn._config import blas_threads
@@ -34,6 +37,25 @@ def _limit_blas(n_threads):
 
 # Exact types: a subclass may compute something else.
 _FUSABLE_ACTIVATIONS = tuple(cls for cls, _ in ACTIVATIONS.values())
+
+
+class _CompileNotice(event.Listener):
+    """Says on stderr, once per process, that fastnn is compiling: Numba's ``numba:compile`` event starts
+    only after a miss in its on-disk cache, so a cached step stays silent."""
+
+    said = False
+
+    def on_start(self, ev):
+        if not _CompileNotice.said:
+            _CompileNotice.said = True
+            print("fastnn: compiling the training step for this model (first run only: Numba caches it on disk)...",
+                  file=sys.stderr, flush=True)
+
+    def on_end(self, ev):
+        pass
+
+
+_NOTICE = _CompileNotice()
 
 
 def _plan(model):
@@ -119,7 +141,7 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
         keys[:] = [Dropout.stream_key(seed, l) for l in range(len(keys))]
         S1, S2 = (tuple([state[k] for k in by_model]) for state in spec.state)
         decays = np.array([spec.weight_decays[k] for k in by_model], np.float64)
-        with _limit_blas(threads):
+        with _limit_blas(threads), event.install_listener("numba:compile", _NOTICE):
             done = step.train_batches(X, Xraw, labels, dense, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops,
                                       keys, H, Z, D, G, dWs, dbs, loss_kind, spec.kind, rows, decays, S1, S2,
                                       spec.steps, losses, weights, correct)
