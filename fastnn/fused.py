@@ -12,7 +12,6 @@ parameters. Anything else trains through the layer-by-layer path in :mod:`fastnn
 import sys
 
 import numpy as np
-import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS Numba's np.dot calls, so threadpoolctl can limit it)
 from numba.core import event
 from threadpoolctl import ThreadpoolController
 

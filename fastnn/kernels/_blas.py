@@ -68,8 +68,6 @@ def _adapter(real, kind):
 
 def _numpy_cblas():
     """Addresses of NumPy's ILP64 ``cblas_sgemm``/``cblas_dgemm``, or None."""
-    import scipy.linalg.cython_blas  # noqa: F401  (Numba needs it for its own BLAS entry in any case)
-
     for info in threadpoolctl.threadpool_info():
         if info.get("user_api") != "blas":  # only NumPy's build exports the ILP64 names below
             continue
@@ -89,6 +87,9 @@ def _numpy_cblas():
 def _register():
     found = _numpy_cblas() if BLAS == "numpy" else None
     if found is None:
+        # Numba's BLAS entry is SciPy's; loaded only here (a third of fastnn's import time), and before any
+        # step runs, so that threadpoolctl sees and limits it.
+        import scipy.linalg.cython_blas  # noqa: F401
         adapters = _adapter(nbt.float32, 115), _adapter(nbt.float64, 100)
         found = tuple(a.address for a in adapters)
         _register.keep = adapters  # the compiled callbacks must outlive this call
