@@ -238,3 +238,45 @@ def test_epoch_memory(benchmark, threads, data, init_params, framework):
     assert all(np.isfinite(p).all() for p in params)
     assert extra < dataset_mib + MEMORY_SLACK_MIB, \
         f"{framework}: one epoch took {extra:.1f} MiB above its baseline; target < {dataset_mib:.1f} + 64 MiB"
+
+
+# The compiled step's features, each against the plain epoch in the same run (shuffled batches of 64, fit's
+# default): a schedule, dropout and sample weights must keep the step's speed (History.fast_path stays True).
+FEATURES = {
+    "plain sgd": {},
+    "adam": {"optimizer": "adam"},
+    "adam + cosine schedule": {"optimizer": "adam", "schedule": True},
+    "dropout 0.2": {"dropout": 0.2},
+    "sample weights": {"weights": True},
+}
+
+
+@pytest.mark.parametrize("feature", FEATURES)
+def test_epoch_features(benchmark, threads, data, init_params, feature):
+    from fastnn import lr_scheduler  # noqa: PLC0415
+
+    X, y, _ = data
+    spec = FEATURES[feature]
+    weights = np.random.default_rng(1).random(X.shape[0]) if spec.get("weights") else None
+
+    def setup():
+        drop = [fastnn.Dropout(spec["dropout"])] if spec.get("dropout") else []
+        model = fastnn.Sequential(fastnn.Linear(784, 128), fastnn.ReLU(), *drop, fastnn.Linear(128, 64),
+                                  fastnn.ReLU(), *drop, fastnn.Linear(64, 10))
+        for p, value in zip(model.parameters(), init_params):
+            p.data[...] = value
+        opt = (fastnn.Adam(model.parameters(), lr=1e-3) if spec.get("optimizer") == "adam"
+               else fastnn.SGD(model.parameters(), lr=LR))
+        callbacks = [lr_scheduler.CosineAnnealingLR(opt, T_max=-(-X.shape[0] // 64), interval="batch")] \
+            if spec.get("schedule") else []
+        return (model, opt, callbacks), {}
+
+    def run(model, opt, callbacks):
+        return model.fit(X, y, loss=fastnn.SoftmaxCrossEntropy(), optimizer=opt, epochs=1, batch_size=64, seed=0,
+                         verbose=0, callbacks=callbacks, sample_weight=weights)
+
+    benchmark.group = "features[bs=64]"
+    _info(benchmark, threads, data, f"fastnn {feature}", 64)
+    history = benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    assert history.fast_path, f"{feature} left the compiled step"
+    assert np.isfinite(history.history["loss"][0])

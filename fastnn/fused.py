@@ -132,11 +132,12 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
         spec = optimizer.describe()
         rows = hyper[:b1 - b0]
         if after_step is None:
-            rows[:] = codes.pack_hyper({**spec.hyper, "clip_norm": clip_norm or 0.0})
+            rows[:] = codes.pack_hyper(spec.hyper)
         else:
             for i in range(b1 - b0):
-                codes.pack_hyper({**optimizer.describe().hyper, "clip_norm": clip_norm or 0.0}, rows[i])
+                codes.pack_hyper(optimizer.hyper(), rows[i])
                 after_step()
+        rows[:, codes.H_CLIP_NORM] = clip_norm or 0.0
         keys[:] = [Dropout.stream_key(seed, l) for l in range(len(keys))]
         S1, S2 = (tuple([state[k] for k in by_model]) for state in spec.state)
         decays = np.array([spec.weight_decays[k] for k in by_model], np.float64)

@@ -114,9 +114,15 @@ class Optimizer:
         """``self.lr``, checked: a scheduler or callback may have set it since the last call."""
         return _check_number(self.lr, "lr")
 
+    kind = None  # the codes.OPT_* update rule
+
+    def hyper(self):
+        """The hyper-parameters by their :data:`fastnn.kernels.codes.HYPER` names, as they are now (checked)."""
+        raise NotImplementedError
+
     def describe(self):
         """Return the :class:`StepSpec` the compiled step needs, from the current attributes."""
-        raise NotImplementedError
+        return StepSpec(self.kind, self.hyper(), self.weight_decays(), self._state_pair(), self._steps)
 
     def _buffers(self):
         """The state arrays by name, one list (one array per parameter) each."""
@@ -161,6 +167,8 @@ class SGD(Optimizer):
               p \\leftarrow p - \\eta\\,(g + \\mu b \\text{ if nesterov else } b)
     """
 
+    kind = codes.OPT_SGD
+
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params)
         self.lr = _check_number(lr, "lr")
@@ -179,13 +187,14 @@ class SGD(Optimizer):
     def _buffers(self):
         return {"momentum_buffer": self.buffers}
 
-    def describe(self):
+    def hyper(self):
         momentum = _check_number(self.momentum, "momentum")
         if self.nesterov and momentum == 0:
             raise ValueError("nesterov=True requires momentum > 0")
-        empty = [np.zeros(0, p.data.dtype) for p in self.params]
-        hyper = {"lr": self.current_lr(), "momentum": momentum, "nesterov": float(self.nesterov)}
-        return StepSpec(codes.OPT_SGD, hyper, self.weight_decays(), (self.buffers, empty), self._steps)
+        return {"lr": self.current_lr(), "momentum": momentum, "nesterov": float(self.nesterov)}
+
+    def _state_pair(self):
+        return self.buffers, [np.zeros(0, p.data.dtype) for p in self.params]
 
     def step(self):
         K, spec = get_backend(), self.describe()
@@ -202,6 +211,7 @@ class Adam(Optimizer):
               p \\leftarrow p - \\eta\\, \\hat m / (\\sqrt{\\hat v} + \\epsilon)
     """
 
+    kind = codes.OPT_ADAM
     decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
@@ -226,11 +236,13 @@ class Adam(Optimizer):
     def _buffers(self):
         return {"m": self.m, "v": self.v}
 
-    def describe(self):
+    def hyper(self):
         b1, b2 = self._check_betas(self.betas)
-        hyper = {"lr": self.current_lr(), "beta1": b1, "beta2": b2,
-                 "eps": _check_number(self.eps, "eps", low_open=True), "decoupled": float(self.decoupled)}
-        return StepSpec(codes.OPT_ADAM, hyper, self.weight_decays(), (self.m, self.v), self._steps)
+        return {"lr": self.current_lr(), "beta1": b1, "beta2": b2,
+                "eps": _check_number(self.eps, "eps", low_open=True), "decoupled": float(self.decoupled)}
+
+    def _state_pair(self):
+        return self.m, self.v
 
     def step(self):
         K, spec = get_backend(), self.describe()
