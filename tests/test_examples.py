@@ -22,8 +22,8 @@ def run_example(name, tmp_path, *args):
 
 def test_every_example_has_a_test():
     tested = {"quickstart.py", "gradcheck_loop.py", "sklearn_pipeline.py", "dask_search.py", "learning_curves.py",
-              "onnx_export.py"}
-    assert {p.name for p in EXAMPLES.glob("*.py")} <= tested | {"checkpoint_resume.py"}
+              "onnx_export.py", "checkpoint_resume.py"}
+    assert {p.name for p in EXAMPLES.glob("*.py")} <= tested
 
 
 def test_quickstart(tmp_path):
@@ -70,3 +70,9 @@ def test_onnx_export(tmp_path):
     difference = float(out.split("largest difference from model.predict: ")[1].split()[0])
     assert difference < 1e-5
     assert "labels agree with predict(): True" in out
+
+
+def test_checkpoint_resume(tmp_path):
+    out = run_example("checkpoint_resume.py", tmp_path)
+    assert "resumed at epoch 4 and trained to epoch 6" in out
+    assert "weights equal to the uninterrupted run: True" in out
