@@ -1,4 +1,4 @@
-"""``fastnn.sklearn.MLPClassifier.fit`` against its anchor, ``sklearn.neural_network.MLPClassifier.fit``.
+"""``fastnn.MLPClassifier.fit`` against its anchor, ``sklearn.neural_network.MLPClassifier.fit``.
 
 Both get the same hyper-parameters (784-128-64-10, ReLU, Adam at lr 1e-3, batch 64, alpha 1e-4); round ``r``
 of either uses ``random_state=r``, which gives both the same initial weights, and ``tol=0`` with a patience
@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 from sklearn import neural_network
 
-from fastnn import sklearn as fastnn_sklearn
+from fastnn import estimators
 from fastnn.datasets import load_fashion_mnist
 
 EPOCHS = 5
 PARAMS = dict(hidden_layer_sizes=(128, 64), solver="adam", learning_rate_init=1e-3, batch_size=64, alpha=1e-4,
               max_iter=EPOCHS, tol=0.0, n_iter_no_change=10 * EPOCHS, shuffle=True)
 SUBSET = dict(n_train=3000, n_test=2000, epochs=2)
-ESTIMATORS = {"fastnn": fastnn_sklearn.MLPClassifier, "sklearn": neural_network.MLPClassifier}
+ESTIMATORS = {"fastnn": estimators.MLPClassifier, "sklearn": neural_network.MLPClassifier}
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""fastnn.sklearn: scikit-learn's estimator checks, equivalence with scikit-learn's MLP, and workflows."""
+"""fastnn.estimators: scikit-learn's estimator checks, equivalence with scikit-learn's MLP, and workflows."""
 import warnings
 
 import numpy as np
@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import fastnn
-from fastnn.sklearn import MLPClassifier, MLPRegressor
+from fastnn.estimators import MLPClassifier, MLPRegressor
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
