@@ -42,8 +42,10 @@ from sklearn.utils import check_random_state, gen_batches, shuffle
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from threadpoolctl import ThreadpoolController
 
 from fastnn import layers as _layers
+from fastnn._config import blas_threads
 from fastnn._validation import FLOAT_DTYPES
 from fastnn.kernels import get_backend
 from fastnn.layers import Linear, ReLU, Sigmoid, Tanh
@@ -58,6 +60,17 @@ _STOCHASTIC = ("sgd", "adam")
 _SPARSE_ROWS = 2048  # rows of a sparse X densified at a time by the full-batch (lbfgs) loss and predict
 _NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and "
               "need to be preprocessed.")
+
+
+_controller = None
+
+
+def _limit_blas(rows):
+    """BLAS threads as fastnn's training step sets them for GEMMs of ``rows`` rows (one below a threshold)."""
+    global _controller
+    if _controller is None:  # inspecting the loaded libraries costs milliseconds: once per process
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=blas_threads(rows), user_api="blas")
 
 
 def _real(low, high=np.inf, low_open=False, high_open=False):
@@ -412,7 +425,8 @@ class _BaseMLP(BaseEstimator):
         if self.solver in _STOCHASTIC:
             self._fit_stochastic(X, y, sample_weight, incremental)
         else:
-            self._fit_lbfgs(X, y, sample_weight, layer_units)
+            with _limit_blas(X.shape[0]):
+                self._fit_lbfgs(X, y, sample_weight, layer_units)
         if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
             raise ValueError(_NONFINITE)
         return self
@@ -426,6 +440,8 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"sample_weight must be a scalar or of shape ({n},), got shape {w.shape}")
         if not np.isfinite(w).all() or (w < 0).any():
             raise ValueError("sample_weight must be finite and non-negative")
+        if not w.any():
+            raise ValueError("sample_weight must contain at least one non-zero weight")
         return w
 
     def _fit_lbfgs(self, X, y, sample_weight, layer_units):
@@ -536,11 +552,13 @@ class _BaseMLP(BaseEstimator):
                 if compiled is not None:
                     loss = compiled.epoch(int(self._random_state.randint(np.iinfo(np.int32).max)))
                     if loss is None:  # diverged: redo the epoch here, where (as in scikit-learn) NaN goes on
-                        compiled = None
+                        compiled, self.fast_path_ = None, False
                 if loss is None:
                     if self.shuffle:
                         sample_idx = shuffle(sample_idx, random_state=self._random_state)
-                    loss = self._epoch(X_train, y_train, sw_train, sample_idx if self.shuffle else None, batch_size)
+                    with _limit_blas(batch_size):
+                        loss = self._epoch(X_train, y_train, sw_train, sample_idx if self.shuffle else None,
+                                           batch_size)
                 self.n_iter_ += 1
                 self.loss_ = loss
                 self.t_ += n
@@ -745,7 +763,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     best_validation_score_, t_, n_iter_, n_layers_, n_outputs_, out_activation_, n_features_in_ :
         As in scikit-learn. ``coefs_``/``intercepts_`` may be assigned.
     fast_path_ : bool
-        Whether the last ``fit``/``partial_fit`` ran fastnn's compiled training step (else the per-op kernels).
+        Whether every epoch of the last ``fit``/``partial_fit`` ran on fastnn's compiled training step (else
+        some or all ran batch by batch on the per-op kernels, or on L-BFGS).
     model_ : fastnn.Sequential
         The network without its output activation, sharing ``coefs_``/``intercepts_``.
     """
