@@ -297,7 +297,8 @@ class _BaseMLP(BaseEstimator):
                 self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
 
     def _params_dtype(self):
-        return self.coefs_[0].dtype if np.asarray(self.coefs_[0]).dtype in FLOAT_DTYPES else np.dtype(np.float64)
+        dtype = np.asarray(self.coefs_[0]).dtype
+        return dtype if dtype in FLOAT_DTYPES else np.dtype(np.float64)
 
     def _own_params(self, dtype):
         """Make ``coefs_``/``intercepts_`` C-contiguous arrays of ``dtype`` (they may have been assigned)."""
