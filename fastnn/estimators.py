@@ -44,14 +44,14 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from threadpoolctl import ThreadpoolController
 
-from fastnn import layers as _layers
 from fastnn._config import blas_threads
 from fastnn._validation import FLOAT_DTYPES
-from fastnn.kernels import get_backend
+from fastnn.kernels import codes, get_backend
 from fastnn.layers import Linear, ReLU, Sigmoid, Tanh
-from fastnn.losses import MSELoss, SoftmaxCrossEntropy
+from fastnn.losses import BCEWithLogitsLoss, MSELoss, SoftmaxCrossEntropy
+from fastnn.lr_scheduler import LRScheduler
 from fastnn.model import Sequential
-from fastnn.optim import SGD
+from fastnn.optim import SGD, Adam
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -329,12 +329,12 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X):
         """Activations ``[X, h_1, ..., out]``: bias and hidden activation fused into each GEMM's epilogue."""
         K, act = get_backend(), _ACTIVATIONS[self.activation]
-        code = _layers.IDENTITY if act is None else act.code
+        code = codes.IDENTITY if act is None else act.code
         H = [X]
         last = len(self.coefs_) - 1
         for i, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):
             out = np.empty((H[-1].shape[0], W.shape[1]), W.dtype)
-            H.append(K.linear_forward(H[-1], W, b, code if i < last else _layers.IDENTITY, out))
+            H.append(K.linear_forward(H[-1], W, b, code if i < last else codes.IDENTITY, 0.0, out))
         _out_activation(self.out_activation_, H[-1])
         return H
 
@@ -345,7 +345,9 @@ class _BaseMLP(BaseEstimator):
             dX = np.empty_like(H[i]) if i > 0 else None
             K.linear_backward(H[i], self.coefs_[i], delta, coef_grads[i], intercept_grads[i], dX)
             if i > 0:
-                delta = dX if act is None else getattr(K, act._kernel + "_backward")(H[i], dX, dX)
+                if act is not None:  # relu, logistic and tanh derive from their output
+                    K.act_backward(act.code, 0.0, H[i], H[i], dX)
+                delta = dX
         return coef_grads, intercept_grads
 
     def _loss_grad(self, X, Y, sample_weight, coef_grads, intercept_grads):
