@@ -510,10 +510,11 @@ class _BaseMLP(BaseEstimator):
     def _compiled_step_applies(self, X, sample_weight):
         """Whether fastnn's compiled training step computes this fit exactly as scikit-learn's update would.
 
-        Adam differs in where epsilon goes; logistic/exp outputs and sample weights are not in the step yet.
+        The exp (Poisson) output has no loss on the step; with sample weights scikit-learn divides the L2
+        term by each batch's weight sum, the step by its fixed batch size; sparse rows are not gathered there.
         """
-        return (self.solver == "sgd" and self.out_activation_ in ("softmax", "identity")
-                and sample_weight is None and not sp.issparse(X))
+        return (self.out_activation_ in ("softmax", "identity", "logistic") and sample_weight is None
+                and not sp.issparse(X))
 
     def _fit_stochastic(self, X, y, sample_weight, incremental):
         params = self.coefs_ + self.intercepts_
@@ -660,47 +661,98 @@ class _BaseMLP(BaseEstimator):
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
 
-class _CompiledEpochs:
-    """Epochs of scikit-learn's SGD run by fastnn's compiled step (:meth:`fastnn.Sequential.fit`).
+class _AdamEpsilon(LRScheduler):
+    """Per-batch schedule making fastnn's Adam step scikit-learn's: ``eps_t = scale epsilon / sqrt(1 - b2^t)``.
 
-    The network is a :class:`fastnn.Sequential` sharing the estimator's arrays; scikit-learn's velocity
-    ``v`` becomes fastnn's momentum buffer ``-v / lr`` for the fit and back at the end. fastnn's loss
-    gradient is ``scale`` times scikit-learn's (``2 / n_outputs`` for the squared error), so the step's
-    learning rate is ``lr / scale`` and its weight decay ``scale alpha / batch_size``.
+    fastnn adds epsilon to ``sqrt(v_hat) = sqrt(v) / sqrt(1 - b2^t)``, scikit-learn to ``sqrt(v)``; the
+    compiled step describes the optimizer before each batch, so setting ``eps`` batch by batch is exact.
+    ``reset()`` before each ``fit`` call re-anchors the count on the optimizer's update counter.
+    """
+
+    def __init__(self, optimizer, epsilon):
+        self.epsilon, self._ahead = epsilon, -1
+        super().__init__(optimizer, "batch")
+
+    def _lr(self, epoch, lr):
+        return lr
+
+    def step(self):
+        self._ahead += 1
+        self.last_epoch += 1
+        self._set()
+
+    def reset(self):
+        self._ahead = 0
+        self._set()
+
+    def _set(self):
+        t = self.optimizer.t + 1 + self._ahead  # the update the next described batch makes
+        self.optimizer.eps = self.epsilon / np.sqrt(1 - self.optimizer.betas[1] ** t)
+
+
+class _CompiledEpochs:
+    """Epochs of scikit-learn's SGD or Adam run by fastnn's compiled step (:meth:`fastnn.Sequential.fit`).
+
+    The network is a :class:`fastnn.Sequential` sharing the estimator's arrays, each parameter its own group
+    so that only the weights decay. fastnn's loss gradient is ``scale`` times scikit-learn's (``2 / k`` for
+    the mean squared error, ``1 / k`` for the binary cross-entropy, both averaged over ``k`` outputs too), so
+    SGD's rate is ``lr / scale``, Adam's epsilon ``scale`` times, the decay ``scale alpha / batch_size``.
+    scikit-learn's optimizer state is converted in and out: SGD's velocity ``v`` is fastnn's buffer
+    ``-v / lr``; Adam's moments are fastnn's ``scale m`` and ``scale^2 v``.
     """
 
     def __init__(self, est, X, y, batch_size):
         self.est, self.X, self.batch_size = est, X, batch_size
         self.model = est._sequential()
+        k = y.shape[1]
         if est.out_activation_ == "softmax":
             self.T, self.loss, self.scale, self.report = y.argmax(axis=1), SoftmaxCrossEntropy(), 1.0, 1.0
-        else:
-            # fastnn's MSELoss is the mean over all elements, scikit-learn's loss half of it.
-            self.T, self.loss, self.scale, self.report = y, MSELoss(), 2.0 / y.shape[1], 0.5
-        opt = est._optimizer
+        elif est.out_activation_ == "logistic":  # mean over n k elements; scikit-learn's sums the k outputs
+            self.T, self.loss, self.scale, self.report = y, BCEWithLogitsLoss(), 1.0 / k, float(k)
+        else:  # fastnn's MSELoss is the mean over all elements, scikit-learn's loss half of it
+            self.T, self.loss, self.scale, self.report = y, MSELoss(), 2.0 / k, 0.5
+        opt, params = est._optimizer, self.model.parameters()
+        groups = [{"params": [p], "weight_decay": self.scale * est.alpha / batch_size if p.data.ndim == 2 else 0.0}
+                  for p in params]
         n_layers = len(est.coefs_)  # fastnn orders parameters W0, b0, W1, ...; scikit-learn W0, W1, ..., b0, ...
-        self.velocities = [opt.velocities[j] for i in range(n_layers) for j in (i, n_layers + i)] \
-            if opt.momentum else []
-        self.sgd = SGD(self.model.parameters(), lr=opt.learning_rate / self.scale, momentum=opt.momentum,
-                       nesterov=opt.nesterov and opt.momentum > 0,
-                       weight_decay=self.scale * est.alpha / batch_size)
-        if opt.momentum:
-            for buf, v in zip(self.sgd.buffers, self.velocities):
-                buf[...] = v.ravel() / -self.sgd.lr
+        self.order = [j for i in range(n_layers) for j in (i, n_layers + i)]
+        self.callbacks = []
+        if isinstance(opt, _SGDOptimizer):
+            self.opt = SGD(groups, lr=opt.learning_rate / self.scale, momentum=opt.momentum,
+                           nesterov=opt.nesterov and opt.momentum > 0)
+            for buf, j in zip(self.opt.buffers, self.order):
+                buf[...] = opt.velocities[j].ravel() / -self.opt.lr
+        else:
+            self.opt = Adam(groups, lr=opt.learning_rate_init, betas=(opt.beta_1, opt.beta_2), eps=opt.epsilon)
+            self.opt.t = opt.t
+            for m, v, j in zip(self.opt.m, self.opt.v, self.order):
+                m[...] = self.scale * opt.ms[j].ravel()
+                v[...] = self.scale ** 2 * opt.vs[j].ravel()
+            self.callbacks = [_AdamEpsilon(self.opt, self.scale * opt.epsilon)]
         # scikit-learn adds alpha/2 ||W||^2 / n_batch to every batch loss and weights the batch losses by
         # n_batch: n_batches alpha/2 ||W||^2 / n per epoch, the weights at the end standing in for each batch's.
         self.penalty = 0.5 * est.alpha * -(-X.shape[0] // batch_size) / X.shape[0]
 
+    def _state(self):
+        if isinstance(self.opt, SGD):
+            return self.opt.buffers
+        return self.opt.m + self.opt.v
+
     def epoch(self, seed):
         """One epoch; scikit-learn's epoch loss, or None (weights as at the epoch's start) if it diverged."""
         est = self.est
-        start = [p.data.copy() for p in self.model.parameters()] + [b.copy() for b in self.sgd.buffers]
+        start = [a.copy() for a in [p.data for p in self.model.parameters()] + self._state()]
+        t0 = self.opt.t
+        for cb in self.callbacks:
+            cb.reset()
         try:
-            history = self.model.fit(self.X, self.T, loss=self.loss, optimizer=self.sgd, epochs=1,
-                                     batch_size=self.batch_size, shuffle=est.shuffle, seed=seed, verbose=0)
+            history = self.model.fit(self.X, self.T, loss=self.loss, optimizer=self.opt, epochs=1,
+                                     batch_size=self.batch_size, shuffle=est.shuffle, seed=seed, verbose=0,
+                                     callbacks=self.callbacks)
         except FloatingPointError:
-            for dst, src in zip([p.data for p in self.model.parameters()] + self.sgd.buffers, start):
+            for dst, src in zip([p.data for p in self.model.parameters()] + self._state(), start):
                 dst[...] = src
+            self.opt.t = t0
             self.close()
             return None
         return history.history["loss"][0] * self.report + self.penalty * sum(
@@ -708,14 +760,23 @@ class _CompiledEpochs:
 
     def set_learning_rate(self, old, new):
         """scikit-learn keeps ``v`` across a rate change; fastnn's buffer is ``-v / lr``: rescale it."""
-        for buf in self.sgd.buffers:
+        for buf in self.opt.buffers:
             buf *= old / new
-        self.sgd.lr = new / self.scale
+        self.opt.lr = new / self.scale
 
     def close(self):
-        """Hand the momentum back to scikit-learn's optimizer as its velocities."""
-        for v, buf in zip(self.velocities, self.sgd.buffers):
-            v[...] = (-self.sgd.lr * buf).reshape(v.shape)
+        """Hand the optimizer state back to scikit-learn's optimizer."""
+        opt = self.est._optimizer
+        if isinstance(self.opt, SGD):
+            for buf, j in zip(self.opt.buffers, self.order):
+                opt.velocities[j][...] = (-self.opt.lr * buf).reshape(opt.velocities[j].shape)
+            return
+        opt.t = self.opt.t
+        for m, v, j in zip(self.opt.m, self.opt.v, self.order):
+            opt.ms[j][...] = (m / self.scale).reshape(opt.ms[j].shape)
+            opt.vs[j][...] = (v / self.scale ** 2).reshape(opt.vs[j].shape)
+        if opt.t:
+            opt.learning_rate = opt.learning_rate_init * np.sqrt(1 - opt.beta_2 ** opt.t) / (1 - opt.beta_1 ** opt.t)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
