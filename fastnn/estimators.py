@@ -8,16 +8,18 @@ multi-class, identity (squared error) or exp (Poisson) for regression, and the L
 ``alpha / 2 ||W||^2 / n`` on the weights only. scikit-learn's own ``test_mlp.py`` passes against these
 classes with only its import line changed (``tests/test_sklearn_suite.py``).
 
-How a fit runs (``fast_path_`` says which ran last):
+How a fit runs (``fast_path_`` says whether it was the compiled step throughout):
 
-* ``solver="sgd"`` on a multi-class or squared-error problem, dense ``X`` and no ``sample_weight``:
-  fastnn's compiled training step, one :meth:`fastnn.Sequential.fit` epoch at a time (the learning-rate
-  schedule, stopping rule and verbose line run between epochs). Until the compiled step takes
-  per-group weight decay, ``alpha`` there also decays the biases, by ``lr alpha / batch_size`` per step.
-* everything else (``"adam"``, whose epsilon scikit-learn adds to ``sqrt(v)`` rather than to the
-  bias-corrected ``sqrt(v_hat)`` as the compiled step does; logistic and exp outputs; sample weights;
-  sparse input, densified one batch of rows at a time): a loop over batches calling fastnn's per-op
-  kernels for the layers and scikit-learn's update rules for the optimizer.
+* ``solver="sgd"`` or ``"adam"`` on a softmax, logistic (binary, multi-label) or squared-error problem with
+  dense ``X`` and no ``sample_weight``: fastnn's compiled training step, one :meth:`fastnn.Sequential.fit`
+  epoch at a time (the learning-rate schedule, stopping rule, validation and verbose line run between
+  epochs). Each parameter is its own group, so ``alpha`` decays the weights only; Adam's epsilon is set
+  batch by batch to scikit-learn's placement. Two differences remain: the step divides the L2 term by the
+  batch size where scikit-learn divides by the rows of each batch (they differ on a smaller last batch),
+  and ``loss_curve_`` adds the L2 term of the end-of-epoch weights, not of each batch's.
+* the rest (the exp output of ``loss="poisson"``, sample weights, sparse ``X``, densified one batch of
+  rows at a time; and an epoch whose loss diverged on the compiled step, redone here so that, as in
+  scikit-learn, training goes on): batch by batch on fastnn's per-op kernels with scikit-learn's update rules.
 * ``solver="lbfgs"``: the loss and gradient of the whole data set from the same kernels, handed to
   ``scipy.optimize.minimize(method="L-BFGS-B")`` with ``maxiter=max_iter``, ``maxfun=max_fun`` and
   ``gtol=tol``, as scikit-learn does.
@@ -38,7 +40,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, gen_batches, shuffle
+from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -549,21 +551,21 @@ class _BaseMLP(BaseEstimator):
         compiled = _CompiledEpochs(self, X_train, y_train, batch_size) \
             if self._compiled_step_applies(X_train, sample_weight) else None
         self.fast_path_ = compiled is not None
-        sample_idx = np.arange(n)
         self.n_iter_ = 0
         try:
             for _ in range(self.max_iter):
+                # Both paths visit the rows in the order fastnn's fit draws from this seed, so that a fit is the
+                # same whichever path runs it (e.g. with and without sample_weight=ones).
+                seed = int(self._random_state.randint(np.iinfo(np.int32).max))
                 loss = None
                 if compiled is not None:
-                    loss = compiled.epoch(int(self._random_state.randint(np.iinfo(np.int32).max)))
+                    loss = compiled.epoch(seed)
                     if loss is None:  # diverged: redo the epoch here, where (as in scikit-learn) NaN goes on
                         compiled, self.fast_path_ = None, False
                 if loss is None:
-                    if self.shuffle:
-                        sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                    order = np.random.default_rng(seed).permutation(n) if self.shuffle else None
                     with _limit_blas(batch_size):
-                        loss = self._epoch(X_train, y_train, sw_train, sample_idx if self.shuffle else None,
-                                           batch_size)
+                        loss = self._epoch(X_train, y_train, sw_train, order, batch_size)
                 self.n_iter_ += 1
                 self.loss_ = loss
                 self.t_ += n

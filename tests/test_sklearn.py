@@ -21,22 +21,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 # Small and quick, yet enough epochs for the score thresholds of check_classifiers_train/check_regressors_train.
 SMALL = dict(hidden_layer_sizes=(16,), max_iter=50, learning_rate_init=0.01)
 LBFGS = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=50)
-CHECKED = [MLPClassifier(**SMALL), MLPRegressor(**SMALL),  # Adam, batch by batch on the kernels
-           MLPClassifier(**SMALL, solver="sgd"), MLPRegressor(**SMALL, solver="sgd"),  # the compiled step
-           MLPClassifier(**LBFGS), MLPRegressor(**LBFGS),
-           MLPClassifier(**SMALL, dtype=np.float32), MLPRegressor(**SMALL, dtype=np.float32)]
+# Adam and sgd run on the compiled step for dense X (and batch by batch on the kernels for sparse X and sample
+# weights, which the checks also pass); lbfgs on the full-batch kernels.
+CHECKED = [MLPClassifier(**SMALL), MLPRegressor(**SMALL), MLPClassifier(**SMALL, solver="sgd"),
+           MLPRegressor(**LBFGS)]
 
 
-def _expected_failures(estimator):
-    if estimator.dtype is not None and np.dtype(estimator.dtype) == np.float32:
-        # The check compares predictions on the whole X with predictions on slices at atol=1e-7; float32
-        # GEMMs block differently for different row counts, so outputs may differ by one ulp (~1e-7).
-        # The float64 instances (float64 X, dtype=None) pass it.
-        return {"check_methods_subset_invariance": "float32 outputs differ by one ulp between batch sizes"}
-    return {}
-
-
-@parametrize_with_checks(CHECKED, expected_failed_checks=_expected_failures)
+@parametrize_with_checks(CHECKED)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -149,6 +140,9 @@ def test_sample_weight_is_repetition():
     np.testing.assert_allclose(a.coefs_[0], b.coefs_[0], rtol=1e-6, atol=1e-9)
     sgd = MLPClassifier(hidden_layer_sizes=(5,), solver="sgd", max_iter=3, random_state=0)
     assert not sgd.fit(X, y, sample_weight=w).fast_path_  # weighted losses are not on the compiled step yet
+    ones = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, batch_size=10, random_state=0)
+    np.testing.assert_allclose(ones.fit(X, y, sample_weight=np.ones(len(y))).predict_proba(X),
+                               ones.fit(X, y).predict_proba(X), rtol=1e-10)  # batch by batch == compiled step
     with pytest.raises(ValueError, match="non-zero"):
         sgd.fit(X, y, sample_weight=np.zeros(len(y)))
     with pytest.raises(ValueError, match="shape"):
@@ -159,8 +153,9 @@ def test_sample_weight_is_repetition():
 def test_sparse_input_equals_dense(solver):
     X, y = _blobs(n=60, k=3)
     X[X < 0] = 0
-    # Unshuffled and alpha=0: sgd runs on the compiled step for dense X, batch by batch for sparse X.
-    kw = dict(hidden_layer_sizes=(6,), solver=solver, max_iter=5, random_state=0, shuffle=False, alpha=0.0)
+    # sgd and adam run on the compiled step for dense X, batch by batch on the kernels for sparse X; both paths
+    # shuffle alike.
+    kw = dict(hidden_layer_sizes=(6,), solver=solver, max_iter=5, batch_size=20, random_state=0)
     a = MLPClassifier(**kw).fit(X, y)
     b = MLPClassifier(**kw).fit(sparse.csr_matrix(X), y)
     assert not b.fast_path_
