@@ -28,7 +28,7 @@ __all__ = [
 def __getattr__(name):
     # The scikit-learn estimators load on first use: scikit-learn is an optional extra.
     if name in ("MLPClassifier", "MLPRegressor"):
-        from fastnn import sklearn
+        from fastnn import estimators
 
-        return getattr(sklearn, name)
+        return getattr(estimators, name)
     raise AttributeError(f"module 'fastnn' has no attribute {name!r}")

@@ -181,19 +181,36 @@ def to_onnx(model, name="fastnn"):
     if estimator is None:
         g.nodes[-1].output[0] = "Y"  # the last layer's node writes the graph output
         outputs = [helper.make_tensor_value_info("Y", elem, ["batch", model.n_outputs])]
+    elif type(estimator).__name__ == "MLPClassifier" and estimator.n_outputs_ > 1 \
+            and estimator.out_activation_ == "logistic":  # multi-label: independent sigmoids, 0/1 indicator
+        g.nodes.append(helper.make_node("Sigmoid", [out], ["probabilities"], name="probabilities"))
+        above = g.node("Greater", ["probabilities", g.const("half", [0.5])], "above")
+        g.nodes.append(helper.make_node("Cast", [above], ["label"], name="label", to=_tensor_type(np.int64)))
+        outputs = [helper.make_tensor_value_info("label", _tensor_type(np.int64), ["batch", model.n_outputs]),
+                   helper.make_tensor_value_info("probabilities", elem, ["batch", model.n_outputs])]
     elif type(estimator).__name__ == "MLPClassifier":
         classes = np.asarray(estimator.classes_)
         if classes.dtype.kind in "USO":
             classes = classes.astype(str).astype(object)
         elif classes.dtype.kind in "iu":
             classes = classes.astype(np.int64)
-        index = g.node("ArgMax", [out], "class_index", axis=1, keepdims=0)
+        if model.n_outputs == 1:  # binary: one logistic unit, probabilities [1 - p, p]
+            p = g.node("Sigmoid", [out], "p")
+            g.nodes.append(helper.make_node("Concat", [g.node("Sub", [g.const("one", [[1.0]]), p], "q"), p],
+                                            ["probabilities"], name="probabilities", axis=1))
+            above = g.node("Greater", [p, g.const("half", [[0.5]])], "above")
+            flat = g.node("Squeeze", [above, g.const("axis", [1], np.int64)], "above_flat")
+            index = g.node("Cast", [flat], "class_index", to=_tensor_type(np.int64))
+        else:
+            index = g.node("ArgMax", [out], "class_index", axis=1, keepdims=0)
+            g.nodes.append(helper.make_node("Softmax", [out], ["probabilities"], name="probabilities", axis=-1))
         g.nodes.append(helper.make_node("Gather", [g.const("classes", classes, classes.dtype), index], ["label"],
                                         name="label", axis=0))
-        g.nodes.append(helper.make_node("Softmax", [out], ["probabilities"], name="probabilities", axis=-1))
         outputs = [helper.make_tensor_value_info("label", _tensor_type(classes.dtype), ["batch"]),
                    helper.make_tensor_value_info("probabilities", elem, ["batch", len(classes)])]
     else:
+        if getattr(estimator, "out_activation_", "identity") == "exp":  # loss="poisson"
+            out = g.node("Exp", [out], "mean")
         if model.n_outputs == 1:
             g.nodes.append(helper.make_node("Squeeze", [out, g.const("axis", [1], np.int64)], ["Y"], name="output"))
             outputs = [helper.make_tensor_value_info("Y", elem, ["batch"])]

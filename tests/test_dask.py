@@ -1,4 +1,4 @@
-"""fastnn.sklearn beyond one process: GridSearchCV on a dask cluster, dask-ml's Incremental on a dask array.
+"""fastnn.estimators beyond one process: GridSearchCV on a dask cluster, dask-ml's Incremental on a dask array.
 
 Two single-threaded worker processes (Numba and BLAS at one thread each, so the 2 cores are not
 oversubscribed). The kernels are compiled, or loaded from Numba's on-disk cache, in this process first;
@@ -20,7 +20,7 @@ from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from fastnn.sklearn import MLPClassifier  # noqa: E402
+from fastnn.estimators import MLPClassifier  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

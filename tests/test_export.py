@@ -110,18 +110,36 @@ def test_classifier_exports_labels_and_probabilities(tmp_path, dtype, classes):
 
 
 @pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
+def test_multilabel_and_poisson_heads_export(tmp_path):
+    """The estimators' other output activations: independent sigmoids (multi-label) and exp (Poisson)."""
+    pytest.importorskip("sklearn")
+    X = inputs(4, np.float64, n=60)
+    Y = (X[:, :3] > 0).astype(int)
+    clf = fn.MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, Y)
+    fn.export_onnx(clf, tmp_path / "ml.onnx")
+    label, proba = session(tmp_path / "ml.onnx").run(None, {"X": X})
+    assert np.array_equal(label, clf.predict(X))
+    assert_close(proba, clf.predict_proba(X), np.float64)
+    reg = fn.MLPRegressor(loss="poisson", hidden_layer_sizes=(6,), max_iter=3, random_state=0).fit(X, np.exp(X[:, 0]))
+    fn.export_onnx(reg, tmp_path / "poisson.onnx")
+    (out,) = session(tmp_path / "poisson.onnx").run(None, {"X": X})
+    assert_close(out, reg.predict(X), np.float64)
+
+
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
 @pytest.mark.parametrize("n_targets", [1, 2])
 def test_regressor_exports_predict(tmp_path, n_targets):
     pytest.importorskip("sklearn")
     X = inputs(3, np.float64, n=80)
     Y = X[:, :n_targets] * 2 + 1
-    reg = fn.MLPRegressor((6,), max_iter=3, random_state=0)
+    reg = fn.MLPRegressor(hidden_layer_sizes=(6,), max_iter=3, random_state=0)
     reg.fit(X, Y.ravel() if n_targets == 1 else Y)
     fn.export_onnx(reg, tmp_path / "reg.onnx")
-    (out,) = session(tmp_path / "reg.onnx").run(None, {"X": X.astype(np.float32)})
+    dtype = reg.coefs_[0].dtype  # scikit-learn's rule: float64 X trains (and exports) in float64
+    (out,) = session(tmp_path / "reg.onnx").run(None, {"X": X.astype(dtype)})
     expected = reg.predict(X)
     assert out.shape == expected.shape
-    assert_close(out, expected, np.float32)
+    assert_close(out, expected, dtype)
 
 
 def test_errors_name_the_problem(tmp_path):

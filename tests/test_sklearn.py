@@ -1,10 +1,12 @@
-"""fastnn.sklearn: scikit-learn's estimator checks, equivalence with scikit-learn's MLP, and workflows."""
+"""fastnn.estimators: scikit-learn's estimator checks, equivalence with scikit-learn's MLP, and workflows."""
 import warnings
 
 import numpy as np
 import pytest
+from scipy.special import softmax
+from scipy import sparse
 from sklearn import neural_network
-from sklearn.datasets import load_digits, make_blobs, make_regression
+from sklearn.datasets import load_digits, make_blobs, make_multilabel_classification, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
@@ -12,26 +14,20 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import fastnn
-from fastnn.sklearn import MLPClassifier, MLPRegressor
+from fastnn.estimators import MLPClassifier, MLPRegressor
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 # Small and quick, yet enough epochs for the score thresholds of check_classifiers_train/check_regressors_train.
 SMALL = dict(hidden_layer_sizes=(16,), max_iter=50, learning_rate_init=0.01)
-CHECKED = [MLPClassifier(**SMALL), MLPRegressor(**SMALL),
-           MLPClassifier(**SMALL, dtype=np.float64), MLPRegressor(**SMALL, dtype=np.float64)]
+LBFGS = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=50)
+# Adam and sgd run on the compiled step for dense X (and batch by batch on the kernels for sparse X and sample
+# weights, which the checks also pass); lbfgs on the full-batch kernels.
+CHECKED = [MLPClassifier(**SMALL), MLPRegressor(**SMALL), MLPClassifier(**SMALL, solver="sgd"),
+           MLPRegressor(**LBFGS)]
 
 
-def _expected_failures(estimator):
-    if np.dtype(estimator.dtype) == np.float32:
-        # The check compares predictions on the whole X with predictions on slices at atol=1e-7; float32
-        # GEMMs block differently for different row counts, so outputs may differ by one ulp (~1e-7).
-        # The float64 instances pass it.
-        return {"check_methods_subset_invariance": "float32 outputs differ by one ulp between batch sizes"}
-    return {}
-
-
-@parametrize_with_checks(CHECKED, expected_failed_checks=_expected_failures)
+@parametrize_with_checks(CHECKED)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -46,34 +42,143 @@ def _blobs(n=200, k=3, seed=0):
 
 
 # -- the same model as scikit-learn ------------------------------------------------------------------------
-@pytest.mark.parametrize("solver", ["sgd", "adam"])
-@pytest.mark.parametrize("kind", ["classifier", "regressor"])
-def test_one_epoch_matches_sklearn(kind, solver):
-    """Same random_state -> same initial weights; one full-batch step -> the same weights as scikit-learn.
-
-    This pins the weight init, the alpha -> weight_decay mapping (large alpha) and the loss scale
-    (scikit-learn steps along n_outputs times the gradient of half the MSE it reports). fastnn's
-    weight_decay also decays the biases: under SGD that moves them by lr*(1+momentum)*alpha/n*|b| < 1e-3
-    here; under Adam a bias whose data gradient is zero moves by up to lr, so only weights are compared.
-    """
+def _pair(kind):
     if kind == "classifier":
-        X, y = _blobs(n=60, k=3)
-        ours, theirs = MLPClassifier, neural_network.MLPClassifier
+        X, y = _blobs(n=150, k=3)
+        return X, y, MLPClassifier, neural_network.MLPClassifier
+    X, y = make_regression(n_samples=150, n_features=5, n_targets=2, noise=0.1, random_state=0)
+    return X, y / y.std(), MLPRegressor, neural_network.MLPRegressor
+
+
+def _assert_same_fit(a, b, atol, rtol):
+    for mine, ref in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_allclose(mine, ref, rtol=0, atol=atol)
+    # With alpha > 0 the compiled step's epoch loss carries the L2 term of the end-of-epoch weights, scikit-learn's
+    # that of each batch's: rtol is loose there.
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=rtol, atol=0)
+    assert a.n_iter_ == b.n_iter_ and a.t_ == b.t_
+
+
+@pytest.mark.parametrize("learning_rate", ["constant", "invscaling", "adaptive"])
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_sgd_trajectory_matches_sklearn(kind, learning_rate):
+    """float64, alpha=0, unshuffled, Nesterov momentum: 30 epochs on fastnn's compiled step give scikit-learn's
+    weights and loss_curve_ to rounding, including the learning rate changing between epochs (fastnn's momentum
+    buffer is rescaled so that scikit-learn's velocity carries over)."""
+    X, y, ours, theirs = _pair(kind)
+    kw = dict(hidden_layer_sizes=(7,), solver="sgd", alpha=0.0, batch_size=32, shuffle=False, max_iter=30,
+              learning_rate=learning_rate, learning_rate_init=0.05, power_t=0.3, momentum=0.9, random_state=3,
+              tol=0.05 if learning_rate == "adaptive" else 0.0, n_iter_no_change=3)
+    a, b = ours(**kw).fit(X, y), theirs(**kw).fit(X, y)
+    assert a.fast_path_ and a.coefs_[0].dtype == np.float64
+    _assert_same_fit(a, b, atol=5e-14, rtol=5e-14)
+    assert a._optimizer.learning_rate == b._optimizer.learning_rate
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_adam_trajectory_matches_sklearn(kind):
+    """Adam on the compiled step with scikit-learn's epsilon placement (on sqrt(v), not on the bias-corrected
+    sqrt(v_hat): set batch by batch), alpha > 0 on the weights only (equal batches: the step divides the L2 term
+    by the batch size, scikit-learn by each batch's rows), unshuffled: scikit-learn's weights over 30 epochs."""
+    X, y, ours, theirs = _pair(kind)
+    kw = dict(hidden_layer_sizes=(7,), solver="adam", alpha=0.5, batch_size=30, max_iter=30, epsilon=1e-3,
+              learning_rate_init=0.01, random_state=3, tol=0.0, n_iter_no_change=50, shuffle=False)
+    a, b = ours(**kw).fit(X, y), theirs(**kw).fit(X, y)
+    assert a.fast_path_
+    _assert_same_fit(a, b, atol=5e-14, rtol=2e-2)
+    assert a._optimizer.t == b._optimizer.t and a._optimizer.learning_rate == pytest.approx(
+        b._optimizer.learning_rate, rel=1e-15)
+
+
+@pytest.mark.parametrize("activation", ["relu", "logistic"])
+@pytest.mark.parametrize("kind", ["binary", "multilabel", "regressor", "poisson"])
+def test_lbfgs_matches_sklearn(kind, activation):
+    """L-BFGS on the full-batch loss and gradient from fastnn's kernels: scikit-learn's solution, with the one
+    logistic unit (binary), independent sigmoids (multi-label) and the exp output (Poisson)."""
+    if kind in ("binary", "multilabel"):
+        X, y = (_blobs(n=80, k=2) if kind == "binary" else
+                make_multilabel_classification(n_samples=80, n_classes=3, random_state=0))
+        ours, theirs, kw = MLPClassifier, neural_network.MLPClassifier, {}
     else:
-        X, y = make_regression(n_samples=60, n_features=5, n_targets=2, noise=0.1, random_state=0)
-        y /= y.std()
+        X, y = make_regression(n_samples=80, n_features=5, noise=0.1, random_state=0)
+        y = np.exp(y / y.std()) if kind == "poisson" else y / y.std()
         ours, theirs = MLPRegressor, neural_network.MLPRegressor
-    kw = dict(hidden_layer_sizes=(7,), solver=solver, alpha=0.5, batch_size=60, shuffle=False, max_iter=1,
-              learning_rate_init=0.05, momentum=0.9, random_state=3)
-    a, b = ours(**kw, dtype=np.float64).fit(X, y), theirs(**kw).fit(X, y)
-    for mine, ref in zip(a.coefs_, b.coefs_):
-        # Adam: where |g| ~ eps the two eps placements differ (fastnn's eps is on sqrt(v_hat)).
-        np.testing.assert_allclose(mine, ref, rtol=1e-6, atol=1e-7 if solver == "sgd" else 1e-4)
-    if solver == "sgd":
-        for mine, ref in zip(a.intercepts_, b.intercepts_):
-            np.testing.assert_allclose(mine, ref, atol=1e-3)
-    # loss_curve_ evaluates the penalty with the weights after the step, scikit-learn before it.
-    assert a.loss_curve_[0] == pytest.approx(b.loss_curve_[0], rel=5e-3)
+        kw = dict(loss="poisson" if kind == "poisson" else "squared_error")
+    kw.update(hidden_layer_sizes=(6,), activation=activation, solver="lbfgs", max_iter=15, alpha=1e-3,
+              random_state=0)
+    a, b = ours(**kw).fit(X, y), theirs(**kw).fit(X, y)
+    assert a.n_outputs_ == b.n_outputs_ and a.out_activation_ == b.out_activation_
+    assert a.n_iter_ == b.n_iter_ and a.loss_ == pytest.approx(b.loss_, rel=1e-9)
+    for mine, ref in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_allclose(mine, ref, rtol=1e-6, atol=1e-8)
+    ours_out = a.predict_proba(X) if kind in ("binary", "multilabel") else a.predict(X)
+    ref_out = b.predict_proba(X) if kind in ("binary", "multilabel") else b.predict(X)
+    np.testing.assert_allclose(ours_out, ref_out, rtol=1e-6, atol=1e-9)
+
+
+def test_lbfgs_gradient_is_numerical_gradient():
+    X, y = _blobs(n=12, k=3)
+    clf = MLPClassifier(hidden_layer_sizes=(5,), activation="tanh", solver="lbfgs", max_iter=1, alpha=0.1,
+                        random_state=0).fit(X, y)
+    Y = np.eye(3)[y]
+    theta = np.concatenate([p.ravel() for p in clf.coefs_ + clf.intercepts_])
+    loss, grad = clf._loss_grad_lbfgs(theta, X, Y, None)
+    eye, h = np.eye(theta.size), 1e-6
+    numerical = [(clf._loss_grad_lbfgs(theta + h * e, X, Y, None)[0]
+                  - clf._loss_grad_lbfgs(theta - h * e, X, Y, None)[0]) / (2 * h) for e in eye]
+    np.testing.assert_allclose(grad, numerical, rtol=1e-5, atol=1e-8)
+
+
+def test_sample_weight_is_repetition():
+    """An integer weight is that many copies of the row (full-batch lbfgs: the same loss to rounding)."""
+    X, y = _blobs(n=40, k=3)
+    w = np.random.default_rng(0).integers(0, 3, len(y))
+    kw = dict(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=20, random_state=0)
+    a = MLPClassifier(**kw).fit(X, y, sample_weight=w)
+    b = MLPClassifier(**kw).fit(np.repeat(X, w, axis=0), np.repeat(y, w))
+    assert a.loss_ == pytest.approx(b.loss_, rel=1e-9)
+    np.testing.assert_allclose(a.coefs_[0], b.coefs_[0], rtol=1e-6, atol=1e-9)
+    sgd = MLPClassifier(hidden_layer_sizes=(5,), solver="sgd", max_iter=3, random_state=0)
+    assert not sgd.fit(X, y, sample_weight=w).fast_path_  # weighted losses are not on the compiled step yet
+    ones = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, batch_size=10, random_state=0)
+    np.testing.assert_allclose(ones.fit(X, y, sample_weight=np.ones(len(y))).predict_proba(X),
+                               ones.fit(X, y).predict_proba(X), rtol=1e-10)  # batch by batch == compiled step
+    with pytest.raises(ValueError, match="non-zero"):
+        sgd.fit(X, y, sample_weight=np.zeros(len(y)))
+    with pytest.raises(ValueError, match="shape"):
+        sgd.fit(X, y, sample_weight=np.ones(3))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_sparse_input_equals_dense(solver):
+    X, y = _blobs(n=60, k=3)
+    X[X < 0] = 0
+    # sgd and adam run on the compiled step for dense X, batch by batch on the kernels for sparse X; both paths
+    # shuffle alike.
+    kw = dict(hidden_layer_sizes=(6,), solver=solver, max_iter=5, batch_size=20, random_state=0)
+    a = MLPClassifier(**kw).fit(X, y)
+    b = MLPClassifier(**kw).fit(sparse.csr_matrix(X), y)
+    assert not b.fast_path_
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(sparse.csr_matrix(X)), rtol=1e-10)
+
+
+def test_partial_fit_hidden_for_lbfgs():
+    assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
+    assert not hasattr(MLPRegressor(solver="lbfgs"), "partial_fit")
+    assert hasattr(MLPClassifier(solver="sgd"), "partial_fit")
+
+
+def test_compiled_step_divergence_continues_like_sklearn():
+    """The compiled step stops on a non-finite loss; the estimator redoes that epoch on its kernels (where, as in
+    scikit-learn, training goes on) and ends with scikit-learn's error about non-finite weights."""
+    X, y = _blobs(n=100, k=3)
+    reg = MLPRegressor(hidden_layer_sizes=(8,), activation="identity", solver="sgd", learning_rate_init=1e4,
+                       max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(ValueError, match="Solver produced non-finite parameter weights"):
+            reg.fit(X, y.astype(float))
+    assert len(reg.loss_curve_) == 5 and not np.isfinite(reg.loss_curve_[-1]) and not reg.fast_path_
 
 
 def test_stopping_rule_matches_sklearn():
@@ -85,7 +190,7 @@ def test_stopping_rule_matches_sklearn():
         ours = MLPClassifier(**kw).fit(X, y)
         theirs = neural_network.MLPClassifier(**kw).fit(X, y)
     assert ours.n_iter_ == theirs.n_iter_ == 5
-    assert len(ours.loss_curve_) == len(ours.history_.epoch) == 5
+    assert len(ours.loss_curve_) == 5
 
 
 def test_early_stopping_keeps_best_validation_weights():
@@ -133,7 +238,7 @@ def test_partial_fit_loop_improves():
         scores.append(clf.score(Xte, yte))
     assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 6 * -(-len(Xtr) // 300)
     assert scores[-1] > scores[0] + 0.1 and scores[-1] > 0.9
-    with pytest.raises(ValueError, match="not in classes_"):
+    with pytest.raises(ValueError, match="not in `self.classes_`"):
         clf.partial_fit(Xtr[:10], np.full(10, 11))
 
 
@@ -152,32 +257,53 @@ def test_warm_start_continues():
         warm.fit(X[y < 2], y[y < 2])
 
 
-def test_random_state_reproducible_and_float32():
+def test_random_state_reproducible_and_dtypes():
     X, y = _blobs()
     a, b = (MLPClassifier(hidden_layer_sizes=(8,), max_iter=10, random_state=1).fit(X, y) for _ in range(2))
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     c = MLPClassifier(hidden_layer_sizes=(8,), max_iter=10, random_state=2).fit(X, y)
     assert not np.array_equal(a.predict_proba(X), c.predict_proba(X))
-    assert isinstance(a.model_, fastnn.Sequential) and isinstance(a.history_, fastnn.History)
-    assert a.history_.fast_path  # the estimator's model, loss and optimizer qualify for the compiled step
-    assert a.model_.dtype == np.float32 and all(w.dtype == np.float32 for w in a.coefs_ + a.intercepts_)
-    assert a.predict_proba(X).dtype == np.float64
+    # scikit-learn's rule: float32 X trains float32 and predicts float32; anything else float64.
+    assert all(w.dtype == np.float64 for w in a.coefs_ + a.intercepts_) and a.predict_proba(X).dtype == np.float64
+    f32 = MLPClassifier(hidden_layer_sizes=(8,), max_iter=10, random_state=1).fit(X.astype(np.float32), y)
+    assert all(w.dtype == np.float32 for w in f32.coefs_ + f32.intercepts_)
+    assert f32.predict_proba(X).dtype == np.float32
+    forced = MLPRegressor(hidden_layer_sizes=(8,), max_iter=10, dtype=np.float32).fit(X, y.astype(float))
+    assert forced.coefs_[0].dtype == np.float32 and forced.predict(X).dtype == np.float32
+    assert isinstance(a.model_, fastnn.Sequential)  # the network before the output activation (logits)
+    np.testing.assert_allclose(softmax(a.model_.predict(X), axis=1), a.predict_proba(X), rtol=1e-12)
     np.testing.assert_allclose(a.predict_proba(X).sum(axis=1), 1)
 
 
-def test_binary_string_labels_and_decision_function():
+def test_model_shares_assignable_coefs():
+    X, y = _blobs()
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(X, y.astype(float))
+    np.testing.assert_allclose(reg.model_.predict(X).ravel(), reg.predict(X), rtol=1e-12)
+    reg.coefs_[1] = np.zeros_like(reg.coefs_[1])
+    reg.intercepts_[1] = np.array([3.0])
+    np.testing.assert_array_equal(reg.predict(X), 3.0)
+
+
+def test_binary_is_one_logistic_unit_and_string_labels():
     X, y = _blobs(k=2)
     labels = np.array(["cat", "dog"])[y]
     clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=30, learning_rate_init=0.01, random_state=0)
     clf.fit(X, labels)
     assert list(clf.classes_) == ["cat", "dog"] and clf.score(X, labels) > 0.95
-    d, p = clf.decision_function(X), clf.predict_proba(X)
-    assert d.shape == (len(X),) and p.shape == (len(X), 2)
-    np.testing.assert_array_equal(clf.predict(X), clf.classes_[(d > 0).astype(int)])
-    np.testing.assert_allclose(p[:, 1], 1 / (1 + np.exp(-d)), rtol=1e-12)
-    with pytest.raises(ValueError, match="multi-label"):
-        clf.fit(X, np.stack([y, 1 - y], axis=1))
+    assert clf.n_outputs_ == 1 and clf.out_activation_ == "logistic" and clf.coefs_[-1].shape == (8, 1)
+    p = clf.predict_proba(X)
+    assert p.shape == (len(X), 2)
+    np.testing.assert_allclose(p.sum(axis=1), 1)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[(p[:, 1] > 0.5).astype(int)])
+    np.testing.assert_allclose(clf.predict_log_proba(X), np.log(p))
 
+
+def test_multilabel_sigmoid_outputs():
+    X, Y = make_multilabel_classification(n_samples=60, n_classes=4, random_state=0)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=200, random_state=0).fit(X, Y)
+    assert clf.out_activation_ == "logistic" and clf.predict(X).shape == Y.shape
+    assert clf.score(X, Y) > 0.9
+    assert not np.allclose(clf.predict_proba(X).sum(axis=1), 1)
 
 @pytest.mark.parametrize("two_d", [False, True])
 def test_regressor_shapes_and_score(two_d):
@@ -192,7 +318,10 @@ def test_regressor_shapes_and_score(two_d):
 @pytest.mark.parametrize("params, match", [
     (dict(hidden_layer_sizes=(10, 0)), "hidden_layer_sizes"),
     (dict(activation="softplus"), "activation"),
-    (dict(solver="lbfgs"), "lbfgs is not supported"),
+    (dict(solver="newton"), "solver"),
+    (dict(learning_rate="cosine"), "learning_rate"),
+    (dict(n_iter_no_change=0), "n_iter_no_change"),
+    (dict(max_fun=0), "max_fun"),
     (dict(alpha=-1), "alpha"),
     (dict(batch_size=0), "batch_size"),
     (dict(learning_rate_init=0), "learning_rate_init"),
