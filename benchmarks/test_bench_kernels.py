@@ -165,6 +165,17 @@ def _clip_grad_norm(n):
                 stateful=True)
 
 
+def _mlp_forward(n):
+    """Inference through the whole network (``predict``'s compiled path)."""
+    def make(rng):
+        Ws = [_normal(rng, (a, b), np.sqrt(2 / a)) for a, b in LAYERS]
+        bs = [_normal(rng, b, 0.1) for _, b in LAYERS]
+        chunk = 256
+        return (_layer_input(rng, n, LAYERS[0][0]), Ws, bs, np.array([RELU, RELU, IDENTITY], np.int64), np.zeros(3),
+                _buffer((2, chunk * max(b for _, b in LAYERS[:-1]))), _buffer((n, LAYERS[-1][1])))
+    return Case("mlp_forward", "mlp_forward", "-".join(str(b) for _, b in LAYERS), n, make, (6,))
+
+
 def _softmax(direction, n, m):
     def make(rng):
         if direction == "forward":
@@ -243,7 +254,7 @@ def _batch_cases(n):
     cases += [_act_backward(act, n, 128) for act in ("relu", "sigmoid", "tanh")]
     cases += [_activation_forward(act, n, 128) for act in ("leaky_relu", "elu", "gelu")]
     cases += [_softmax(d, n, 10) for d in ("forward", "backward")]
-    cases += [_dropout(n, 128)]
+    cases += [_dropout(n, 128), _mlp_forward(n)]
     cases += [_loss(name, n, 10) for name in ("softmax_xent_labels", "softmax_xent_dense", "nll_labels",
                                               "nll_dense", "mse", "bce_logits", "bce")]
     cases.append(_train_batches(n))
@@ -370,7 +381,10 @@ def test_every_kernel_is_benchmarked():
 
 
 def test_thresholds_name_ci_cases():
+    from benchmarks.test_bench_workloads import test_workload_ci  # noqa: PLC0415  (its whole-step CI cases)
+
     max_ratio = json.loads(THRESHOLDS.read_text())["max_ratio"]
-    ci = {case.name for case in CI_CASES}
+    workload = next(m.args[1] for m in test_workload_ci.pytestmark if m.name == "parametrize" and m.args[0] == "case")
+    ci = {case.name for case in CI_CASES} | set(workload)
     assert set(max_ratio) <= ci, f"thresholds for kernels with no CI case: {sorted(set(max_ratio) - ci)}"
     assert all(isinstance(v, (int, float)) and v > 0 for v in max_ratio.values())
