@@ -79,7 +79,8 @@ def read_checkpoint(path, model, optimizer, *, schedulers, early_stopping):
         p.data[...] = arrays[name]
     if early_stopping is not None:
         es = state["early_stopping"]
-        early_stopping.best_, early_stopping.best_epoch_, early_stopping._wait = es["best"], es["best_epoch"], es["wait"]
+        early_stopping.best_, early_stopping.best_epoch_ = es["best"], es["best_epoch"]
+        early_stopping._wait = es["wait"]
         best = [arrays[f"early_stopping.{i}"] for i in range(len(params)) if f"early_stopping.{i}" in arrays]
         early_stopping._best_weights = best or None
     return state["epoch"], state["history"], state["rng"]

@@ -142,8 +142,8 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
         S1, S2 = (tuple([state[k] for k in by_model]) for state in spec.state)
         decays = np.array([spec.weight_decays[k] for k in by_model], np.float64)
         with _limit_blas(threads), event.install_listener("numba:compile", _NOTICE):
-            done = step.train_batches(X, Xraw, labels, dense, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops,
-                                      keys, H, Z, D, G, dWs, dbs, loss_kind, spec.kind, rows, decays, S1, S2,
+            done = step.train_batches(X, Xraw, labels, dense, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas,
+                                      drops, keys, H, Z, D, G, dWs, dbs, loss_kind, spec.kind, rows, decays, S1, S2,
                                       spec.steps, losses, weights, correct)
         k = min(done + 1, b1 - b0)
         return losses[:k], int(correct[:done].sum()), done

@@ -141,7 +141,8 @@ class Optimizer:
         mine = self.state_dict()
         if set(config) != set(mine[0]) or set(arrays) != set(mine[1]):
             raise ValueError(f"optimizer state does not fit {type(self).__name__}: expected config keys "
-                             f"{sorted(mine[0])} and arrays {sorted(mine[1])}, got {sorted(config)} and {sorted(arrays)}")
+                             f"{sorted(mine[0])} and arrays {sorted(mine[1])}, got {sorted(config)} and "
+                             f"{sorted(arrays)}")
         for name, a in mine[1].items():
             if arrays[name].shape != a.shape:
                 raise ValueError(f"optimizer state {name} has shape {arrays[name].shape}, expected {a.shape}")

@@ -196,7 +196,10 @@ def _general_runner(model, loss, optimizer, X, T, sw, batch_size, clip_norm=None
             idx = order[b * batch_size:(b + 1) * batch_size]
             m = idx.shape[0]
             Xb, Tb = xbuf[:m], np.take(T, idx, axis=0, out=tbuf[:m])
-            Xb[...] = X[idx]  # a batch at a time, converted to the model's dtype
+            if X.dtype == Xb.dtype:
+                np.take(X, idx, axis=0, out=Xb)
+            else:
+                Xb[...] = X[idx]  # a batch at a time, converted to the model's dtype
             wb = None if sw is None else sw[idx]
             for layer, l in dropouts:  # the compiled step's masks: the same key and row offset
                 layer._key = (Dropout.stream_key(seed, l), b * batch_size)

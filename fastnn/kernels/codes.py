@@ -6,10 +6,10 @@ nothing else maps names to numbers.
 """
 import numpy as np
 
-__all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "LEAKY_RELU", "ELU", "GELU", "ACTIVATION_CODES", "NEEDS_INPUT", "H_LR", "H_MOMENTUM", "H_NESTEROV", "H_BETA1",
-           "H_BETA2", "H_EPS", "H_DECOUPLED", "H_CLIP_NORM",
-           "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE", "LOSS_BCE_LOGITS", "LOSS_BCE",
-           "OPT_SGD", "OPT_ADAM", "HYPER", "pack_hyper"]
+__all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "LEAKY_RELU", "ELU", "GELU", "ACTIVATION_CODES", "NEEDS_INPUT",
+           "H_LR", "H_MOMENTUM", "H_NESTEROV", "H_BETA1", "H_BETA2", "H_EPS", "H_DECOUPLED", "H_CLIP_NORM",
+           "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE", "LOSS_BCE_LOGITS", "LOSS_BCE", "OPT_SGD", "OPT_ADAM",
+           "HYPER", "pack_hyper"]
 
 # Activations: the fused epilogue of ``linear_forward`` and the step's backward through it. ``alpha`` is
 # the one parameter some take (LeakyReLU's negative slope, ELU's alpha). Most differentiate from their

@@ -17,9 +17,9 @@ from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, RELU, SIGMOID, TANH
 
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
-           "softmax_backward", "dropout", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse", "bce_logits", "bce",
-           "clip_grad_norm", "sgd_update", "adam_update", "activation_forward", "act_backward",
-           "mlp_forward"]
+           "softmax_backward", "dropout", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense",
+           "mse", "bce_logits", "bce", "clip_grad_norm", "sgd_update", "adam_update", "activation_forward",
+           "act_backward", "mlp_forward"]
 
 # Registered by fastnn.kernels._blas at import: NumPy's cblas_?gemm, or an adapter to Numba's.
 _sgemm = nbtypes.ExternalFunction("fastnn_sgemm", gemm_sig(nbtypes.float32))

@@ -14,9 +14,9 @@ from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, RELU, SIGMOID, TANH
 
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
-           "softmax_backward", "dropout", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense", "mse", "bce_logits", "bce",
-           "clip_grad_norm", "sgd_update", "adam_update", "activation_forward", "act_backward",
-           "mlp_forward"]
+           "softmax_backward", "dropout", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense",
+           "mse", "bce_logits", "bce", "clip_grad_norm", "sgd_update", "adam_update", "activation_forward",
+           "act_backward", "mlp_forward"]
 
 
 def matmul(A, B, out):
