@@ -42,6 +42,7 @@ def _first_fit(cache_dir):
     return result["seconds"]
 
 
+@pytest.mark.slow  # each case compiles every kernel from an empty cache once: ~15 s, too long for the default run
 @pytest.mark.parametrize("state", ["cold", "warm"])
 def test_first_fit(benchmark, tmp_path_factory, state, request):
     cache = tmp_path_factory.mktemp(f"numba-cache-{state}")
