@@ -4,10 +4,12 @@ Each object describes itself: layers by their type and activation ``code`` (and 
 :meth:`fastnn.losses.Loss.step_code`, the optimizer by :meth:`fastnn.optim.Optimizer.describe`, asked
 afresh at every call.
 
-Eligible: ``Linear`` layers, each optionally followed by one activation of ``layers.ACTIVATIONS``, the last
-``Linear`` producing logits for ``SoftmaxCrossEntropy``, ``BCEWithLogitsLoss`` or ``MSELoss`` (or followed by
-a ``Sigmoid`` for ``BCELoss``); sample weights; ``SGD``, ``Adam`` or ``AdamW`` over exactly the model's
-parameters. Anything else trains through the layer-by-layer path in :mod:`fastnn.train`.
+Eligible: ``Linear`` layers, each optionally preceded by a ``Dropout`` and followed by one activation of
+``layers.ACTIVATIONS``, the last ``Linear`` producing logits for ``SoftmaxCrossEntropy``, ``BCEWithLogitsLoss``
+or ``MSELoss`` (or followed by a ``Sigmoid`` for ``BCELoss``); ``SGD``, ``Adam`` or ``AdamW`` over exactly the
+model's parameters (in any order of parameter groups); sample weights, per-batch schedules, gradient clipping,
+and data of another dtype (converted batch by batch). Anything else trains through the layer-by-layer path in
+:mod:`fastnn.train`.
 """
 import sys
 
