@@ -60,6 +60,7 @@ def test_resume_is_bit_identical(script, tmp_path):
     ckpt = tmp_path / "run.ckpt"
     run(5, ckpt)  # "killed" after 5 epochs
     model, h = run(12, ckpt, resume=True)
+    assert full.fast_path and h.fast_path  # checkpoints, dropout and both schedules on the compiled step
     for a, b in zip(_weights(model), _weights(full_model)):
         np.testing.assert_array_equal(a, b)
     assert h.history == full.history and h.epoch == full.epoch == list(range(12))
