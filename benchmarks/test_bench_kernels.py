@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastnn.kernels import get_backend, get_step, numpy_ref, step_numpy
+from fastnn.kernels import get_backend, get_step, layout, numpy_ref, step_numpy
 from fastnn.kernels.codes import (ELU, GELU, IDENTITY, LEAKY_RELU, LOSS_SCE_LABELS, OPT_SGD, RELU, SIGMOID, TANH,
                                   pack_hyper)
 
@@ -49,6 +49,11 @@ class Case:
     make: object
     outputs: tuple
     stateful: bool = False
+    pack: object = None  # args -> the kernel's arguments, where those hold layer tables built from the arrays
+
+    def passed(self, args):
+        """The kernel's arguments for ``args``: tables reference the very arrays of ``args``, so results land there."""
+        return self.pack(args) if self.pack else args
 
     @property
     def group(self):
@@ -173,7 +178,12 @@ def _mlp_forward(n):
         chunk = 256
         return (_layer_input(rng, n, LAYERS[0][0]), Ws, bs, np.array([RELU, RELU, IDENTITY], np.int64), np.zeros(3),
                 _buffer((2, chunk * max(b for _, b in LAYERS[:-1]))), _buffer((n, LAYERS[-1][1])))
-    return Case("mlp_forward", "mlp_forward", "-".join(str(b) for _, b in LAYERS), n, make, (6,))
+
+    def pack(args):
+        X, Ws, bs, acts, alphas, work, out = args
+        dims, params = layout.param_table(Ws, bs)
+        return X, dims, acts, alphas, params, work, out
+    return Case("mlp_forward", "mlp_forward", "-".join(str(b) for _, b in LAYERS), n, make, (6,), pack=pack)
 
 
 def _softmax(direction, n, m):
@@ -228,18 +238,24 @@ def _train_batches(n, n_batches=4):
         n_samples = n * n_batches
         Ws = [_normal(rng, (a, b), np.sqrt(2 / a)) for a, b in LAYERS]
         bs = [_normal(rng, b, 0.1) for _, b in LAYERS]
-        H = [_buffer((n, w)) for w in sizes]
-        G = [np.zeros((0, 0), F32)] + [_buffer((n, w)) for w in sizes[1:]]
         params = [a for pair in zip(Ws, bs) for a in pair]
-        return (_layer_input(rng, n_samples, sizes[0]), np.zeros((0, 0), F32), _labels(rng, n_samples, sizes[-1]),
-                np.zeros((0, 0), F32), np.zeros(0), rng.permutation(n_samples).astype(np.int64), n, 0, n_batches, Ws, bs,
-                np.array([RELU, RELU, IDENTITY], np.int64), np.zeros(3), np.zeros(3), np.zeros(3, np.uint64), H,
-                [np.zeros((0, 0), F32)] * 4, [np.zeros((0, 0), F32)] * 3, G, [_buffer(W.shape) for W in Ws],
-                [_buffer(b.shape) for b in bs], LOSS_SCE_LABELS, OPT_SGD, np.tile(pack_hyper({"lr": 0.1}), (n_batches, 1)),
-                np.zeros(len(params)), [np.zeros(0, F32) for _ in params], [np.zeros(0, F32) for _ in params],
-                np.zeros(1, np.int64), np.full(n_batches, np.nan), np.zeros(n_batches), np.zeros(n_batches, np.int64))
-    return Case("train_batches_sgd", "train_batches", "-".join(map(str, sizes)), n, make, (9, 10, 28, 30),
-                stateful=True)
+        return (_layer_input(rng, n_samples, sizes[0]), np.zeros((0, 0), np.uint8), _labels(rng, n_samples, sizes[-1]),
+                np.zeros((0, 0)), np.zeros(0), rng.permutation(n_samples).astype(np.int64), n, 0, n_batches, Ws, bs,
+                np.array([RELU, RELU, IDENTITY], np.int64), np.zeros(3), np.zeros(3), np.zeros(3, np.uint64),
+                [_buffer(W.shape) for W in Ws], [_buffer(b.shape) for b in bs], LOSS_SCE_LABELS, OPT_SGD,
+                np.tile(pack_hyper({"lr": 0.1}), (n_batches, 1)), np.zeros(len(params)),
+                [np.zeros(0, F32) for _ in params], [np.zeros(0, F32) for _ in params], np.zeros(1, np.int64),
+                np.full(n_batches, np.nan), np.zeros(n_batches), np.zeros(n_batches, np.int64))
+
+    def pack(args):
+        (X, Xraw, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops, keys, dWs, dbs, loss_kind,
+         opt_kind, hyper, wds, S1, S2, steps, losses, weights, correct) = args
+        dims, params = layout.param_table(Ws, bs, dWs, dbs, S1, S2)
+        work, woff = layout.workspace(dims, acts, drops, batch_size, Ws[0].dtype)
+        return (X, Xraw.view(np.uint8), 0, labels, T, sw, order, batch_size, b0, b1, dims, acts, alphas, drops, keys,
+                params, work, woff, loss_kind, opt_kind, hyper, wds, steps, losses, weights, correct)
+    return Case("train_batches_sgd", "train_batches", "-".join(map(str, sizes)), n, make, (9, 10, 24, 26),
+                stateful=True, pack=pack)
 
 
 def _batch_cases(n):
@@ -299,7 +315,7 @@ def _widen(a):
 
 
 def _as_passed(args):
-    # train_batches takes its per-layer arrays as tuples (UniTuples to Numba), as fit passes them;
+    # clip_grad_norm takes its gradients as tuples (UniTuples to Numba), as fastnn.clip_grad_norm passes them;
     # a tuple holds the very arrays it was built from, so results land in them.
     return tuple(tuple(a) if isinstance(a, list) else a for a in args)
 
@@ -312,7 +328,7 @@ def _kernel(backend, name):
 def _expected(case, args):
     """The NumPy twin in float64 on the same (float32) inputs: (return value, written outputs)."""
     wide = _widen(_copy(args))
-    ret = _kernel("numpy", case.kernel)(*wide)
+    ret = _kernel("numpy", case.kernel)(*case.passed(wide))
     return ret, [wide[i] for i in case.outputs]
 
 
@@ -341,12 +357,12 @@ def _bench(benchmark, threads, case, backend, suite):
     fn = _kernel(backend, case.kernel)
     args = case.make(np.random.default_rng(0))
     warm = _copy(args)
-    _check(case, warm, args, fn(*_as_passed(warm)), backend)  # compiles; from a fresh state
+    _check(case, warm, args, fn(*case.passed(_as_passed(warm))), backend)  # compiles; from a fresh state
     benchmark.group = ("ci:" if suite == "ci" else "") + case.group
     benchmark.extra_info.update(case=case.name, kernel=case.kernel, backend=backend, batch=case.batch,
                                 shape=case.shape, dtype="float32", suite=suite, **threads())
     timed = _copy(args)
-    ret = benchmark(fn, *_as_passed(timed))
+    ret = benchmark(fn, *case.passed(_as_passed(timed)))
     if not case.stateful or benchmark.disabled:  # a stateful kernel timed N times has moved on N steps
         _check(case, timed, args, ret, backend)
     elif isinstance(ret, (int, np.integer)):  # train_batches: every batch still finished (finite loss)

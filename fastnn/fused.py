@@ -11,14 +11,14 @@ model's parameters (in any order of parameter groups); sample weights, per-batch
 and data of another dtype (converted batch by batch). Anything else trains through the layer-by-layer path in
 :mod:`fastnn.train`.
 """
+import contextlib
 import sys
 
 import numpy as np
-from numba.core import event
 from threadpoolctl import ThreadpoolController
 
 from fastnn._config import blas_threads
-from fastnn.kernels import codes, get_step
+from fastnn.kernels import codes, get_step, layout
 from fastnn.layers import ACTIVATIONS, Dropout, Linear
 from fastnn.losses import LOSSES
 from fastnn.optim import OPTIMIZERS
@@ -40,23 +40,32 @@ def _limit_blas(n_threads):
 _FUSABLE_ACTIVATIONS = tuple(cls for cls, _ in ACTIVATIONS.values())
 
 
-class _CompileNotice(event.Listener):
-    """Says on stderr, once per process, that fastnn is compiling: Numba's ``numba:compile`` event starts
-    only after a miss in its on-disk cache, so a cached step stays silent."""
-
-    said = False
-
-    def on_start(self, ev):
-        if not _CompileNotice.said:
-            _CompileNotice.said = True
-            print("fastnn: compiling the training step for this model (first run only: Numba caches it on disk)...",
-                  file=sys.stderr, flush=True)
-
-    def on_end(self, ev):
-        pass
+_NOTICE = []
 
 
-_NOTICE = _CompileNotice()
+def _compile_notice():
+    """A context in which the first Numba compilation of the process is announced on stderr, once. Numba's
+    ``numba:compile`` event starts only after a miss in its on-disk cache, so a cached step stays silent;
+    the ahead-of-time step (Numba not even imported) has nothing to announce."""
+    if "numba" not in sys.modules:
+        return contextlib.nullcontext()
+    from numba.core import event  # noqa: PLC0415  (only where the JIT is in use)
+
+    if not _NOTICE:
+        class Notice(event.Listener):
+            said = False
+
+            def on_start(self, ev):
+                if not self.said:
+                    self.said = True
+                    print("fastnn: compiling the training step for this model (first run only: Numba caches it "
+                          "on disk)...", file=sys.stderr, flush=True)
+
+            def on_end(self, ev):
+                pass
+
+        _NOTICE.append(Notice())
+    return event.install_listener("numba:compile", _NOTICE[0])
 
 
 def _plan(model):
@@ -106,25 +115,24 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
     dtype = model.dtype
     n_samples, widths = X.shape[0], [X.shape[1]] + [lin.out_features for lin in linears]
     # X of another dtype (float64 data, uint8 pixels) is gathered and converted batch by batch by the step.
-    X, Xraw = (X, np.zeros((0, 0), dtype)) if X.dtype == dtype else (np.zeros((0, 0), dtype), X)
+    if X.dtype == dtype:
+        Xraw, raw_kind = np.zeros((0, 0), np.uint8), 0
+    elif X.dtype in codes.RAW_DTYPES:  # its bytes: the step views them in their dtype
+        Xraw, raw_kind = X.view(np.uint8), codes.RAW_DTYPES.index(X.dtype)
+        X = np.zeros((0, 0), dtype)
+    else:  # a rarer dtype (float16, int16, ...) is converted once
+        X, Xraw, raw_kind = np.ascontiguousarray(X, dtype), np.zeros((0, 0), np.uint8), 0
     if acts[-1] != (codes.SIGMOID if loss_kind == codes.LOSS_BCE else codes.IDENTITY):
         return None  # the loss takes logits; BCELoss the output of a last Sigmoid, whose backward it folds in
     labels = labels if labels is not None else np.zeros(0, np.int64)
-    dense = T if T.ndim == 2 else np.zeros((0, 0), dtype)
+    # Dense targets in float64 whatever their dtype: exact for every input type, and one compiled step.
+    dense = np.ascontiguousarray(T, np.float64) if T.ndim == 2 else np.zeros((0, 0))
     sw = sw if sw is not None else np.zeros(0)
     step = get_step()
     rows = min(batch_size, n_samples)  # a batch larger than the data is the whole data
-    # Tuples of same-typed arrays are UniTuples to Numba: indexable by a runtime layer
-    # number, free to pass, and unlike typed.List they need no per-process compilation.
-    Ws, bs = tuple([lin.W.data for lin in linears]), tuple([lin.b.data for lin in linears])
-    H = tuple([np.empty((rows, w), dtype) for w in widths])
-    keep_input = [False] + [a in codes.NEEDS_INPUT for a in acts]
-    Z = tuple([np.empty((rows, w) if keep else (0, 0), dtype) for w, keep in zip(widths, keep_input)])
     drops = np.array([0.0 if d is None else d.p for d in dropouts])
-    D = tuple([np.empty((rows, w) if p > 0 else (0, 0), dtype) for w, p in zip(widths, drops)])
+    work, woff = layout.workspace(widths, acts, drops, rows, dtype)
     keys = np.zeros(len(linears), np.uint64)
-    G = tuple([np.empty((0, 0), dtype)] + [np.empty((rows, w), dtype) for w in widths[1:]])
-    dWs, dbs = tuple([lin.W.grad for lin in linears]), tuple([lin.b.grad for lin in linears])
     n_batches = -(-n_samples // batch_size)
     losses, weights, correct = np.empty(n_batches), np.empty(n_batches), np.empty(n_batches, np.int64)
     hyper = np.empty((n_batches, len(codes.HYPER)))
@@ -141,13 +149,21 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
                 after_step()
         rows[:, codes.H_CLIP_NORM] = clip_norm or 0.0
         keys[:] = [Dropout.stream_key(seed, l) for l in range(len(keys))]
-        S1, S2 = (tuple([state[k] for k in by_model]) for state in spec.state)
+        # The table is rebuilt (and every array checked) at each call: a parameter or state array replaced
+        # between calls is read where it now is.
+        S1, S2 = ([state[k] for k in by_model] for state in spec.state)
+        dims, params = layout.param_table([lin.W.data for lin in linears], [lin.b.data for lin in linears],
+                                          [lin.W.grad for lin in linears], [lin.b.grad for lin in linears], S1, S2)
         decays = np.array([spec.weight_decays[k] for k in by_model], np.float64)
-        with _limit_blas(threads), event.install_listener("numba:compile", _NOTICE):
-            done = step.train_batches(X, Xraw, labels, dense, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas,
-                                      drops, keys, H, Z, D, G, dWs, dbs, loss_kind, spec.kind, rows, decays, S1, S2,
+        train = step.train_batches  # before the notice: looking it up may import Numba
+        with _limit_blas(threads), _compile_notice():
+            done = train(X, Xraw, raw_kind, labels, dense, sw, order, batch_size, b0, b1, dims, acts, alphas,
+                                      drops, keys, params, work, woff, loss_kind, spec.kind, rows, decays,
                                       spec.steps, losses, weights, correct)
+        run.compiled_by = getattr(train, "last", "numpy" if step is get_step("numpy") else "jit")
         k = min(done + 1, b1 - b0)
         return losses[:k], int(correct[:done].sum()), done
+
+    run.compiled_by = None
 
     return run

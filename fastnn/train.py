@@ -18,7 +18,7 @@ import numpy as np
 
 from fastnn import fused
 from fastnn.checkpoint import read_checkpoint, write_checkpoint
-from fastnn.kernels import codes, get_backend
+from fastnn.kernels import codes, get_backend, layout
 from fastnn._validation import check_matrix, check_positive_int, check_sample_weight, class_weights_for
 from fastnn.losses import LOSSES, Loss
 from fastnn.layers import Dropout, Linear
@@ -44,6 +44,10 @@ class History:
         Epoch at which early stopping or a callback ended training.
     fast_path : bool
         Whether the compiled training step of :mod:`fastnn.fused` ran (else layer by layer).
+    compiled_by : str or None
+        Which code ran it: ``"aot"`` (built at install, :mod:`fastnn.kernels.aot`), ``"jit"`` (Numba's JIT),
+        ``"numpy"`` (the NumPy twin); None layer by layer. For the same seed, data, dtype and BLAS threads,
+        ``"aot"`` and ``"jit"`` train bit-identical weights.
     """
 
     def __init__(self):
@@ -51,6 +55,7 @@ class History:
         self.epoch = []
         self.stopped_epoch = None
         self.fast_path = False
+        self.compiled_by = None
 
     def _append(self, epoch, logs):
         self.epoch.append(epoch)
@@ -327,6 +332,8 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
                     raise _interruption(history, epoch, checkpoint)
             if bar is not None:
                 bar.close()
+            if history.fast_path:
+                history.compiled_by = run.compiled_by
             logs = {"loss": total / total_weight}
             if loss.accuracy is not None:
                 logs["accuracy"] = correct / _accuracy_units(loss, T)
@@ -498,7 +505,7 @@ def predict(model, X, batch_size=1024):
     return _predict(model, X, batch_size, plan)
 
 
-class _Plan(collections.namedtuple("_Plan", "layers clears linears Ws bs acts alphas")):
+class _Plan(collections.namedtuple("_Plan", "layers clears linears Ws bs acts alphas dims params")):
     """What ``mlp_forward`` needs for a model, and what tells whether it is still the model's."""
 
 
@@ -516,8 +523,13 @@ def _forward_plan(model):
     if found is None:
         return None
     linears, acts, alphas, _ = found  # Dropout is the identity in inference
-    plan = _Plan(list(model.layers), [layer._clear_cache for layer in model.layers], linears,
-                 tuple([lin.W.data for lin in linears]), tuple([lin.b.data for lin in linears]), acts, alphas)
+    Ws, bs = tuple([lin.W.data for lin in linears]), tuple([lin.b.data for lin in linears])
+    try:
+        dims, params = layout.param_table(Ws, bs)
+    except (TypeError, ValueError):  # e.g. a parameter array made read-only or non-contiguous by its owner
+        return None
+    plan = _Plan(list(model.layers), [layer._clear_cache for layer in model.layers], linears, Ws, bs, acts, alphas,
+                 dims, params)
     _PLANS[model] = plan
     return plan
 
@@ -528,10 +540,10 @@ def _predict(model, X, batch_size, plan=False):
     if plan is not None:  # one compiled call through every layer
         for clear in plan.clears:  # inference keeps nothing alive
             clear()
-        Ws = plan.Ws
-        work = np.empty((2, min(batch_size, X.shape[0]) * max([W.shape[1] for W in Ws[:-1]], default=0)), X.dtype)
-        out = np.empty((X.shape[0], Ws[-1].shape[1]), X.dtype)
-        return get_backend().mlp_forward(X, Ws, plan.bs, plan.acts, plan.alphas, work, out)
+        dims = plan.dims
+        work = np.empty((2, min(batch_size, X.shape[0]) * max(dims[1:-1], default=0)), X.dtype)
+        out = np.empty((X.shape[0], dims[-1]), X.dtype)
+        return get_backend().mlp_forward(X, dims, plan.acts, plan.alphas, plan.params, work, out)
     previous = [layer.training for layer in model.layers]
     model.eval()  # inference: Dropout is the identity whatever mode the model was left in
     try:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastnn.kernels import codes, numba_cpu, numpy_ref, step_numba, step_numpy
+from fastnn.kernels import codes, layout, numba_cpu, numpy_ref, step_numba, step_numpy
 from tests.conftest import DTYPES, tol
 
 pytestmark = pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
@@ -273,7 +273,8 @@ def test_mlp_forward_matches_twin(n, chunk, depth, dtype, seed):
     outs = []
     for module in (numba_cpu, numpy_ref):
         out = np.full((n, sizes[-1]), np.nan, dtype)
-        assert module.mlp_forward(X, Ws, bs, acts, alphas, np.full((2, chunk * width), np.nan, dtype), out) is out
+        dims, params = layout.param_table(Ws, bs)
+        assert module.mlp_forward(X, dims, acts, alphas, params, np.full((2, chunk * width), np.nan, dtype), out) is out
         outs.append(out)
     np.testing.assert_allclose(outs[0], outs[1], **tol(dtype))
     a = X.astype(np.float64)  # and both against the layer-by-layer definition
@@ -292,6 +293,7 @@ def test_mlp_forward_propagates_nan(module, n):
     bs = tuple(np.zeros(s, np.float32) for s in (4, 3))
     X = rng.standard_normal((n, 5)).astype(np.float32)
     X[0, 2] = np.nan
-    out = module.mlp_forward(X, Ws, bs, np.array([codes.RELU, codes.IDENTITY]), np.zeros(2),
+    dims, params = layout.param_table(Ws, bs)
+    out = module.mlp_forward(X, dims, np.array([codes.RELU, codes.IDENTITY]), np.zeros(2), params,
                              np.empty((2, 4 * n), np.float32), np.empty((n, 3), np.float32))
     assert np.isnan(out[0]).all() and np.isfinite(out[1:]).all()

@@ -15,16 +15,14 @@ kernel is loaded. Where NumPy's library has no ILP64 CBLAS (another NumPy build)
 or with ``FASTNN_BLAS=numba``, the same names point at small adapters that call
 Numba's own BLAS entry instead; the kernels cannot tell the difference.
 """
-import ctypes
-
 import llvmlite.binding as ll
-import threadpoolctl
 from numba import cfunc
 from numba.core import cgutils
 from numba.core import types as nbt
 from numba.extending import intrinsic
 
 from fastnn._config import BLAS
+from fastnn.kernels._cblas import numpy_cblas
 
 __all__ = ["SOURCE", "ROW_MAJOR", "NO_TRANS", "TRANS", "gemm_sig"]
 
@@ -66,26 +64,8 @@ def _adapter(real, kind):
     return gemm
 
 
-def _numpy_cblas():
-    """Addresses of NumPy's ILP64 ``cblas_sgemm``/``cblas_dgemm``, or None."""
-    for info in threadpoolctl.threadpool_info():
-        if info.get("user_api") != "blas":  # only NumPy's build exports the ILP64 names below
-            continue
-        try:
-            lib = ctypes.CDLL(info["filepath"])
-        except OSError:  # listed by threadpoolctl but not loadable by path: not ours to use
-            continue
-        for prefix in ("scipy_cblas_", "cblas_"):  # scipy-openblas64 wheels, then a plain ILP64 build
-            try:
-                s, d = (getattr(lib, f"{prefix}{k}gemm64_") for k in "sd")
-            except AttributeError:
-                continue
-            return ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value
-    return None
-
-
 def _register():
-    found = _numpy_cblas() if BLAS == "numpy" else None
+    found = numpy_cblas() if BLAS == "numpy" else None
     if found is None:
         # Numba's BLAS entry is SciPy's; loaded only here (a third of fastnn's import time), and before any
         # step runs, so that threadpoolctl sees and limits it.

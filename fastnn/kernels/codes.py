@@ -9,7 +9,9 @@ import numpy as np
 __all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "LEAKY_RELU", "ELU", "GELU", "ACTIVATION_CODES", "NEEDS_INPUT",
            "H_LR", "H_MOMENTUM", "H_NESTEROV", "H_BETA1", "H_BETA2", "H_EPS", "H_DECOUPLED", "H_CLIP_NORM",
            "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE", "LOSS_BCE_LOGITS", "LOSS_BCE", "OPT_SGD", "OPT_ADAM",
-           "HYPER", "pack_hyper"]
+           "HYPER", "pack_hyper", "P_W", "P_B", "P_DW", "P_DB", "P_S1W", "P_S1B", "P_S2W", "P_S2B", "N_PARAM_SLOTS",
+           "O_H", "O_Z", "O_D", "O_G", "N_WORK_SLOTS", "RAW_F32", "RAW_F64", "RAW_U8", "RAW_I32", "RAW_I64",
+           "RAW_DTYPES"]
 
 # Activations: the fused epilogue of ``linear_forward`` and the step's backward through it. ``alpha`` is
 # the one parameter some take (LeakyReLU's negative slope, ELU's alpha). Most differentiate from their
@@ -43,3 +45,21 @@ def pack_hyper(values, out=None):
     for i, name in enumerate(HYPER):
         row[i] = values.get(name, 0.0)
     return row
+
+
+# The compiled step's layer tables, whose shapes do not depend on the network, so that one compiled step serves
+# every depth. ``params[l, P_*]`` is the address of layer ``l``'s array (0 for an empty one): weights, bias,
+# their gradients, and the optimizer's two states for each (SGD's momentum buffer in S1; Adam's m in S1, v in
+# S2). They stay the layers' and the optimizer's own arrays: nothing is copied in or out of a fit.
+P_W, P_B, P_DW, P_DB, P_S1W, P_S1B, P_S2W, P_S2B = range(8)
+N_PARAM_SLOTS = 8
+# ``woff[l, O_*]`` is the offset, in the step's one flat workspace, of row 0 of layer ``l``'s activations H
+# (H[0]: the gathered batch), pre-activations Z, dropped-out input D and gradient G (-1 where it has none).
+O_H, O_Z, O_D, O_G = range(4)
+N_WORK_SLOTS = 4
+
+# The dtype of training data that is not the model's, which the step reads as bytes and converts batch by batch
+# (so the data is never copied whole and the step's signature does not depend on it).
+RAW_F32, RAW_F64, RAW_U8, RAW_I32, RAW_I64 = range(5)
+RAW_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8), np.dtype(np.int32),
+              np.dtype(np.int64))

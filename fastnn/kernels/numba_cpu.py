@@ -9,11 +9,13 @@ softmax-NLL gradient, optimizer updates). Reductions accumulate in float64
 import math
 
 import numpy as np
+from numba import carray
 from numba.core import types as nbtypes
+from numba.extending import intrinsic
 
 from fastnn._config import jit
 from fastnn.kernels._blas import NO_TRANS, ROW_MAJOR, TRANS, gemm_sig
-from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, RELU, SIGMOID, TANH
+from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, P_B, P_W, RELU, SIGMOID, TANH
 
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
@@ -24,6 +26,26 @@ __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd",
 # Registered by fastnn.kernels._blas at import: NumPy's cblas_?gemm, or an adapter to Numba's.
 _sgemm = nbtypes.ExternalFunction("fastnn_sgemm", gemm_sig(nbtypes.float32))
 _dgemm = nbtypes.ExternalFunction("fastnn_dgemm", gemm_sig(nbtypes.float64))
+
+
+@intrinsic
+def _pointer(typingctx, address, zero):
+    """``address`` (an int64 of a layer table) as a pointer to values of ``zero``'s type."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return nbtypes.CPointer(zero)(nbtypes.int64, zero), codegen
+
+
+@jit
+def _vec(address, n, zero):
+    """The ``n`` values at ``address`` as a 1-D array of ``zero``'s dtype: a view, owned by the caller."""
+    return carray(_pointer(address, zero), (n,))
+
+
+@jit
+def _mat(address, n, m, zero):
+    """As :func:`_vec`, an (n, m) C-contiguous matrix."""
+    return carray(_pointer(address, zero), (n, m))
 
 
 @jit
@@ -632,22 +654,23 @@ def _affine_rows(X, W, b, out):
 
 
 @jit
-def mlp_forward(X, Ws, bs, acts, alphas, work, out):
-    n, L = X.shape[0], len(Ws)
+def mlp_forward(X, dims, acts, alphas, params, work, out):
+    n, L = X.shape[0], acts.shape[0]
+    zero = X.dtype.type(0)
     width = 1
-    for l in range(L - 1):
-        width = max(width, Ws[l].shape[1])
+    for l in range(1, L):
+        width = max(width, dims[l])
     chunk = work.shape[1] // width if L > 1 else n
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
         a = X[s:e]
         for l in range(L):
-            w = Ws[l].shape[1]
+            W, b, w = _mat(params[l, P_W], dims[l], dims[l + 1], zero), _vec(params[l, P_B], dims[l + 1], zero), dims[l + 1]
             dst = out[s:e] if l == L - 1 else work[l % 2, :(e - s) * w].reshape((e - s, w))
             if e - s <= ROW_LOOP_MAX:
-                _affine_rows(a, Ws[l], bs[l], dst)
+                _affine_rows(a, W, b, dst)
                 activation_forward(acts[l], alphas[l], dst, dst)
             else:
-                linear_forward(a, Ws[l], bs[l], acts[l], alphas[l], dst)
+                linear_forward(a, W, b, acts[l], alphas[l], dst)
             a = dst
     return out

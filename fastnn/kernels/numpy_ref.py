@@ -6,11 +6,12 @@ array the caller owns, of the inputs' dtype (float32 or float64). Losses
 return a Python float accumulated in float64. The layers and losses in
 :mod:`fastnn.layers` / :mod:`fastnn.losses` validate and own the buffers.
 """
+import ctypes
 import math
 
 import numpy as np
 
-from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, RELU, SIGMOID, TANH
+from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, P_B, P_W, RELU, SIGMOID, TANH
 
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
@@ -378,25 +379,41 @@ def act_backward(act, alpha, x, y, g):
         np.multiply(g, 0.5 * (1 + t) + 0.5 * v * dt, out=g, casting="same_kind")
 
 
-def mlp_forward(X, Ws, bs, acts, alphas, work, out):
-    """Inference through ``L = len(Ws)`` layers: ``out = f_L(... f_1(X W_1 + b_1) ... W_L + b_L)``, each
+def _view(address, shape, dtype):
+    """The array of ``shape`` and ``dtype`` at ``address`` (an entry of a layer table, 0 for an empty array):
+    what the compiled twin reads there. A view: the memory stays its owner's."""
+    dtype = np.dtype(dtype)
+    size = math.prod(shape)
+    if size == 0:
+        return np.zeros(shape, dtype)
+    return np.frombuffer((ctypes.c_char * (size * dtype.itemsize)).from_address(int(address)), dtype).reshape(shape)
+
+
+def mlp_forward(X, dims, acts, alphas, params, work, out):
+    """Inference through ``L = len(acts)`` layers: ``out = f_L(... f_1(X W_1 + b_1) ... W_L + b_L)``, each
     ``f_l`` the activation code ``acts[l]`` fused as in :func:`linear_forward`.
 
     Parameters
     ----------
     X : ndarray of shape (n, n_in), C-contiguous
-    Ws, bs : tuples of L ndarrays
-        ``Ws[l]`` of shape (n_in_l, n_out_l), ``bs[l]`` of shape (n_out_l,).
+    dims : int64 ndarray of shape (L + 1,)
+        The widths: layer ``l`` maps ``dims[l]`` inputs to ``dims[l + 1]`` outputs.
     acts : ndarray of L int64 activation codes
     alphas : ndarray of L float64
         The activations' parameters (see :func:`linear_forward`).
+    params : int64 ndarray of shape (L, codes.N_PARAM_SLOTS)
+        The layer table (:mod:`codes`): ``params[l, P_W]`` and ``params[l, P_B]`` are the addresses of layer
+        ``l``'s C-contiguous weights (dims[l], dims[l + 1]) and bias, in ``X``'s dtype (see
+        :func:`fastnn.kernels.layout.param_table`).
     work : ndarray of shape (2, chunk * w)
         ``w`` the widest hidden layer: two buffers the hidden layers' outputs alternate between, each holding
         ``chunk`` rows. Rows go through the network ``chunk`` at a time (all at once without hidden layers).
     out : ndarray of shape (n, n_out_L)
     """
-    n, last = X.shape[0], len(Ws) - 1
-    width = max([W.shape[1] for W in Ws[:-1]], default=1)
+    n, last = X.shape[0], len(acts) - 1
+    Ws = [_view(params[l, P_W], (dims[l], dims[l + 1]), X.dtype) for l in range(last + 1)]
+    bs = [_view(params[l, P_B], (dims[l + 1],), X.dtype) for l in range(last + 1)]
+    width = max([int(w) for w in dims[1:-1]], default=1)
     chunk = work.shape[1] // width if last else n
     for s in range(0, n, chunk):
         a = X[s:s + chunk]

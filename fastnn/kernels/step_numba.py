@@ -2,16 +2,21 @@
 
 :mod:`step_numpy` is its executable specification, with the same names and signatures (documented there).
 It allocates nothing: every buffer is the caller's (:mod:`fastnn.fused` builds them once per ``fit``).
+Its arguments are the same types for every network (per-layer arrays reach it through the tables of
+:mod:`codes`), so one compiled step per dtype serves every depth, width, activation, loss and optimizer.
 """
 import math
+
+import numpy as np
 
 from fastnn._config import jit
 from fastnn.kernels.codes import (
     ELU, GELU, RELU, H_BETA1, H_CLIP_NORM, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_BCE,
-    LOSS_BCE_LOGITS, LOSS_MSE, LOSS_SCE_LABELS, OPT_SGD)
+    LOSS_BCE_LOGITS, LOSS_MSE, LOSS_SCE_LABELS, RAW_F32, RAW_F64, RAW_I32, RAW_U8, O_D, O_G, O_H, O_Z, OPT_SGD, P_B, P_DB, P_DW, P_S1B, P_S1W, P_S2B,
+    P_S2W, P_W)
 from fastnn.kernels.numba_cpu import (
-    _add_weighted, _bce_logits_row, _bce_row, _mse_row, _xent_row_dense, _xent_row_label, act_backward,
-    activation_forward, adam_update, clip_grad_norm, dropout, linear_backward, linear_backward_sgd, linear_forward, sgd_update)
+    _add_weighted, _bce_logits_row, _bce_row, _mat, _mse_row, _vec, _xent_row_dense, _xent_row_label, act_backward,
+    activation_forward, adam_update, dropout, linear_backward, linear_backward_sgd, linear_forward, sgd_update)
 
 __all__ = ["train_batches"]
 
@@ -74,10 +79,55 @@ def _relu_dropout_backward(d, p, g):
 
 
 @jit
-def train_batches(X, Xraw, labels, T, sw, order, batch_size, b0, b1, Ws, bs, acts, alphas, drops, keys, H, Z, D, G, dWs,
-                  dbs, loss_kind, opt_kind, hyper, wds, S1, S2, steps, losses, weights, correct):
+def _gather(src, rows, x):
+    """``x[i] = src[rows[i]]``, converted to ``x``'s dtype. Element loops: a slice assignment compiled ~2.6 s of
+    error-message code."""
+    for i in range(x.shape[0]):
+        r = rows[i]
+        for j in range(x.shape[1]):
+            x[i, j] = src[r, j]
+
+
+@jit
+def _work(work, woff, l, slot, m, w):
+    """Layer ``l``'s buffer ``slot`` of the flat workspace, as an (m, w) matrix."""
+    o = woff[l, slot]
+    return work[o:o + m * w].reshape((m, w))
+
+
+@jit
+def _clip_grad_norm(params, dims, zero, max_norm):
+    """:func:`numba_cpu.clip_grad_norm` over the gradients of the layer table: same sums, same factor."""
+    total = 0.0
+    for l in range(params.shape[0]):
+        dW, db = _vec(params[l, P_DW], dims[l] * dims[l + 1], zero), _vec(params[l, P_DB], dims[l + 1], zero)
+        for k in range(dW.shape[0]):
+            total += dW[k] * 1.0 * dW[k]
+        for k in range(db.shape[0]):
+            total += db[k] * 1.0 * db[k]
+    coef = max_norm / (math.sqrt(total) + 1e-6)
+    if coef < 1:
+        c = zero + coef
+        for l in range(params.shape[0]):
+            dW, db = _vec(params[l, P_DW], dims[l] * dims[l + 1], zero), _vec(params[l, P_DB], dims[l + 1], zero)
+            for k in range(dW.shape[0]):
+                dW[k] = dW[k] * c
+            for k in range(db.shape[0]):
+                db[k] = db[k] * c
+
+
+@jit
+def _state(params, l, slot, n, zero):
+    """Optimizer state ``slot`` of layer ``l`` (n values), or an empty array where the rule keeps none."""
+    return _vec(params[l, slot], n if params[l, slot] else 0, zero)
+
+
+@jit
+def train_batches(X, Xraw, raw_kind, labels, T, sw, order, batch_size, b0, b1, dims, acts, alphas, drops, keys, params, work,
+                  woff, loss_kind, opt_kind, hyper, wds, steps, losses, weights, correct):
     n = order.shape[0]
-    L = len(Ws)
+    L = acts.shape[0]
+    zero = X.dtype.type(0)
     for b in range(b0, b1):
         h = hyper[b - b0]
         lr, momentum, nesterov = h[H_LR], h[H_MOMENTUM], h[H_NESTEROV] != 0
@@ -97,62 +147,76 @@ def train_batches(X, Xraw, labels, T, sw, order, batch_size, b0, b1, Ws, bs, act
         if in_order and Xraw.shape[0] == 0:  # consecutive rows (shuffle=False): a view of X, no copy
             x = X[start:start + m]
         else:  # gather the batch: the order is shuffled (or the data converted), the data never is
-            x = H[0][:m]
-            # element loops: a slice assignment compiled ~2.6 s of error-message code
-            if Xraw.shape[0]:
-                for i in range(m):
-                    r = rows[i]
-                    for j in range(x.shape[1]):
-                        x[i, j] = Xraw[r, j]
+            x = _work(work, woff, 0, O_H, m, dims[0])
+            if Xraw.shape[0] == 0:
+                _gather(X, rows, x)
+            elif raw_kind == RAW_F32:
+                _gather(Xraw.view(np.float32), rows, x)
+            elif raw_kind == RAW_F64:
+                _gather(Xraw.view(np.float64), rows, x)
+            elif raw_kind == RAW_U8:
+                _gather(Xraw, rows, x)
+            elif raw_kind == RAW_I32:
+                _gather(Xraw.view(np.int32), rows, x)
             else:
-                for i in range(m):
-                    r = rows[i]
-                    for j in range(x.shape[1]):
-                        x[i, j] = X[r, j]
+                _gather(Xraw.view(np.int64), rows, x)
         for l in range(L):
-            a = H[l][:m] if l else x
+            W, bias = _mat(params[l, P_W], dims[l], dims[l + 1], zero), _vec(params[l, P_B], dims[l + 1], zero)
+            a = _work(work, woff, l, O_H, m, dims[l]) if l else x
             if drops[l] > 0:  # this layer's input, dropped out (the mask is a function of its position)
-                a = dropout(a, drops[l], keys[l], b * batch_size, D[l][:m])
+                a = dropout(a, drops[l], keys[l], b * batch_size, _work(work, woff, l, O_D, m, dims[l]))
+            out = _work(work, woff, l + 1, O_H, m, dims[l + 1])
             if acts[l] == ELU or acts[l] == GELU:  # their backward needs the pre-activation: kept in Z
-                linear_forward(a, Ws[l], bs[l], IDENTITY, 0.0, Z[l + 1][:m])
-                activation_forward(acts[l], alphas[l], Z[l + 1][:m], H[l + 1][:m])
+                z = _work(work, woff, l + 1, O_Z, m, dims[l + 1])
+                linear_forward(a, W, bias, IDENTITY, 0.0, z)
+                activation_forward(acts[l], alphas[l], z, out)
             else:
-                linear_forward(a, Ws[l], bs[l], acts[l], alphas[l], H[l + 1][:m])
-        total, wsum, hits = _loss_grad(loss_kind, H[L][:m], labels, T, sw, rows, G[L][:m])
+                linear_forward(a, W, bias, acts[l], alphas[l], out)
+        total, wsum, hits = _loss_grad(loss_kind, _work(work, woff, L, O_H, m, dims[L]), labels, T, sw, rows,
+                                       _work(work, woff, L, O_G, m, dims[L]))
         losses[b - b0] = total
         weights[b - b0] = wsum
         correct[b - b0] = hits
         if not math.isfinite(total):
             return b - b0  # stop before the update: the weights stay finite
         for l in range(L - 1, -1, -1):
-            a = D[l][:m] if drops[l] > 0 else H[l][:m] if l else x  # this layer's input
-            g = G[l + 1][:m]
+            W, bias = _mat(params[l, P_W], dims[l], dims[l + 1], zero), _vec(params[l, P_B], dims[l + 1], zero)
+            # this layer's input
+            a = _work(work, woff, l, O_D if drops[l] > 0 else O_H, m, dims[l]) if l or drops[l] > 0 else x
+            g = _work(work, woff, l + 1, O_G, m, dims[l + 1])
             # The input needs no gradient: no dX for the first layer, the largest GEMM saved.
-            dX = G[l][:m] if l > 0 else None
+            dX = _work(work, woff, l, O_G, m, dims[l]) if l > 0 else None
             if fold:
-                linear_backward_sgd(a, Ws[l], g, bs[l], lr, wds[2 * l], wds[2 * l + 1], dX)
+                linear_backward_sgd(a, W, g, bias, lr, wds[2 * l], wds[2 * l + 1], dX)
             else:
-                linear_backward(a, Ws[l], g, dWs[l], dbs[l], dX)
+                linear_backward(a, W, g, _mat(params[l, P_DW], dims[l], dims[l + 1], zero),
+                                _vec(params[l, P_DB], dims[l + 1], zero), dX)
             if l > 0:
+                gl = _work(work, woff, l, O_G, m, dims[l])
                 if drops[l] > 0 and acts[l - 1] == RELU:
-                    _relu_dropout_backward(D[l][:m], drops[l], G[l][:m])
+                    _relu_dropout_backward(_work(work, woff, l, O_D, m, dims[l]), drops[l], gl)
                 else:
                     if drops[l] > 0:
-                        dropout(G[l][:m], drops[l], keys[l], b * batch_size, G[l][:m])
-                    act_backward(acts[l - 1], alphas[l - 1], Z[l][:m], H[l][:m], G[l][:m])
+                        dropout(gl, drops[l], keys[l], b * batch_size, gl)
+                    z = _work(work, woff, l, O_Z, m, dims[l]) if woff[l, O_Z] >= 0 else gl
+                    act_backward(acts[l - 1], alphas[l - 1], z, _work(work, woff, l, O_H, m, dims[l]), gl)
         steps[0] += 1
         if fold:
             continue
         if clip > 0:
-            clip_grad_norm(dWs, dbs, clip)
+            _clip_grad_norm(params, dims, zero, clip)
         t = steps[0]
         for l in range(L):
-            W, dW, bias, db = Ws[l].reshape(-1), dWs[l].reshape(-1), bs[l], dbs[l]
+            nw, nb = dims[l] * dims[l + 1], dims[l + 1]
+            W, dW = _vec(params[l, P_W], nw, zero), _vec(params[l, P_DW], nw, zero)
+            bias, db = _vec(params[l, P_B], nb, zero), _vec(params[l, P_DB], nb, zero)
             wd_W, wd_b = wds[2 * l], wds[2 * l + 1]
             if opt_kind == OPT_SGD:
-                sgd_update(W, dW, S1[2 * l], lr, momentum, wd_W, nesterov)
-                sgd_update(bias, db, S1[2 * l + 1], lr, momentum, wd_b, nesterov)
+                sgd_update(W, dW, _state(params, l, P_S1W, nw, zero), lr, momentum, wd_W, nesterov)
+                sgd_update(bias, db, _state(params, l, P_S1B, nb, zero), lr, momentum, wd_b, nesterov)
             else:
-                adam_update(W, dW, S1[2 * l], S2[2 * l], t, lr, beta1, beta2, eps, wd_W, decoupled)
-                adam_update(bias, db, S1[2 * l + 1], S2[2 * l + 1], t, lr, beta1, beta2, eps, wd_b, decoupled)
+                adam_update(W, dW, _state(params, l, P_S1W, nw, zero), _state(params, l, P_S2W, nw, zero), t, lr,
+                            beta1, beta2, eps, wd_W, decoupled)
+                adam_update(bias, db, _state(params, l, P_S1B, nb, zero), _state(params, l, P_S2B, nb, zero), t, lr,
+                            beta1, beta2, eps, wd_b, decoupled)
     return b1 - b0

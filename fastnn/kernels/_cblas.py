@@ -1,0 +1,25 @@
+"""Where NumPy's OpenBLAS keeps its ILP64 ``cblas_?gemm``: the GEMM both the JIT (:mod:`._blas`) and the
+ahead-of-time kernels (:mod:`.aot`) call. Numba-free, so that finding it does not import Numba."""
+import ctypes
+
+import threadpoolctl
+
+__all__ = ["numpy_cblas"]
+
+
+def numpy_cblas():
+    """Addresses of NumPy's ILP64 ``cblas_sgemm``/``cblas_dgemm``, or None."""
+    for info in threadpoolctl.threadpool_info():
+        if info.get("user_api") != "blas":  # only NumPy's build exports the ILP64 names below
+            continue
+        try:
+            lib = ctypes.CDLL(info["filepath"])
+        except OSError:  # listed by threadpoolctl but not loadable by path: not ours to use
+            continue
+        for prefix in ("scipy_cblas_", "cblas_"):  # scipy-openblas64 wheels, then a plain ILP64 build
+            try:
+                s, d = (getattr(lib, f"{prefix}{k}gemm64_") for k in "sd")
+            except AttributeError:
+                continue
+            return ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value
+    return None
