@@ -4,11 +4,15 @@ Each backend is two modules, the per-op kernels and the training step built from
 both twins export the same names with the same signatures, so a layer asks
 :func:`get_backend` for the module and calls e.g. ``K.relu_forward(x, out)``, and
 :mod:`fastnn.fused` asks :func:`get_step` for ``train_batches``.
+
+The ``numba`` backend is the kernels built ahead of time at install (:mod:`fastnn.kernels.aot`) where they
+exist and can be trusted, and Numba's JIT (:mod:`numba_cpu`, :mod:`step_numba`) for everything else: Numba
+is imported only when something needs the JIT.
 """
 import contextlib
 import importlib
 
-__all__ = ["BACKENDS", "get_backend", "get_step", "set_backend", "backend"]
+__all__ = ["BACKENDS", "get_backend", "get_step", "set_backend", "backend", "compiled_by"]
 
 # name -> (per-op kernels, training step)
 BACKENDS = {"numba": ("fastnn.kernels.numba_cpu", "fastnn.kernels.step_numba"),
@@ -16,9 +20,41 @@ BACKENDS = {"numba": ("fastnn.kernels.numba_cpu", "fastnn.kernels.step_numba"),
 _current = "numba"
 
 
+class _Compiled:
+    """The ``numba`` backend's module ``path``: each name resolved once, to the ahead-of-time export (checked
+    per call, see :func:`fastnn.kernels.aot.kernel`) or the JIT module's function."""
+
+    def __init__(self, path):
+        self._path = path
+
+    def _jit(self):
+        return importlib.import_module(self._path)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        from fastnn.kernels import aot  # noqa: PLC0415
+
+        module = aot.load() if name in aot.EXPORTS else None
+        if module is not None:
+            found = aot.kernel(module, name, lambda: getattr(self._jit(), name))
+        else:
+            found = getattr(self._jit(), name)
+        setattr(self, name, found)
+        return found
+
+    def __dir__(self):
+        return list(self._jit().__all__)
+
+
+_COMPILED = tuple(_Compiled(path) for path in BACKENDS["numba"])
+
+
 def _module(name, part=0):
     if not isinstance(name, str) or name not in BACKENDS:
         raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {name!r}")
+    if name == "numba":
+        return _COMPILED[part]
     return importlib.import_module(BACKENDS[name][part])
 
 
@@ -30,6 +66,17 @@ def get_backend(name=None):
 def get_step(name=None):
     """Return the training-step module (``train_batches``) for ``name`` (default: the active backend)."""
     return _module(_current if name is None else name, 1)
+
+
+def compiled_by(name=None):
+    """Which code runs the training step of backend ``name``: ``"aot"`` (built at install), ``"jit"``
+    (Numba's JIT) or ``"numpy"``."""
+    name = _current if name is None else name
+    if name != "numba":
+        return name
+    from fastnn.kernels import aot  # noqa: PLC0415
+
+    return "aot" if aot.load() is not None else "jit"
 
 
 def set_backend(name):

@@ -1,0 +1,34 @@
+/* The GEMM of the ahead-of-time kernels (fastnn.kernels.aot).
+ *
+ * The compiled kernels call fastnn_sgemm / fastnn_dgemm by name, as under the JIT, where the names are
+ * registered with LLVM (fastnn/kernels/_blas.py). Here they are defined in the extension itself and forward
+ * to NumPy's ILP64 cblas_?gemm, whose addresses fastnn.kernels.aot.load() hands over at import, before any
+ * kernel runs. Signatures: fastnn.kernels._blas.gemm_sig.
+ */
+#include <stdint.h>
+
+typedef void (*sgemm_t)(int32_t, int32_t, int32_t, int64_t, int64_t, int64_t, float, const void *, int64_t,
+                        const void *, int64_t, float, void *, int64_t);
+typedef void (*dgemm_t)(int32_t, int32_t, int32_t, int64_t, int64_t, int64_t, double, const void *, int64_t,
+                        const void *, int64_t, double, void *, int64_t);
+
+static sgemm_t sgemm_ptr;
+static dgemm_t dgemm_ptr;
+
+void fastnn_aot_set_gemm(void *sgemm, void *dgemm)
+{
+    sgemm_ptr = (sgemm_t)sgemm;
+    dgemm_ptr = (dgemm_t)dgemm;
+}
+
+void fastnn_sgemm(int32_t order, int32_t ta, int32_t tb, int64_t m, int64_t n, int64_t k, float alpha, const void *a,
+                  int64_t lda, const void *b, int64_t ldb, float beta, void *c, int64_t ldc)
+{
+    sgemm_ptr(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void fastnn_dgemm(int32_t order, int32_t ta, int32_t tb, int64_t m, int64_t n, int64_t k, double alpha, const void *a,
+                  int64_t lda, const void *b, int64_t ldb, double beta, void *c, int64_t ldc)
+{
+    dgemm_ptr(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}

@@ -1,0 +1,62 @@
+"""Building :mod:`fastnn.kernels.aot`'s extension module with ``numba.pycc`` (run by ``setup.py``; needs Numba
+and a C compiler, which ``pip`` provides in the build environment).
+
+Each export is a two-line function that calls the ``@njit`` kernel, so the kernels compile with their own
+options (``fastnn._config.jit``: fastmath flags, ``error_model="numpy"``) exactly as under the JIT. Code is
+generated for this machine's CPU name *and* its feature list, as the JIT does: pycc would otherwise take the
+features the CPU name implies, which a virtual machine may not have.
+"""
+import inspect
+import json
+import os
+
+__all__ = ["extension"]
+
+
+def _exporter(fn, returns):
+    """A function of ``fn``'s parameters that calls it (and returns its result when ``returns``)."""
+    params = ", ".join(inspect.signature(fn.py_func).parameters)
+    scope = {"fn": fn}
+    exec(f"def export({params}):\n    {'return ' if returns else ''}fn({params})\n", scope)  # noqa: S102
+    return scope["export"]
+
+
+def _cc():
+    os.environ["FASTNN_CACHE"] = "0"  # compiled here for the module, not for Numba's cache
+    import numba  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+    from numba.core import codegen  # noqa: PLC0415
+    from numba.pycc import CC  # noqa: PLC0415
+
+    from fastnn.kernels import aot, numba_cpu, step_numba  # noqa: PLC0415
+
+    # pycc's AOT codegen passes no CPU features (the CPU name's defaults); the JIT passes the host's.
+    codegen.AOTCPUCodegen._customize_tm_features = lambda self: codegen.get_host_cpu_features()
+    cc = CC("_aot", source_module="fastnn.kernels.aot")
+    cc.target_cpu = "host"
+    cc.output_dir = os.path.dirname(aot.__file__)
+    for name in aot.EXPORTS:
+        fn = getattr(step_numba if name == "train_batches" else numba_cpu, name)
+        for code in aot.DTYPES:
+            cc.export(f"{name}_{code}", aot.signature(name, code))(_exporter(fn, aot.EXPORTS[name][1] is None))
+    info = json.dumps({"sources": aot.source_hash(), "cpu_flags": aot.cpu_flags() or [], "numba": numba.__version__,
+                       "cpu": codegen.JITCPUCodegen._get_host_cpu_name(None)}).encode()
+    blob = np.frombuffer(info, np.uint8).copy()
+
+    def build_info(out):
+        """Writes the build's JSON description into ``out``; returns its length."""
+        for i in range(blob.shape[0]):
+            out[i] = blob[i]
+        return blob.shape[0]
+
+    cc.export("build_info", "i8(u1[::1])")(build_info)
+    return cc
+
+
+def extension():
+    """The setuptools ``Extension`` of ``fastnn.kernels._aot``, with :mod:`_aot_blas.c`; ``ext._cc`` is the
+    pycc compiler whose object file it links (``setup.py``'s ``build_ext`` makes it)."""
+    cc = _cc()
+    ext = cc.distutils_extension()
+    ext.sources.append("fastnn/kernels/_aot_blas.c")  # setuptools wants it relative to setup.py
+    return ext
