@@ -26,6 +26,7 @@ class _Compiled:
 
     def __init__(self, path):
         self._path = path
+        self.__name__ = path  # it stands for that module
 
     def _jit(self):
         return importlib.import_module(self._path)

@@ -5,6 +5,7 @@
  * to NumPy's ILP64 cblas_?gemm, whose addresses fastnn.kernels.aot.load() hands over at import, before any
  * kernel runs. Signatures: fastnn.kernels._blas.gemm_sig.
  */
+#include <stddef.h>
 #include <stdint.h>
 
 typedef void (*sgemm_t)(int32_t, int32_t, int32_t, int64_t, int64_t, int64_t, float, const void *, int64_t,
@@ -31,4 +32,22 @@ void fastnn_dgemm(int32_t order, int32_t ta, int32_t tb, int64_t m, int64_t n, i
                   int64_t lda, const void *b, int64_t ldb, double beta, void *c, int64_t ldc)
 {
     dgemm_ptr(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* Numba's runtime (nrt.cpp, linked into the same extension by pycc) counts its allocations when asked: the
+ * tests check through these that a training step allocates nothing per batch. */
+void NRT_MemSys_enable_stats(void);
+size_t NRT_MemSys_stats_enabled(void);
+size_t NRT_MemSys_get_stats_alloc(void);
+
+/* Turns the counting on; returns whether it is on. */
+size_t fastnn_aot_count_allocations(void)
+{
+    NRT_MemSys_enable_stats();
+    return NRT_MemSys_stats_enabled();
+}
+
+size_t fastnn_aot_allocations(void)
+{
+    return NRT_MemSys_get_stats_alloc();
 }

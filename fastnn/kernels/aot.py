@@ -9,7 +9,8 @@ whatever the network (:mod:`layout`).
 :func:`load` returns the module only when it can be trusted; otherwise None and the reason, and the caller
 (:mod:`fastnn.kernels`) uses Numba's JIT, as without a build:
 
-* ``FASTNN_AOT=0``, or ``FASTNN_BLAS=numba`` (the build calls NumPy's OpenBLAS only);
+* ``FASTNN_AOT=0``, ``FASTNN_BLAS=numba`` (the build calls NumPy's OpenBLAS only) or ``FASTNN_FASTMATH=0``
+  (it is built with the fastmath flags);
 * no module (no C compiler at install, or the build failed: ``pip`` printed why);
 * the kernel sources differ from those it was built from (an editable install after a ``git pull``): a
   SHA-256 of :data:`SOURCES` is recorded in the module at build time and compared here;
@@ -123,6 +124,8 @@ def _env_off():
         return "FASTNN_AOT=0"
     if os.environ.get("FASTNN_BLAS", "").strip().lower() == "numba":
         return "FASTNN_BLAS=numba (the ahead-of-time kernels call NumPy's OpenBLAS)"
+    if os.environ.get("FASTNN_FASTMATH", "").strip().lower() in {"0", "false", "no", "off"}:
+        return "FASTNN_FASTMATH=0 (the ahead-of-time kernels are built with fastnn's fastmath flags)"
     return None
 
 
@@ -135,13 +138,17 @@ def _open():
         module = importlib.import_module("fastnn.kernels._aot")
     except ImportError as exc:
         return None, f"no ahead-of-time build in this installation ({exc}; reinstall with a C compiler to build it)"
-    info = np.zeros(4096, np.uint8)
-    info = json.loads(bytes(info[:module.build_info(info)]).decode())
-    if info["sources"] != source_hash():
+    try:
+        buffer = np.zeros(4096, np.uint8)
+        info = json.loads(bytes(buffer[:module.build_info(buffer)]).decode())
+        built_from, built_for = info["sources"], list(info["cpu_flags"])
+    except (AttributeError, ValueError, KeyError, TypeError) as exc:  # not a module this fastnn built
+        return None, f"the ahead-of-time build does not describe itself ({type(exc).__name__}: {exc})"
+    if built_from != source_hash():
         return None, ("the ahead-of-time build is stale: the kernel sources changed since it was built "
                       "(reinstall, e.g. `pip install -e .`, to rebuild it)")
     have = cpu_flags()
-    missing = sorted(set(info["cpu_flags"]) - set(have)) if have is not None else []
+    missing = sorted(set(built_for) - set(have)) if have is not None else []
     if missing:
         return None, f"the ahead-of-time build is for another CPU (this one lacks {', '.join(missing)})"
     found = numpy_cblas()
