@@ -4,7 +4,8 @@ and a C compiler, which ``pip`` provides in the build environment).
 Each export is a two-line function that calls the ``@njit`` kernel, so the kernels compile with their own
 options (``fastnn._config.jit``: fastmath flags, ``error_model="numpy"``) exactly as under the JIT. Code is
 generated for this machine's CPU name *and* its feature list, as the JIT does: pycc would otherwise take the
-features the CPU name implies, which a virtual machine may not have.
+features the CPU name implies, which a virtual machine may not have. Both this and releasing the GIL in the
+exports (pycc's default holds it) are set through pycc's internals, here and only for the build.
 """
 import inspect
 import json
@@ -27,11 +28,21 @@ def _cc():
     import numpy as np  # noqa: PLC0415
     from numba.core import codegen  # noqa: PLC0415
     from numba.pycc import CC  # noqa: PLC0415
+    from numba.pycc import compiler  # noqa: PLC0415
 
     from fastnn.kernels import aot, numba_cpu, step_numba  # noqa: PLC0415
 
     # pycc's AOT codegen passes no CPU features (the CPU name's defaults); the JIT passes the host's.
     codegen.AOTCPUCodegen._customize_tm_features = lambda self: codegen.get_host_cpu_features()
+    # The exports release the GIL while they run, as the JIT's kernels do (nogil=True): threads train in parallel.
+    plain_flags = compiler.Flags
+
+    def nogil_flags():
+        flags = plain_flags()
+        flags.release_gil = True
+        return flags
+
+    compiler.Flags = nogil_flags
     cc = CC("_aot", source_module="fastnn.kernels.aot")
     cc.target_cpu = "host"
     cc.output_dir = os.path.dirname(aot.__file__)
