@@ -99,7 +99,9 @@ def run(json_path, suite="kernels", bench_dir=None, *, k=None, threads=None, pyt
     cmd = [sys.executable, "-m", "pytest", str(bench_dir / SUITES[suite]), "--benchmark-enable",
            f"--benchmark-json={Path(json_path).resolve()}", "--benchmark-columns=median,iqr,rounds", "-q",
            "-p", "no:cacheprovider", "-m", "slow or not slow", *(["-k", k] if k else []), *pytest_args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # pytest's lines arrive as they are written, not in blocks
+    # pytest's lines arrive as they are written, not in blocks. Not an xdist worker's variables (a bench run from
+    # inside a parallel test run): pytest-benchmark would take them for its own run's and time nothing.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")} | {"PYTHONUNBUFFERED": "1"}
     if threads is not None:
         env["FASTNN_BENCH_THREADS"] = str(threads)
     tail = collections.deque(maxlen=25)

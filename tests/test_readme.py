@@ -52,7 +52,7 @@ LABELS = re.compile(r"^\[\d( \d){4}\] \[\d( \d){4}\]$", re.M)
 
 
 def test_readme_test_command_is_the_one_ci_runs():
-    command = 'python -m pip install -e ".[test]" && python -m pytest'
+    command = 'python -m pip install -e ".[test]" && python -m pytest -n auto'
     assert command in README
     assert command in (ROOT / ".ci" / "run").read_text().splitlines()
 
