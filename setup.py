@@ -18,6 +18,10 @@ def _warn(message):
           file=sys.stderr, flush=True)
 
 
+def _first_line(exc):
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
 def _extensions():
     if os.environ.get("FASTNN_AOT", "").strip().lower() in {"0", "false", "no", "off"}:
         _warn("FASTNN_AOT=0: the ahead-of-time kernels are not built")
@@ -28,7 +32,7 @@ def _extensions():
 
         ext = extension()  # patches setuptools' build_ext to make pycc's object file first
     except Exception as exc:  # noqa: BLE001 - any failure: install without the build
-        _warn(f"the ahead-of-time kernels cannot be built ({type(exc).__name__}: {exc})")
+        _warn(f"the ahead-of-time kernels cannot be built ({type(exc).__name__}: {_first_line(exc)})")
         return [], None
     from setuptools.command import build_ext  # noqa: PLC0415  (pycc's patched class)
 
@@ -45,7 +49,7 @@ def _extensions():
             try:
                 super().build_extension(ext)
             except Exception as exc:  # noqa: BLE001 - a missing compiler raises CompileError, others differ
-                _warn(f"building the ahead-of-time kernels failed ({type(exc).__name__}: {exc})")
+                _warn(f"building the ahead-of-time kernels failed ({type(exc).__name__}: {_first_line(exc)})")
                 self.extensions.remove(ext)  # nothing to install or copy
                 return
             print(f"fastnn: ahead-of-time kernels built in {time.perf_counter() - start:.0f} s", file=sys.stderr,
