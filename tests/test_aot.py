@@ -30,11 +30,13 @@ def _run(code, env=None, timeout=900, root=ROOT):
 def test_every_export_is_a_kernel_with_as_many_arguments():
     from fastnn.kernels import numba_cpu, step_numba  # noqa: PLC0415
 
-    for name, (sig, out_arg) in aot.EXPORTS.items():
+    for name, (_, out_arg) in aot.EXPORTS.items():
         kernel = getattr(step_numba if name == "train_batches" else numba_cpu, name)
         params = inspect.signature(kernel.py_func).parameters
-        assert len(aot.arguments(sig)) == len(params), name
-        assert out_arg is None or aot.arguments(sig)[out_arg].startswith("{T}["), name
+        for code in aot.DTYPES:
+            for _, sig in aot.signatures(name, code):
+                assert len(aot.arguments(sig)) == len(params), name
+                assert out_arg is None or aot.arguments(sig)[out_arg].startswith(f"{code}["), name
 
 
 def test_the_installed_build_is_used():
@@ -45,7 +47,8 @@ def test_the_installed_build_is_used():
     assert fn.kernels.compiled_by() == "aot"
 
 
-# A fit, predict, evaluate and predict_proba of each kind the defaults reach, and the estimators' sgd/adam.
+# A fit, predict, evaluate and predict_proba of each kind the defaults reach, a layer-by-layer fit, the estimators'
+# sgd/adam/lbfgs with and without sample weights.
 WORKFLOW = """
     import sys, warnings, numpy as np, fastnn as fn
     assert "numba" not in sys.modules, "import fastnn imported Numba"
@@ -58,9 +61,14 @@ WORKFLOW = """
     r = fn.Sequential(fn.Linear(12, 8, seed=0, dtype=np.float64), fn.Tanh(), fn.Linear(8, 1, seed=1, dtype=np.float64))
     r.fit(X.astype(np.uint8), X[:, 0], loss=fn.MSELoss(), optimizer=fn.SGD(r.parameters(), lr=0.01, momentum=0.9),
           verbose=0, sample_weight=np.ones(300), validation_data=(X, X[:, 0]))
+    g = fn.Sequential(fn.Linear(12, 16, seed=0), fn.Tanh(), fn.Dropout(0.1), fn.Linear(16, 3, seed=1), fn.Softmax())
+    assert not g.fit(X, y, loss=fn.NLLLoss(), optimizer=fn.AdamW(g.parameters()), verbose=0).fast_path  # layer by layer
+    g.predict(X); g.evaluate(X, y, fn.NLLLoss())
     from fastnn import MLPClassifier, MLPRegressor
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        MLPClassifier((8,), solver="lbfgs", max_iter=5, random_state=0).fit(X, y).predict(X)
+        MLPClassifier((8,), max_iter=3, random_state=0).fit(X, y, sample_weight=np.ones(300))
         for solver in ("adam", "sgd"):
             c = MLPClassifier((8,), solver=solver, max_iter=3, random_state=0, early_stopping=True).fit(X, y)
             c.predict(X); c.predict_proba(X); c.score(X, y)
@@ -69,7 +77,7 @@ WORKFLOW = """
 """
 
 
-def test_fit_predict_evaluate_and_estimators_never_import_numba():
+def test_fit_predict_evaluate_layer_by_layer_and_estimators_never_import_numba():
     if AOT_OFF:
         pytest.skip("FASTNN_AOT=0")
     out, err = _run(WORKFLOW)

@@ -49,7 +49,8 @@ def _cc():
     for name in aot.EXPORTS:
         fn = getattr(step_numba if name == "train_batches" else numba_cpu, name)
         for code in aot.DTYPES:
-            cc.export(f"{name}_{code}", aot.signature(name, code))(_exporter(fn, aot.EXPORTS[name][1] is None))
+            for export, sig in aot.signatures(name, code):
+                cc.export(export, sig)(_exporter(fn, sig.split("(", 1)[0] != "void"))
     info = json.dumps({"sources": aot.source_hash(), "cpu_flags": aot.cpu_flags() or [], "numba": numba.__version__,
                        "cpu": codegen.JITCPUCodegen._get_host_cpu_name(None)}).encode()
     blob = np.frombuffer(info, np.uint8).copy()

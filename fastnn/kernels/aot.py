@@ -34,28 +34,55 @@ import numpy as np
 
 from fastnn.kernels._cblas import numpy_cblas
 
-__all__ = ["EXPORTS", "SOURCES", "DTYPES", "source_hash", "cpu_flags", "signature", "arguments", "load", "reason", "kernel"]
+__all__ = ["EXPORTS", "SOURCES", "DTYPES", "source_hash", "cpu_flags", "signatures", "arguments", "load", "reason",
+           "kernel"]
 
-# name: (signature, index of the argument returned or None). ``{T}`` is the model's dtype: each is built
-# for float32 and float64. Array arguments are C-contiguous (``[:, ::1]``), as the callers make them.
+# name: (signature or signatures, index of the argument returned or None). ``{T}`` is the model's dtype: each
+# is built for float32 and float64. Array arguments are C-contiguous (``[:, ::1]``), as the callers make them;
+# ``none`` is an argument passed as None. The first array argument of type ``{T}`` decides the dtype.
+_M, _V = "{T}[:,::1]", "{T}[::1]"
 EXPORTS = {
-    "train_batches": ("i8({T}[:,::1], u1[:,::1], i8, i8[::1], f8[:,::1], f8[::1], i8[::1], i8, i8, i8, i8[::1], "
-                      "i8[::1], f8[::1], f8[::1], u8[::1], i8[:,::1], {T}[::1], i8[:,::1], i8, i8, f8[:,::1], f8[::1], "
-                      "i8[::1], f8[::1], f8[::1], i8[::1])", None),
-    "mlp_forward": ("void({T}[:,::1], i8[::1], i8[::1], f8[::1], i8[:,::1], {T}[:,::1], {T}[:,::1])", 6),
-    "softmax_xent_labels": ("f8({T}[:,::1], i8[::1], f8[::1], {T}[:,::1], {T}[:,::1])", None),
-    "softmax_xent_dense": ("f8({T}[:,::1], {T}[:,::1], f8[::1], {T}[:,::1], {T}[:,::1])", None),
-    "nll_labels": ("f8({T}[:,::1], i8[::1], f8, f8[::1], {T}[:,::1])", None),
-    "nll_dense": ("f8({T}[:,::1], {T}[:,::1], f8, f8[::1], {T}[:,::1])", None),
-    "mse": ("f8({T}[:,::1], {T}[:,::1], f8[::1], {T}[:,::1])", None),
-    "bce_logits": ("f8({T}[:,::1], {T}[:,::1], f8[::1], {T}[:,::1])", None),
-    "bce": ("f8({T}[:,::1], {T}[:,::1], f8[::1], {T}[:,::1])", None),
-    "linear_forward": ("void({T}[:,::1], {T}[:,::1], {T}[::1], i8, f8, {T}[:,::1])", 5),
-    "softmax_forward": ("void({T}[:,::1], {T}[:,::1])", 1),
-    "sigmoid_forward": ("void({T}[:,::1], {T}[:,::1])", 1),
+    # fit, predict, evaluate and the estimators' forward pass
+    "train_batches": (f"i8({_M}, u1[:,::1], i8, i8[::1], f8[:,::1], f8[::1], i8[::1], i8, i8, i8, i8[::1], i8[::1], "
+                      f"f8[::1], f8[::1], u8[::1], i8[:,::1], {_V}, i8[:,::1], i8, i8, f8[:,::1], f8[::1], i8[::1], "
+                      "f8[::1], f8[::1], i8[::1])", None),
+    "mlp_forward": (f"void({_M}, i8[::1], i8[::1], f8[::1], i8[:,::1], {_M}, {_M})", 6),
+    "softmax_xent_labels": (f"f8({_M}, i8[::1], f8[::1], {_M}, {_M})", None),
+    "softmax_xent_dense": (f"f8({_M}, {_M}, f8[::1], {_M}, {_M})", None),
+    "nll_labels": (f"f8({_M}, i8[::1], f8, f8[::1], {_M})", None),
+    "nll_dense": (f"f8({_M}, {_M}, f8, f8[::1], {_M})", None),
+    "mse": (f"f8({_M}, {_M}, f8[::1], {_M})", None),
+    "bce_logits": (f"f8({_M}, {_M}, f8[::1], {_M})", None),
+    "bce": (f"f8({_M}, {_M}, f8[::1], {_M})", None),
+    "linear_forward": (f"void({_M}, {_M}, {_V}, i8, f8, {_M})", 5),
+    "softmax_forward": (f"void({_M}, {_M})", 1),
+    "sigmoid_forward": (f"void({_M}, {_M})", 1),
+    # the layer-by-layer path, lbfgs and hand-written loops: the layers', losses' and optimizers' own kernels
+    "matmul": (f"void({_M}, {_M}, {_M})", 2),
+    "linear_backward": ((f"void({_M}, {_M}, {_M}, {_M}, {_V}, {_M})", f"void({_M}, {_M}, {_M}, {_M}, {_V}, none)"),
+                        None),
+    "activation_forward": (f"void(i8, f8, {_M}, {_M})", 3),
+    "act_backward": (f"void(i8, f8, {_M}, {_M}, {_M})", None),
+    "relu_forward": (f"void({_M}, {_M})", 1),
+    "relu_backward": (f"void({_M}, {_M}, {_M})", 2),
+    "sigmoid_backward": (f"void({_M}, {_M}, {_M})", 2),
+    "tanh_forward": (f"void({_M}, {_M})", 1),
+    "tanh_backward": (f"void({_M}, {_M}, {_M})", 2),
+    "softmax_backward": (f"void({_M}, {_M}, {_M})", 2),
+    "dropout": (f"void({_M}, f8, u8, i8, {_M})", 4),
+    "sgd_update": (f"void({_V}, {_V}, {_V}, f8, f8, f8, b1)", None),
+    "adam_update": (f"void({_V}, {_V}, {_V}, {_V}, i8, f8, f8, f8, f8, f8, b1)", None),
 }
 DTYPES = {"f4": np.dtype(np.float32), "f8": np.dtype(np.float64)}
 _CODES = {"f4": np.float32, "f8": np.float64, "u1": np.uint8, "u8": np.uint64, "i8": np.int64}
+
+
+def signatures(name, dtype_code):
+    """``[(export name, Numba signature string)]`` of kernel ``name`` for the model dtype ``"f4"`` or ``"f8"``."""
+    found = EXPORTS[name][0]
+    found = (found,) if isinstance(found, str) else found
+    return [(f"{name}_{dtype_code}" + (f"_{i}" if i else ""), sig.replace("{T}", dtype_code))
+            for i, sig in enumerate(found)]
 
 _HERE = Path(__file__).resolve().parent
 # What the compiled code is made of: a change to any of these makes a built module stale.
@@ -87,24 +114,28 @@ def cpu_flags():
     return None
 
 
-def signature(name, dtype_code):
-    """Export ``name``'s Numba signature string for the model dtype ``"f4"`` or ``"f8"``."""
-    return EXPORTS[name][0].replace("{T}", dtype_code)
-
-
 def arguments(sig):
     """The argument types of a signature string, e.g. ``["f4[:,::1]", "i8"]``."""
     return re.split(r",\s*(?![^\[]*\])", sig[sig.index("(") + 1:-1])
 
 
 def _array_checks(sig):
-    """``[(position, dtype, ndim)]`` of the array arguments of a signature string."""
+    """``[(position, dtype, ndim)]`` of the array arguments of a signature string; ndim 0 and dtype None for an
+    argument that must be None."""
     checks = []
     for i, arg in enumerate(arguments(sig)):
         if "[" in arg:
             code, dims = arg.split("[")
             checks.append((i, np.dtype(_CODES[code]), dims.count(",") + 1))
+        elif arg == "none":
+            checks.append((i, None, 0))
     return checks
+
+
+def _dtype_argument(name):
+    """The position of the first argument of the model's dtype, which picks the export."""
+    return next(i for i, arg in enumerate(arguments(EXPORTS[name][0] if isinstance(EXPORTS[name][0], str)
+                                                    else EXPORTS[name][0][0])) if arg.startswith("{T}["))
 
 
 _state = {}
@@ -178,27 +209,28 @@ def kernel(module, name, fallback):
     """A function with the signature of kernel ``name`` that calls the module's export for the arguments'
     dtype after checking every array argument against it; a call that does not match (another dtype, a
     strided view) goes to ``fallback()``'s function (the JIT's), with one line on stderr the first time."""
-    out_arg = EXPORTS[name][1]
-    exports = {}
-    for code, dtype in DTYPES.items():
-        exports[dtype] = (getattr(module, f"{name}_{code}"), _array_checks(signature(name, code)))
+    out_arg, pick = EXPORTS[name][1], _dtype_argument(name)
+    exports = {dtype: [(getattr(module, export), _array_checks(sig)) for export, sig in signatures(name, code)]
+               for code, dtype in DTYPES.items()}
 
     def call(*args):
-        first = args[0]
-        found = exports.get(first.dtype) if isinstance(first, np.ndarray) else None
-        if found is not None:
-            export, checks = found
+        first = args[pick]
+        candidates = exports.get(first.dtype, ()) if isinstance(first, np.ndarray) else ()
+        why = f"argument {pick} is {type(first).__name__} {getattr(first, 'dtype', '')}"
+        for export, checks in candidates:
             for i, dtype, ndim in checks:
                 a = args[i]
-                if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim and a.flags.c_contiguous):
+                if dtype is None:
+                    if a is not None:
+                        break
+                elif not (isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim and a.flags.c_contiguous):
                     break
             else:
                 call.last = "aot"
                 result = export(*args)
                 return args[out_arg] if out_arg is not None else result
-            why = f"argument {i} is {type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}"
-        else:
-            why = f"argument 0 is {type(first).__name__} {getattr(first, 'dtype', '')}"
+            why = f"argument {i} is {type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}" + (
+                "" if a is None or not isinstance(a, np.ndarray) or a.flags.c_contiguous else " (strided)")
         _say(("call", name), f"{name}: no ahead-of-time build for this call ({why}); using Numba's JIT")
         call.last = "jit"
         return fallback()(*args)
