@@ -6,8 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastnn.kernels import codes, layout, numba_cpu, numpy_ref, step_numba, step_numpy
+from fastnn.kernels import codes, get_backend, layout, numba_cpu, numpy_ref, step_numba, step_numpy
 from tests.conftest import DTYPES, tol
+
+# The compiled kernels as fastnn runs them: the prebuilt exports (fastnn.kernels.aot) where a call fits their
+# signatures, Numba's JIT of the same source for the rest (strided views here) or where nothing is built.
+COMPILED = get_backend("numba")
 
 pytestmark = pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
 
@@ -75,7 +79,7 @@ def test_kernels_match_numpy_twin(kernel, n, d, k, dtype, strided, seed):
     for name, args, out_shapes in _cases(rng, n, d, k, dtype, strided):
         if name != kernel:
             continue
-        r_nb, outs_nb = _run(numba_cpu, name, args, out_shapes, dtype)
+        r_nb, outs_nb = _run(COMPILED, name, args, out_shapes, dtype)
         r_np, outs_np = _run(numpy_ref, name, args, out_shapes, dtype)
         for a, b in zip(outs_nb, outs_np):
             assert a.dtype == np.dtype(dtype), name
@@ -85,7 +89,7 @@ def test_kernels_match_numpy_twin(kernel, n, d, k, dtype, strided, seed):
             np.testing.assert_allclose(r_nb, r_np, rtol=1e-6 if dtype == np.float32 else 1e-12, err_msg=name)
 
 
-@pytest.mark.parametrize("module", [numba_cpu, numpy_ref], ids=["numba", "numpy"])
+@pytest.mark.parametrize("module", [COMPILED, numpy_ref], ids=["numba", "numpy"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_linear_backward_without_dx(module, dtype):
     rng = np.random.default_rng(0)
@@ -96,7 +100,7 @@ def test_linear_backward_without_dx(module, dtype):
     np.testing.assert_allclose(db, g.sum(0), **tol(dtype))
 
 
-@pytest.mark.parametrize("module", [numba_cpu, numpy_ref], ids=["numba", "numpy"])
+@pytest.mark.parametrize("module", [COMPILED, numpy_ref], ids=["numba", "numpy"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_optimizer_updates_match(module, dtype):
     """SGD/Adam kernels against the formulas written out here in float64."""
@@ -143,7 +147,7 @@ def test_linear_backward_sgd_is_backward_then_sgd(dtype, strided, with_dx, n, d,
     W_ref, b_ref = W0.copy(), b0.copy()
     numpy_ref.sgd_update(W_ref.reshape(-1), dW.reshape(-1), np.zeros(0, dtype), lr, 0.0, wd, False)
     numpy_ref.sgd_update(b_ref, db, np.zeros(0, dtype), lr, 0.0, wd_b, False)
-    for module in (numba_cpu, numpy_ref):
+    for module in (COMPILED, numpy_ref):
         W, b = W0.copy(), b0.copy()
         dX = np.empty((n, d), dtype) if with_dx else None
         module.linear_backward_sgd(X, W, g, b, lr, wd, wd_b, dX)
@@ -157,14 +161,14 @@ def test_float32_tanh_accuracy_and_nan():
     """The compiled float32 tanh (a rational approximation) against float64 tanh over its whole range."""
     x = np.concatenate([np.linspace(-30, 30, 600_003), np.linspace(-1e-3, 1e-3, 20_001),
                         [0.0, -0.0, np.inf, -np.inf]]).astype(np.float32).reshape(-1, 8)
-    out = numba_cpu.tanh_forward(x, np.empty_like(x))
+    out = COMPILED.tanh_forward(x, np.empty_like(x))
     exact = np.tanh(x.astype(np.float64))
     assert np.all(np.abs(out - exact) <= 3e-7 * np.maximum(np.abs(exact), 1e-30))
     x = x[:-1]  # the last row holds +-inf, which the identity GEMM would turn into inf * 0 = NaN
-    lin = numba_cpu.linear_forward(x, np.eye(8, dtype=np.float32), np.zeros(8, np.float32), codes.TANH, 0.0,
+    lin = COMPILED.linear_forward(x, np.eye(8, dtype=np.float32), np.zeros(8, np.float32), codes.TANH, 0.0,
                                    np.empty_like(x))
     np.testing.assert_array_equal(lin, out[:-1])  # the fused epilogue is the same function
-    nan = numba_cpu.tanh_forward(np.array([[np.nan, 1.0]], np.float32), np.empty((1, 2), np.float32))
+    nan = COMPILED.tanh_forward(np.array([[np.nan, 1.0]], np.float32), np.empty((1, 2), np.float32))
     assert np.isnan(nan[0, 0]) and np.isfinite(nan[0, 1])
 
 
@@ -185,12 +189,12 @@ def test_act_backward_matches_twin(dtype, act):
     y = numpy_ref.activation_forward(act, 0.2, x, np.empty_like(x))
     g = rng.standard_normal((5, 4)).astype(dtype)
     got, want = g.copy(), g.copy()
-    numba_cpu.act_backward(act, 0.2, x, y, got)
+    COMPILED.act_backward(act, 0.2, x, y, got)
     numpy_ref.act_backward(act, 0.2, x, y, want)
     np.testing.assert_allclose(got, want, **tol(dtype))
 
 
-@pytest.mark.parametrize("module", [numba_cpu, numpy_ref], ids=["numba", "numpy"])
+@pytest.mark.parametrize("module", [COMPILED, numpy_ref], ids=["numba", "numpy"])
 @pytest.mark.parametrize("name, code", [("leaky_relu", codes.LEAKY_RELU), ("elu", codes.ELU),
                                         ("gelu", codes.GELU)])
 def test_new_activations_match_torch(module, name, code):
@@ -216,20 +220,20 @@ def test_dropout_mask_statistics(p):
     """The kept fraction is 1 - p within 5 standard errors, kept values are scaled by 1/(1-p), and masks
     of neighbouring rows, offsets and keys are uncorrelated."""
     x = np.ones((400, 500), np.float32)
-    out = numba_cpu.dropout(x, p, 2024, 0, np.empty_like(x))
+    out = COMPILED.dropout(x, p, 2024, 0, np.empty_like(x))
     kept = out != 0
     se = np.sqrt(p * (1 - p) / x.size)
     assert abs(kept.mean() - (1 - p)) < 5 * se
     np.testing.assert_allclose(out[kept], np.float32(1 / (1 - p)))
-    for other in (numba_cpu.dropout(x, p, 2025, 0, np.empty_like(x)) != 0,  # another key
-                  numba_cpu.dropout(x[:-1], p, 2024, 1, np.empty_like(x[:-1])) != 0):  # rows shifted by one
+    for other in (COMPILED.dropout(x, p, 2025, 0, np.empty_like(x)) != 0,  # another key
+                  COMPILED.dropout(x[:-1], p, 2024, 1, np.empty_like(x[:-1])) != 0):  # rows shifted by one
         both = (kept[:other.shape[0]] & other).mean()
         assert abs(both - (1 - p) ** 2) < 5 * np.sqrt((1 - p) ** 2 * (1 - (1 - p) ** 2) / x.size)
     assert abs(np.corrcoef(kept[:-1].ravel(), kept[1:].ravel())[0, 1]) < 0.02  # neighbouring rows
     assert abs(np.corrcoef(kept[:, 0::2].ravel(), kept[:, 1::2].ravel())[0, 1]) < 0.02  # the two halves of a hash
 
 
-@pytest.mark.parametrize("module", [numba_cpu, numpy_ref], ids=["numba", "numpy"])
+@pytest.mark.parametrize("module", [COMPILED, numpy_ref], ids=["numba", "numpy"])
 def test_dropout_backward_by_finite_differences(module):
     """float64: d/dx sum(g * dropout(x)) with a fixed mask is dropout(g), by central differences."""
     rng = np.random.default_rng(0)
@@ -253,7 +257,7 @@ def test_clip_grad_norm_matches_torch(scale):
     for t, g in zip(tensors, grads):
         t.grad = torch.tensor(g)
     expected = torch.nn.utils.clip_grad_norm_(tensors, scale * norm).item()
-    for module in (numba_cpu, numpy_ref):
+    for module in (COMPILED, numpy_ref):
         dWs, dbs = tuple(grads[i].copy() for i in (0, 2)), tuple(grads[i].copy() for i in (1, 3))
         got = module.clip_grad_norm(dWs, dbs, scale * norm)
         assert got == pytest.approx(expected, rel=1e-14)
@@ -278,7 +282,7 @@ def test_mlp_forward_matches_twin(n, chunk, depth, dtype, seed):
     X[rng.random(X.shape) < 0.4] = 0
     width = max(sizes[1:-1], default=0)
     outs = []
-    for module in (numba_cpu, numpy_ref):
+    for module in (COMPILED, numpy_ref):
         out = np.full((n, sizes[-1]), np.nan, dtype)
         dims, params = layout.param_table(Ws, bs)
         assert module.mlp_forward(X, dims, acts, alphas, params, np.full((2, chunk * width), np.nan, dtype), out) is out
@@ -292,7 +296,7 @@ def test_mlp_forward_matches_twin(n, chunk, depth, dtype, seed):
 
 
 @pytest.mark.parametrize("n", [1, 7])
-@pytest.mark.parametrize("module", [numba_cpu, numpy_ref])
+@pytest.mark.parametrize("module", [COMPILED, numpy_ref])
 def test_mlp_forward_propagates_nan(module, n):
     """A NaN input reaches the output through ReLU on both paths (the row loop and BLAS), as np.maximum does."""
     rng = np.random.default_rng(0)
