@@ -25,7 +25,6 @@ written by something else) is reported once, removed and recompiled, and a
 ``NUMBA_CACHE_DIR`` that cannot be written is reported instead of being replaced,
 silently, by the package directory.
 """
-import glob
 import os
 import tempfile
 import warnings
@@ -136,63 +135,6 @@ def _warn_once(key, message):
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def _healing_cache():
-    """The class :class:`_HealingCache`, made on first use: Numba is imported only where the JIT is used."""
-    global _HealingCache
-    if _HealingCache is None:
-        from numba.core.caching import FunctionCache  # noqa: PLC0415
-
-        class HealingCache(FunctionCache):
-            """Numba's on-disk cache of one function, where an entry that cannot be read counts as absent.
-
-            Numba's own ``Cache.load_overload`` lets ``UnpicklingError``, ``UnicodeDecodeError``, ``EOFError`` ...
-            from a truncated or foreign ``.nbi`` index or ``.nbc`` data file escape, at every later call, until
-            someone deletes the files; its ``save_overload`` reads the same index first and fails the same way.
-            Here the function's cache files are removed, the fault is reported once per process, and the function
-            is compiled (and saved) afresh.
-            """
-
-            def load_overload(self, sig, target_context):
-                try:
-                    cres = super().load_overload(sig, target_context)
-                    # An entry copied from another function loads without complaint and would run that function.
-                    fndesc, fn = getattr(cres, "fndesc", None), self._py_func
-                    if fndesc is not None and (fndesc.modname, fndesc.qualname) != (fn.__module__, fn.__qualname__):
-                        raise ValueError(f"the entry holds {fndesc.modname}.{fndesc.qualname}")
-                    return cres
-                except Exception as exc:  # noqa: BLE001 - whatever a damaged entry raises, compiling afresh is right
-                    self._discard(exc)
-                    return None
-
-            def save_overload(self, sig, data):
-                try:
-                    super().save_overload(sig, data)
-                except Exception as exc:  # noqa: BLE001 - a cache that cannot be written must not fail the caller
-                    self._discard(exc)
-                    try:
-                        super().save_overload(sig, data)
-                    except Exception as again:  # noqa: BLE001
-                        _warn_once(("save", self.cache_path), f"fastnn: cannot write Numba's cache in {self.cache_path} "
-                                   f"({type(again).__name__}: {again}); compiled kernels are not kept")
-
-            def _discard(self, exc):
-                files = self._cache_file
-                base = os.path.join(self.cache_path, files._index_name[:-len(".nbi")])
-                _warn_once(("damaged", self.cache_path),
-                           f"fastnn: a damaged or foreign Numba cache entry in {self.cache_path} "
-                           f"({os.path.basename(base)}: {type(exc).__name__}: {str(exc)[:100]}) was removed and is "
-                           "being recompiled; further ones are repaired without a warning")
-                for path in [base + ".nbi"] + glob.glob(glob.escape(base) + ".*.nbc"):
-                    try:
-                        os.unlink(path)
-                    except OSError:
-                        pass
-
-        _HealingCache = HealingCache
-    return _HealingCache
-
-
-_HealingCache = None
 
 
 _cache_dir_checked = {}
@@ -232,7 +174,7 @@ def jit(fn=None, *, fast=False, parallel=False):
     When no cache directory is writable (read-only site-packages and no
     writable home), or ``NUMBA_CACHE_DIR`` is set but not writable, the function
     is compiled uncached, with a warning, instead of failing to import or
-    writing elsewhere. Damaged cache entries are recompiled (:class:`_HealingCache`).
+    writing elsewhere. Damaged cache entries are recompiled (:class:`fastnn._cache.HealingCache`).
     """
     if fn is None:
         return lambda f: jit(f, fast=fast, parallel=parallel)
@@ -252,7 +194,9 @@ def jit(fn=None, *, fast=False, parallel=False):
                    "without an on-disk cache. Make it writable, point it elsewhere, or set FASTNN_CACHE=0.")
         return dispatcher
     try:
-        dispatcher._cache = _healing_cache()(fn)  # what Dispatcher.enable_caching does, with our cache class
+        from fastnn._cache import HealingCache  # noqa: PLC0415  (imports Numba's caching)
+
+        dispatcher._cache = HealingCache(fn)  # what Dispatcher.enable_caching does, with our cache class
     except RuntimeError as exc:
         warnings.warn(
             f"fastnn: Numba cannot cache {fn.__qualname__} ({exc}); compiling without a cache. "

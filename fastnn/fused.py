@@ -157,9 +157,9 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
         decays = np.array([spec.weight_decays[k] for k in by_model], np.float64)
         train = step.train_batches  # before the notice: looking it up may import Numba
         with _limit_blas(threads), _compile_notice():
-            done = train(X, Xraw, raw_kind, labels, dense, sw, order, batch_size, b0, b1, dims, acts, alphas,
-                                      drops, keys, params, work, woff, loss_kind, spec.kind, rows, decays,
-                                      spec.steps, losses, weights, correct)
+            done = train(X, Xraw, raw_kind, labels, dense, sw, order, batch_size, b0, b1, dims, acts, alphas, drops,
+                         keys, params, work, woff, loss_kind, spec.kind, rows, decays, spec.steps, losses, weights,
+                         correct)
         run.compiled_by = getattr(train, "last", "numpy" if step is get_step("numpy") else "jit")
         k = min(done + 1, b1 - b0)
         return losses[:k], int(correct[:done].sum()), done

@@ -205,6 +205,21 @@ def reason():
     return _state["reason"]
 
 
+ndarray = np.ndarray
+
+
+def _mismatch(name, args):
+    """What about ``args`` fits none of kernel ``name``'s exports, for the one line said on stderr."""
+    pick = _dtype_argument(name)
+    first = args[pick]
+    if getattr(first, "dtype", None) not in DTYPES.values():
+        return f"argument {pick} is {type(first).__name__} {getattr(first, 'dtype', '')}"
+    for i, a in enumerate(args):
+        if isinstance(a, ndarray) and not a.flags.c_contiguous:
+            return f"argument {i} is a strided {a.dtype} view of shape {a.shape}"
+    return "its argument types: " + ", ".join(getattr(a, "dtype", type(a)).__str__() for a in args)
+
+
 def kernel(module, name, fallback):
     """A function with the signature of kernel ``name`` that calls the module's export for the arguments'
     dtype after checking every array argument against it; a call that does not match (another dtype, a
@@ -215,23 +230,21 @@ def kernel(module, name, fallback):
 
     def call(*args):
         first = args[pick]
-        candidates = exports.get(first.dtype, ()) if isinstance(first, np.ndarray) else ()
-        why = f"argument {pick} is {type(first).__name__} {getattr(first, 'dtype', '')}"
-        for export, checks in candidates:
-            for i, dtype, ndim in checks:
+        for export, checks in exports.get(getattr(first, "dtype", None), ()):
+            for i, dtype, ndim in checks:  # the cheapest tests first: this runs at every call
                 a = args[i]
                 if dtype is None:
                     if a is not None:
                         break
-                elif not (isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim and a.flags.c_contiguous):
+                elif not (a.__class__ is ndarray or isinstance(a, ndarray)) or a.dtype != dtype or a.ndim != ndim \
+                        or not a.flags.c_contiguous:
                     break
             else:
                 call.last = "aot"
                 result = export(*args)
                 return args[out_arg] if out_arg is not None else result
-            why = f"argument {i} is {type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}" + (
-                "" if a is None or not isinstance(a, np.ndarray) or a.flags.c_contiguous else " (strided)")
-        _say(("call", name), f"{name}: no ahead-of-time build for this call ({why}); using Numba's JIT")
+        _say(("call", name), f"{name}: no ahead-of-time build for this call ({_mismatch(name, args)}); using "
+             "Numba's JIT")
         call.last = "jit"
         return fallback()(*args)
 
