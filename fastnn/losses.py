@@ -72,6 +72,10 @@ class Loss:
         Integer labels come back int64 of shape (n,), dense targets C-contiguous in ``dtype``.
         """
         T = as_numeric(target, name)
+        if self.accuracy == "argmax" and shape[1] < 2:
+            # A softmax over one output is 1 whatever the logit: the loss is 0 and no weight ever moves.
+            raise ValueError(f"{type(self).__name__} needs at least 2 outputs (one per class), the model has "
+                             f"{shape[1]}: for one output use BCEWithLogitsLoss (a 0/1 label) or MSELoss (a value)")
         if T.ndim == 1 and self.classification:
             return check_labels(T, shape[0], shape[1], name)
         if T.ndim == 2 and T.shape[0] != shape[0]:

@@ -106,3 +106,33 @@ def test_binary_targets_are_validated():
 def test_bad_sample_weights(w, match):
     with pytest.raises(ValueError, match=match):
         fn.MSELoss().forward(np.zeros((2, 1)), np.zeros(2), sample_weight=w)
+
+
+@pytest.mark.parametrize("loss", [fn.SoftmaxCrossEntropy(), fn.NLLLoss()], ids=lambda l: type(l).__name__)
+def test_a_softmax_loss_on_one_output_is_refused_with_the_fix(loss):
+    """A softmax over one output is always 1: the loss would be 0 and the weights would never move."""
+    model = fn.Sequential(fn.Linear(3, 1, seed=0))
+    X, y = np.random.default_rng(0).random((8, 3)), np.zeros(8, np.int64)
+    before = model[0].W.data.copy()
+    with pytest.raises(ValueError, match="needs at least 2 outputs.*BCEWithLogitsLoss"):
+        model.fit(X, y, loss=loss, optimizer=fn.SGD(model.parameters(), lr=0.1), verbose=0)
+    with pytest.raises(ValueError, match="needs at least 2 outputs"):
+        loss.forward(np.zeros((8, 1)), y)
+    np.testing.assert_array_equal(model[0].W.data, before)
+
+
+@pytest.mark.parametrize("general", [False, True], ids=["compiled", "layer-by-layer"])
+def test_float16_data_trains_as_its_float32_conversion(general):
+    """float16 holds nothing float32 cannot: a fit on it equals a fit on the converted array, on both paths."""
+    rng = np.random.default_rng(0)
+    X, y = rng.random((64, 5)).astype(np.float16), rng.integers(0, 3, 64)
+    weights = []
+    for data in (X, X.astype(np.float32)):
+        layers = [fn.Linear(5, 4, seed=0), fn.Tanh(), fn.Linear(4, 3, seed=1)] + ([fn.Softmax()] if general else [])
+        model = fn.Sequential(*layers)
+        h = model.fit(data, y, loss=fn.NLLLoss() if general else fn.SoftmaxCrossEntropy(),
+                      optimizer=fn.SGD(model.parameters(), lr=0.1), batch_size=16, verbose=0, seed=0)
+        assert h.fast_path is not general
+        weights.append([p.data.copy() for p in model.parameters()] + [model.predict(data)])
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
