@@ -25,8 +25,10 @@ written by something else) is reported once, removed and recompiled, and a
 ``NUMBA_CACHE_DIR`` that cannot be written is reported instead of being replaced,
 silently, by the package directory.
 """
+import contextlib
 import os
 import tempfile
+import threading
 import warnings
 
 __all__ = ["CACHE", "FAST_FLAGS", "BLAS", "BLAS_THREADS", "blas_threads", "thread_limit", "jit"]
@@ -78,20 +80,59 @@ def _env_threads(name):
 _controller = None
 
 
-def _blas_limit_in_force():
-    """The fewest threads any loaded BLAS is set to now (a threadpoolctl limit, OPENBLAS_NUM_THREADS read
-    when the library loaded, ``openblas_set_num_threads``), or None when none is known."""
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries, made once: inspecting them costs milliseconds."""
     global _controller
-    try:
-        import threadpoolctl
+    if _controller is None:
+        import threadpoolctl  # noqa: PLC0415
 
-        if _controller is None:  # inspecting the loaded libraries costs milliseconds: once per process
-            _controller = threadpoolctl.ThreadpoolController()
-        counts = [info["num_threads"] for info in _controller.info() if info.get("user_api") == "blas"]
-    except Exception:  # noqa: BLE001 - an optional probe: no limit known is the answer then
-        return None
+        _controller = threadpoolctl.ThreadpoolController()
+    return _controller
+
+
+def _blas_counts(controller):
+    counts = [info["num_threads"] for info in controller.info() if info.get("user_api") == "blas"]
     counts = [n for n in counts if isinstance(n, int) and n > 0]
     return min(counts) if counts else None
+
+
+# The BLAS limits of the fits running now, in every thread: the libraries hold one setting for the whole process,
+# so it is the smallest asked for while several overlap, and the user's own is put back when the last one ends.
+_limits, _limits_lock, _before_limits = [], threading.Lock(), {}
+
+
+@contextlib.contextmanager
+def limit_blas(n_threads):
+    """Cap every loaded BLAS at ``n_threads`` inside the block; safe when blocks overlap in several threads."""
+    controller = _blas_controller()
+    with _limits_lock:
+        if not _limits:
+            _before_limits["count"] = _blas_counts(controller)
+            _before_limits["limiter"] = controller.limit(limits=n_threads, user_api="blas")
+        _limits.append(n_threads)
+        controller.limit(limits=min(_limits), user_api="blas")
+    try:
+        yield
+    finally:
+        with _limits_lock:
+            _limits.remove(n_threads)
+            if _limits:
+                controller.limit(limits=min(_limits), user_api="blas")
+            else:
+                _before_limits.pop("limiter").restore_original_limits()
+
+
+def _blas_limit_in_force():
+    """The fewest threads any loaded BLAS is set to by the user (a threadpoolctl limit, OPENBLAS_NUM_THREADS read
+    when the library loaded, ``openblas_set_num_threads``), or None when none is known. While fastnn's own
+    :func:`limit_blas` holds, what was in force before it."""
+    try:
+        with _limits_lock:
+            if _limits:
+                return _before_limits["count"]
+        return _blas_counts(_blas_controller())
+    except Exception:  # noqa: BLE001 - an optional probe: no limit known is the answer then
+        return None
 
 
 def thread_limit():

@@ -44,9 +44,8 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
-from threadpoolctl import ThreadpoolController
 
-from fastnn._config import blas_threads
+from fastnn._config import blas_threads, limit_blas
 from fastnn._validation import FLOAT_DTYPES
 from fastnn.kernels import codes, get_backend
 from fastnn.layers import Linear, ReLU, Sigmoid, Tanh
@@ -64,15 +63,9 @@ _NONFINITE = ("Solver produced non-finite parameter weights. The input data may 
               "need to be preprocessed.")
 
 
-_controller = None
-
-
 def _limit_blas(rows):
     """BLAS threads as fastnn's training step sets them for GEMMs of ``rows`` rows (one below a threshold)."""
-    global _controller
-    if _controller is None:  # inspecting the loaded libraries costs milliseconds: once per process
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=blas_threads(rows), user_api="blas")
+    return limit_blas(blas_threads(rows))
 
 
 def _real(low, high=np.inf, low_open=False, high_open=False):

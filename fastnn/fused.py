@@ -15,26 +15,14 @@ import contextlib
 import sys
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
-from fastnn._config import blas_threads
+from fastnn._config import blas_threads, limit_blas
 from fastnn.kernels import codes, get_step, layout
 from fastnn.layers import ACTIVATIONS, Dropout, Linear
 from fastnn.losses import LOSSES
 from fastnn.optim import OPTIMIZERS
 
 __all__ = ["make_runner"]
-
-_controller = None
-
-
-def _limit_blas(n_threads):
-    """Context manager capping every loaded BLAS (NumPy's and SciPy's OpenBLAS) at ``n_threads``."""
-    global _controller
-    if _controller is None:  # inspecting the loaded libraries costs milliseconds: once per process
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=n_threads, user_api="blas")
-
 
 # Exact types: a subclass may compute something else.
 _FUSABLE_ACTIVATIONS = tuple(cls for cls, _ in ACTIVATIONS.values())
@@ -156,7 +144,7 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
                                           [lin.W.grad for lin in linears], [lin.b.grad for lin in linears], S1, S2)
         decays = np.array([spec.weight_decays[k] for k in by_model], np.float64)
         train = step.train_batches  # before the notice: looking it up may import Numba
-        with _limit_blas(threads), _compile_notice():
+        with limit_blas(threads), _compile_notice():
             done = train(X, Xraw, raw_kind, labels, dense, sw, order, batch_size, b0, b1, dims, acts, alphas, drops,
                          keys, params, work, woff, loss_kind, spec.kind, rows, decays, spec.steps, losses, weights,
                          correct)

@@ -4,12 +4,18 @@ Each layer caches only what its backward needs: ``Linear`` its input,
 activations their *output* (ReLU' from y > 0, sigmoid' = y(1 - y),
 tanh' = 1 - y^2, softmax's JVP from S), as scikit-learn's MLP does.
 """
+import contextvars
+
 import numpy as np
 
 from fastnn import init as _init
 from fastnn._validation import as_float_dtype, check_matrix, check_positive_int
 from fastnn.kernels import get_backend
 from fastnn.kernels import codes
+
+# True while predict/evaluate run layer by layer (in this thread or task only): Dropout is the identity and no
+# layer keeps a cache, so inference never writes to a model another thread may be using or training.
+INFERENCE = contextvars.ContextVar("fastnn_inference", default=False)
 
 __all__ = ["Parameter", "Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "Softmax", "Dropout",
            "LAYERS", "ACTIVATIONS"]
@@ -141,7 +147,8 @@ class Linear(Layer):
         self._X = None
 
     def _forward(self, X, act=codes.IDENTITY):
-        self._X = X
+        if not INFERENCE.get():
+            self._X = X
         out = np.empty((X.shape[0], self.out_features), self.dtype)
         return get_backend().linear_forward(X, self.W.data, self.b.data, act, 0.0, out)
 
@@ -182,11 +189,13 @@ class _Activation(Layer):
         kernels = self._kernels(K)
         out = np.empty_like(X)
         if kernels is not None:
-            self._y = kernels[0](X, out)
+            y = kernels[0](X, out)
         else:
-            self._x = X if self.code in codes.NEEDS_INPUT else None
-            self._y = K.activation_forward(self.code, self.alpha, X, out)
-        return self._y
+            y = K.activation_forward(self.code, self.alpha, X, out)
+        if not INFERENCE.get():
+            self._x = X if kernels is None and self.code in codes.NEEDS_INPUT else None
+            self._y = y
+        return y
 
     def _backward(self, dy, need_dX):
         K = get_backend()
@@ -342,6 +351,8 @@ class Dropout(Layer):
         return z ^ (z >> 31)
 
     def _forward(self, X):
+        if INFERENCE.get():
+            return X
         self._shape = X.shape
         if not self.training or self.p == 0:
             self._mask_key = None

@@ -21,7 +21,7 @@ from fastnn.checkpoint import read_checkpoint, write_checkpoint
 from fastnn.kernels import codes, get_backend, layout
 from fastnn._validation import check_matrix, check_positive_int, check_sample_weight, class_weights_for
 from fastnn.losses import LOSSES, Loss
-from fastnn.layers import Dropout, Linear
+from fastnn.layers import INFERENCE, Dropout, Linear
 from fastnn.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from fastnn.optim import Optimizer
 from fastnn.optim import clip_grad_norm as _clip_grad_norm
@@ -505,7 +505,7 @@ def predict(model, X, batch_size=1024):
     return _predict(model, X, batch_size, plan)
 
 
-class _Plan(collections.namedtuple("_Plan", "layers clears linears Ws bs acts alphas dims params")):
+class _Plan(collections.namedtuple("_Plan", "layers linears Ws bs acts alphas dims params")):
     """What ``mlp_forward`` needs for a model, and what tells whether it is still the model's."""
 
 
@@ -528,8 +528,7 @@ def _forward_plan(model):
         dims, params = layout.param_table(Ws, bs)
     except (TypeError, ValueError):  # e.g. a parameter array made read-only or non-contiguous by its owner
         return None
-    plan = _Plan(list(model.layers), [layer._clear_cache for layer in model.layers], linears, Ws, bs, acts, alphas,
-                 dims, params)
+    plan = _Plan(list(model.layers), linears, Ws, bs, acts, alphas, dims, params)
     _PLANS[model] = plan
     return plan
 
@@ -538,19 +537,17 @@ def _predict(model, X, batch_size, plan=False):
     """``predict`` on a checked ``X``; ``plan`` is ``_forward_plan(model)`` if the caller has it."""
     plan = _forward_plan(model) if plan is False else plan
     if plan is not None:  # one compiled call through every layer
-        for clear in plan.clears:  # inference keeps nothing alive
-            clear()
         dims = plan.dims
         work = np.empty((2, min(batch_size, X.shape[0]) * max(dims[1:-1], default=0)), X.dtype)
         out = np.empty((X.shape[0], dims[-1]), X.dtype)
         return get_backend().mlp_forward(X, dims, plan.acts, plan.alphas, plan.params, work, out)
-    previous = [layer.training for layer in model.layers]
-    model.eval()  # inference: Dropout is the identity whatever mode the model was left in
+    # Inference: Dropout is the identity whatever mode the model is in, and no layer caches anything; said to
+    # the layers through a context variable, so the model itself (maybe training in another thread) is not touched.
+    token = INFERENCE.set(True)
     try:
         return _predict_batches(model, X, batch_size)
     finally:
-        for layer, mode in zip(model.layers, previous):
-            layer.training = mode
+        INFERENCE.reset(token)
 
 
 def _predict_batches(model, X, batch_size):
@@ -560,8 +557,6 @@ def _predict_batches(model, X, batch_size):
         if out is None:
             out = np.empty((X.shape[0], o.shape[1]), o.dtype)
         out[s:s + batch_size] = o
-    for layer in model.layers:  # inference keeps nothing alive
-        layer._clear_cache()
     return out
 
 

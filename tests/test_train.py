@@ -210,13 +210,15 @@ def test_verbose_output(capsys):
     assert len(captured.out.strip().splitlines()) == 1 and "it/s" not in captured.err  # no bar: not a tty
 
 
-def test_predict_batches_and_caches_nothing(backend):
+def test_predict_batches_caches_nothing_and_leaves_the_model_alone(backend):
     X, _ = _blobs(n=50)
     model = _model()
-    full = model.forward(X)
     out = model.predict(X, batch_size=7)
+    assert model[0]._X is None and model[1]._y is None  # inference caches nothing
+    full = model.forward(X)
     np.testing.assert_allclose(out, full, rtol=1e-6)
-    assert model[0]._X is None and model[1]._y is None
+    model.predict(X[:3])
+    assert model[0]._X.shape[0] == 50  # a forward's cache, which backward needs, is not predict's to drop
 
 
 @pytest.mark.parametrize("n, batch_size", [(1, 1024), (3, 2), (50, 7), (50, 1024)])

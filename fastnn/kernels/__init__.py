@@ -10,6 +10,7 @@ exist and can be trusted, and Numba's JIT (:mod:`numba_cpu`, :mod:`step_numba`) 
 is imported only when something needs the JIT.
 """
 import contextlib
+import contextvars
 import importlib
 
 __all__ = ["BACKENDS", "get_backend", "get_step", "set_backend", "backend", "compiled_by"]
@@ -17,7 +18,14 @@ __all__ = ["BACKENDS", "get_backend", "get_step", "set_backend", "backend", "com
 # name -> (per-op kernels, training step)
 BACKENDS = {"numba": ("fastnn.kernels.numba_cpu", "fastnn.kernels.step_numba"),
             "numpy": ("fastnn.kernels.numpy_ref", "fastnn.kernels.step_numpy")}
-_current = "numba"
+_default = "numba"  # set_backend: the process's
+# backend(): this thread's or task's, over the default; contextvars make overlapping blocks in several
+# threads each restore their own.
+_override = contextvars.ContextVar("fastnn_backend", default=None)
+
+
+def _active():
+    return _override.get() or _default
 
 
 class _Compiled:
@@ -61,18 +69,18 @@ def _module(name, part=0):
 
 def get_backend(name=None):
     """Return the per-op kernel module for ``name`` (default: the active backend)."""
-    return _module(_current if name is None else name)
+    return _module(_active() if name is None else name)
 
 
 def get_step(name=None):
     """Return the training-step module (``train_batches``) for ``name`` (default: the active backend)."""
-    return _module(_current if name is None else name, 1)
+    return _module(_active() if name is None else name, 1)
 
 
 def compiled_by(name=None):
     """Which code runs the training step of backend ``name``: ``"aot"`` (built at install), ``"jit"``
     (Numba's JIT) or ``"numpy"``."""
-    name = _current if name is None else name
+    name = _active() if name is None else name
     if name != "numba":
         return name
     from fastnn.kernels import aot  # noqa: PLC0415
@@ -81,19 +89,20 @@ def compiled_by(name=None):
 
 
 def set_backend(name):
-    """Make ``name`` (``"numba"`` or ``"numpy"``) the active backend for all layers."""
-    global _current
+    """Make ``name`` (``"numba"`` or ``"numpy"``) the process's backend, for every thread outside a
+    :func:`backend` block."""
+    global _default
     _module(name)
-    _current = name
+    _default = name
 
 
 @contextlib.contextmanager
 def backend(name):
-    """Use backend ``name`` inside a ``with`` block, restoring the previous one after."""
-    global _current
+    """Use backend ``name`` inside a ``with`` block, in this thread (or asyncio task) only; the one before is
+    back after it, whatever other threads' blocks do meanwhile."""
     _module(name)
-    previous, _current = _current, name
+    token = _override.set(name)
     try:
         yield get_backend()
     finally:
-        _current = previous
+        _override.reset(token)
