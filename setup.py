@@ -28,6 +28,7 @@ def _extensions():
         return [], None
     try:
         sys.path.insert(0, HERE)
+        os.environ["FASTNN_CACHE"] = "0"  # compiled into the module: nothing for Numba's cache in the source tree
         from fastnn.kernels._aot_build import extension  # noqa: PLC0415
 
         ext = extension()  # patches setuptools' build_ext to make pycc's object file first

@@ -23,7 +23,6 @@ def _exporter(fn, returns):
 
 
 def _cc():
-    os.environ["FASTNN_CACHE"] = "0"  # compiled here for the module, not for Numba's cache
     import numba  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
     from numba.core import codegen  # noqa: PLC0415
@@ -56,8 +55,8 @@ def _cc():
     blob = np.frombuffer(info, np.uint8).copy()
 
     def build_info(out):
-        """Writes the build's JSON description into ``out``; returns its length."""
-        for i in range(blob.shape[0]):
+        """Writes the build's JSON description into ``out`` (as much as fits); returns its whole length."""
+        for i in range(min(blob.shape[0], out.shape[0])):
             out[i] = blob[i]
         return blob.shape[0]
 

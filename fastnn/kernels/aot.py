@@ -171,7 +171,10 @@ def _open():
         return None, f"no ahead-of-time build in this installation ({exc}; reinstall with a C compiler to build it)"
     try:
         buffer = np.zeros(4096, np.uint8)
-        info = json.loads(bytes(buffer[:module.build_info(buffer)]).decode())
+        length = module.build_info(buffer)
+        if length > buffer.size:
+            raise ValueError(f"a description of {length} bytes")
+        info = json.loads(bytes(buffer[:length]).decode())
         built_from, built_for = info["sources"], list(info["cpu_flags"])
     except (AttributeError, ValueError, KeyError, TypeError) as exc:  # not a module this fastnn built
         return None, f"the ahead-of-time build does not describe itself ({type(exc).__name__}: {exc})"
