@@ -27,22 +27,27 @@ def _in_threads(target, n=8):
 
 
 def test_predict_from_8_threads_on_a_model_in_training_mode():
-    """Layer-by-layer inference (a Softmax layer: not the compiled predict) from 8 threads: every output is the
-    serial one bit for bit, no dropout is applied, and the model is still in training mode after."""
+    """Layer-by-layer inference (a Softmax layer: not the compiled predict) from 8 threads: predict, predict_proba
+    and evaluate give the serial results bit for bit, no dropout is applied, and the model is still in training
+    mode after."""
     rng = np.random.default_rng(0)
     model = fn.Sequential(fn.Linear(6, 32, seed=0), fn.ReLU(), fn.Dropout(0.5), fn.Linear(32, 4, seed=1),
                           fn.Softmax()).train()
-    X = rng.random((50, 6), dtype=np.float32)
+    X, y = rng.random((50, 6), dtype=np.float32), rng.integers(0, 4, 50)
     want = model.predict(X)
+    want_eval = model.evaluate(X, y, fn.NLLLoss())
     got = {}
 
     def work(i):
-        got[i] = [model.predict(X[:10 + i]) for _ in range(30)]
+        got[i] = [(model.predict(X[:10 + i]), model.predict_proba(X[:10 + i]), model.evaluate(X, y, fn.NLLLoss()))
+                  for _ in range(30)]
 
     _in_threads(work)
     for i, outs in got.items():
-        for out in outs:
+        for out, proba, metrics in outs:
             np.testing.assert_array_equal(out, want[:10 + i])
+            np.testing.assert_array_equal(proba, want[:10 + i])  # the model ends in Softmax
+            assert metrics == want_eval
     assert model.training and all(layer.training for layer in model.layers)
     assert model[0]._X is None  # nothing cached by any thread
 
