@@ -52,8 +52,9 @@ def train_batches(X, Xraw, raw_kind, labels, T, sw, order, batch_size, b0, b1, d
         ``Xraw``'s dtype, a ``RAW_*`` code of :mod:`codes` (its index in ``codes.RAW_DTYPES``).
     labels : int64 ndarray of shape (n_samples,)
         Class labels (also used for accuracy with dense targets); empty for regression.
-    T : ndarray of shape (n_samples, n_out)
-        Dense targets for every loss but ``LOSS_SCE_LABELS`` (for which it may be empty).
+    T : float64 ndarray of shape (n_samples, n_out)
+        Dense targets for every loss but ``LOSS_SCE_LABELS`` (for which it may be empty); float64 holds every
+        input dtype exactly.
     sw : float64 ndarray of shape (n_samples,)
         Sample weights; empty for unweighted rows. A batch's loss is ``sum w_i l_i / sum w_i``.
     order : int64 ndarray of shape (n_samples,)
