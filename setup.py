@@ -45,7 +45,7 @@ def _extensions():
 
         def build_extension(self, ext):
             start = time.perf_counter()
-            print("fastnn: compiling the ahead-of-time kernels for this CPU (about a minute)...", file=sys.stderr,
+            print("fastnn: compiling the ahead-of-time kernels for this CPU (about 20 s)...", file=sys.stderr,
                   flush=True)
             try:
                 super().build_extension(ext)
