@@ -23,12 +23,14 @@ def _first_line(exc):
 
 
 def _extensions():
-    if os.environ.get("FASTNN_AOT", "").strip().lower() in {"0", "false", "no", "off"}:
+    sys.path.insert(0, HERE)
+    os.environ["FASTNN_CACHE"] = "0"  # compiled into the module: nothing for Numba's cache in the source tree
+    from fastnn._config import env_flag  # noqa: PLC0415  (Numba-free)
+
+    if not env_flag("FASTNN_AOT", True):
         _warn("FASTNN_AOT=0: the ahead-of-time kernels are not built")
         return [], None
     try:
-        sys.path.insert(0, HERE)
-        os.environ["FASTNN_CACHE"] = "0"  # compiled into the module: nothing for Numba's cache in the source tree
         from fastnn.kernels._aot_build import extension  # noqa: PLC0415
 
         ext = extension()  # patches setuptools' build_ext to make pycc's object file first

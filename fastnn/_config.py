@@ -31,10 +31,12 @@ import tempfile
 import threading
 import warnings
 
-__all__ = ["CACHE", "FAST_FLAGS", "BLAS", "BLAS_THREADS", "blas_threads", "thread_limit", "jit"]
+__all__ = ["CACHE", "FAST_FLAGS", "BLAS", "BLAS_THREADS", "env_flag", "blas_threads", "thread_limit", "limit_blas",
+           "jit"]
 
 
-def _env_flag(name, default):
+def env_flag(name, default):
+    """The boolean environment variable ``name`` (0/1, false/true, no/yes, off/on), ``default`` when unset."""
     value = os.environ.get(name, "").strip().lower()
     if not value:
         return default
@@ -45,10 +47,10 @@ def _env_flag(name, default):
     raise ValueError(f"{name} must be 0 or 1, got {value!r}")
 
 
-_FASTMATH = _env_flag("FASTNN_FASTMATH", True)
+_FASTMATH = env_flag("FASTNN_FASTMATH", True)
 # Numba's cache index keys on the source file, not on compile options: code cached
 # with the fastmath flags would be loaded even with them off, so that mode compiles afresh.
-CACHE = _env_flag("FASTNN_CACHE", True) and _FASTMATH
+CACHE = env_flag("FASTNN_CACHE", True) and _FASTMATH
 
 
 def _env_int(name):

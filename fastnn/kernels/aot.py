@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastnn import _config
 from fastnn.kernels._cblas import numpy_cblas
 
 __all__ = ["EXPORTS", "SOURCES", "DTYPES", "source_hash", "cpu_flags", "signatures", "arguments", "load", "reason",
@@ -77,12 +78,17 @@ DTYPES = {"f4": np.dtype(np.float32), "f8": np.dtype(np.float64)}
 _CODES = {"f4": np.float32, "f8": np.float64, "u1": np.uint8, "u8": np.uint64, "i8": np.int64}
 
 
+def _templates(name):
+    """Kernel ``name``'s signature templates (``{T}`` for the model dtype), one or several."""
+    found = EXPORTS[name][0]
+    return (found,) if isinstance(found, str) else found
+
+
 def signatures(name, dtype_code):
     """``[(export name, Numba signature string)]`` of kernel ``name`` for the model dtype ``"f4"`` or ``"f8"``."""
-    found = EXPORTS[name][0]
-    found = (found,) if isinstance(found, str) else found
     return [(f"{name}_{dtype_code}" + (f"_{i}" if i else ""), sig.replace("{T}", dtype_code))
-            for i, sig in enumerate(found)]
+            for i, sig in enumerate(_templates(name))]
+
 
 _HERE = Path(__file__).resolve().parent
 # What the compiled code is made of: a change to any of these makes a built module stale.
@@ -134,8 +140,7 @@ def _array_checks(sig):
 
 def _dtype_argument(name):
     """The position of the first argument of the model's dtype, which picks the export."""
-    return next(i for i, arg in enumerate(arguments(EXPORTS[name][0] if isinstance(EXPORTS[name][0], str)
-                                                    else EXPORTS[name][0][0])) if arg.startswith("{T}["))
+    return next(i for i, arg in enumerate(arguments(_templates(name)[0])) if arg.startswith("{T}["))
 
 
 _state = {}
@@ -150,12 +155,12 @@ def _say(key, text):
 
 
 def _env_off():
-    value = os.environ.get("FASTNN_AOT", "").strip().lower()
-    if value in {"0", "false", "no", "off"}:
+    """Why the environment rules the prebuilt kernels out, or None."""
+    if not _config.env_flag("FASTNN_AOT", True):
         return "FASTNN_AOT=0"
-    if os.environ.get("FASTNN_BLAS", "").strip().lower() == "numba":
+    if _config.BLAS == "numba":
         return "FASTNN_BLAS=numba (the ahead-of-time kernels call NumPy's OpenBLAS)"
-    if os.environ.get("FASTNN_FASTMATH", "").strip().lower() in {"0", "false", "no", "off"}:
+    if not _config.FAST_FLAGS:
         return "FASTNN_FASTMATH=0 (the ahead-of-time kernels are built with fastnn's fastmath flags)"
     return None
 
@@ -208,7 +213,7 @@ def reason():
     return _state["reason"]
 
 
-ndarray = np.ndarray
+_ndarray = np.ndarray
 
 
 def _mismatch(name, args):
@@ -218,7 +223,7 @@ def _mismatch(name, args):
     if getattr(first, "dtype", None) not in DTYPES.values():
         return f"argument {pick} is {type(first).__name__} {getattr(first, 'dtype', '')}"
     for i, a in enumerate(args):
-        if isinstance(a, ndarray) and not a.flags.c_contiguous:
+        if isinstance(a, _ndarray) and not a.flags.c_contiguous:
             return f"argument {i} is a strided {a.dtype} view of shape {a.shape}"
     return "its argument types: " + ", ".join(getattr(a, "dtype", type(a)).__str__() for a in args)
 
@@ -239,7 +244,7 @@ def kernel(module, name, fallback):
                 if dtype is None:
                     if a is not None:
                         break
-                elif not (a.__class__ is ndarray or isinstance(a, ndarray)) or a.dtype != dtype or a.ndim != ndim \
+                elif not (a.__class__ is _ndarray or isinstance(a, _ndarray)) or a.dtype != dtype or a.ndim != ndim \
                         or not a.flags.c_contiguous:
                     break
             else:
