@@ -55,9 +55,11 @@ def check_matrix(X, name="X", *, n_features=None, dtype=None, finite=True, conve
         Dtype of the result; default keeps a float input's dtype (ints become float64).
     finite : bool
         Reject NaN and inf.
-    convert : bool
+    convert : bool or "blocks"
         With False, a C-contiguous array (a memmap too) of another int or float dtype is validated and
-        returned as it is, for a caller that converts it batch by batch instead of copying it whole.
+        returned as it is, for a caller that converts it batch by batch instead of copying it whole. With
+        ``"blocks"``, an int or float array of any layout is, for a caller that converts a block of rows at a
+        time.
     """
     arr = as_numeric(X, name)
     if arr.ndim != 2:
@@ -70,7 +72,8 @@ def check_matrix(X, name="X", *, n_features=None, dtype=None, finite=True, conve
                          f"(shape {arr.shape})")
     if dtype is None:
         dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.float64
-    if not (convert is False and arr.flags.c_contiguous and arr.dtype.kind in "iuf"):
+    if not (convert == "blocks" and arr.dtype.kind in "iuf"
+            or convert is False and arr.flags.c_contiguous and arr.dtype.kind in "iuf"):
         arr = np.ascontiguousarray(arr, dtype=dtype)
     if finite and arr.dtype.kind == "f":
         check_finite(arr, name)

@@ -58,7 +58,8 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 
 _ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "logistic": Sigmoid, "identity": None}
 _STOCHASTIC = ("sgd", "adam")
-_SPARSE_ROWS = 2048  # rows of a sparse X densified at a time by the full-batch (lbfgs) loss and predict
+_SPARSE_ROWS = 2048  # rows of a sparse X densified at a time by the full-batch (lbfgs) loss
+_PREDICT_ROWS = 4096  # rows per block of predict/predict_proba: the activations of one block at a time
 _NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and "
               "need to be preprocessed.")
 
@@ -381,14 +382,16 @@ class _BaseMLP(BaseEstimator):
         return total / sw_sum + (0.5 * self.alpha) * penalty / sw_sum
 
     def _predict_outputs(self, X):
-        """Network outputs after the output activation, in the parameters' dtype."""
+        """Network outputs after the output activation, in the parameters' dtype.
+
+        ``_PREDICT_ROWS`` rows at a time: beside the output, only one block's activations are ever alive (a
+        sparse ``X`` is densified a block at a time too).
+        """
         dtype = self.coefs_[0].dtype
-        if not sp.issparse(X):
-            return self._forward(np.ascontiguousarray(X, dtype))[-1]
         out = np.empty((X.shape[0], self.coefs_[-1].shape[1]), dtype)
-        for start in range(0, X.shape[0], _SPARSE_ROWS):
-            out[start:start + _SPARSE_ROWS] = self._forward(
-                _dense_rows(X, start, start + _SPARSE_ROWS).astype(dtype, copy=False))[-1]
+        for start in range(0, X.shape[0], _PREDICT_ROWS):
+            block = _dense_rows(X, start, start + _PREDICT_ROWS)
+            out[start:start + _PREDICT_ROWS] = self._forward(np.ascontiguousarray(block, dtype))[-1]
         return out
 
     def _forward_pass_fast(self, X, check_input=True):

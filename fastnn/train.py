@@ -500,7 +500,8 @@ def predict(model, X, batch_size=1024):
     if not (plan is not None and type(X) is np.ndarray and X.ndim == 2 and X.dtype == plan.Ws[0].dtype
             and X.shape[0] and X.shape[1] == plan.Ws[0].shape[0] and X.flags.c_contiguous
             and type(batch_size) is int and batch_size > 0 and math.isfinite(np.vdot(X, X))):
-        X = check_matrix(X, "X", n_features=model.n_features_in, dtype=model.dtype)
+        # Any other dtype or layout is converted a batch at a time: never a second copy of X.
+        X = check_matrix(X, "X", n_features=model.n_features_in, dtype=model.dtype, convert="blocks")
         batch_size = check_positive_int(batch_size, "batch_size")
     return _predict(model, X, batch_size, plan)
 
@@ -536,11 +537,16 @@ def _forward_plan(model):
 def _predict(model, X, batch_size, plan=False):
     """``predict`` on a checked ``X``; ``plan`` is ``_forward_plan(model)`` if the caller has it."""
     plan = _forward_plan(model) if plan is False else plan
-    if plan is not None:  # one compiled call through every layer
-        dims = plan.dims
-        work = np.empty((2, min(batch_size, X.shape[0]) * max(dims[1:-1], default=0)), X.dtype)
-        out = np.empty((X.shape[0], dims[-1]), X.dtype)
-        return get_backend().mlp_forward(X, dims, plan.acts, plan.alphas, plan.params, work, out)
+    if plan is not None:  # compiled calls through every layer
+        dims, dtype, forward = plan.dims, plan.Ws[0].dtype, get_backend().mlp_forward
+        work = np.empty((2, min(batch_size, X.shape[0]) * max(dims[1:-1], default=0)), dtype)
+        out = np.empty((X.shape[0], dims[-1]), dtype)
+        if X.dtype == dtype and X.flags.c_contiguous:  # one call
+            return forward(X, dims, plan.acts, plan.alphas, plan.params, work, out)
+        for s in range(0, X.shape[0], batch_size):  # a batch converted at a time
+            forward(np.ascontiguousarray(X[s:s + batch_size], dtype), dims, plan.acts, plan.alphas, plan.params,
+                    work, out[s:s + batch_size])
+        return out
     # Inference: Dropout is the identity whatever mode the model is in, and no layer caches anything; said to
     # the layers through a context variable, so the model itself (maybe training in another thread) is not touched.
     token = INFERENCE.set(True)
@@ -552,8 +558,9 @@ def _predict(model, X, batch_size, plan=False):
 
 def _predict_batches(model, X, batch_size):
     out = None
+    dtype = model.dtype or (X.dtype if X.dtype.kind == "f" else np.float64)  # a model without parameters
     for s in range(0, X.shape[0], batch_size):
-        o = model._forward(X[s:s + batch_size])
+        o = model._forward(np.ascontiguousarray(X[s:s + batch_size], dtype))
         if out is None:
             out = np.empty((X.shape[0], o.shape[1]), o.dtype)
         out[s:s + batch_size] = o
