@@ -6,7 +6,7 @@ from fastnn.layers import ELU, GELU, Dropout, Layer, LeakyReLU, Linear, Paramete
 from fastnn.losses import BCELoss, BCEWithLogitsLoss, Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
 from fastnn.model import Sequential
 from fastnn.optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm
-from fastnn.train import EarlyStopping, History
+from fastnn.train import EarlyStopping, History, TrainingTerminated
 
 load = Sequential.load
 
@@ -17,7 +17,7 @@ __all__ = [
     "Loss", "MSELoss", "NLLLoss", "SoftmaxCrossEntropy", "BCEWithLogitsLoss", "BCELoss",
     "Sequential", "load",
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "Dropout",
-    "EarlyStopping", "History",
+    "EarlyStopping", "History", "TrainingTerminated",
     "backend", "get_backend", "set_backend",
     "gradcheck", "export_onnx",
     "MLPClassifier", "MLPRegressor",

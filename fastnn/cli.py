@@ -7,7 +7,8 @@ Each subcommand is one ``_add_<name>(subparsers, common)`` function that builds 
 in ``_SUBCOMMANDS`` adds it.
 
 Exit status: 0 on success, 2 for a malformed command line (argparse's own errors), 1 for an error found while
-running (missing or corrupt files, a model that does not fit the data, a diverging run), 130 on Ctrl-C.
+running (missing or corrupt files, a model that does not fit the data, a diverging run), 130 on Ctrl-C, 143 on
+SIGTERM and 129 on SIGHUP (``train`` keeps the last completed epoch in ``--save`` and ``--checkpoint`` first).
 """
 import argparse
 import contextlib
@@ -16,6 +17,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -152,8 +154,8 @@ def _add_train(subparsers, common):
     out.add_argument("--save", metavar="PATH",
                      help="write the trained model here (.npz, atomically; nothing is written if training fails)")
     out.add_argument("--checkpoint", metavar="PATH",
-                     help="after every epoch, write everything needed to continue here (atomically); Ctrl-C "
-                          "keeps the last completed epoch")
+                     help="after every epoch, write everything needed to continue here (atomically); Ctrl-C, "
+                          "SIGTERM or SIGHUP keep the last completed epoch (and --save it)")
     out.add_argument("--resume", action="store_true",
                      help="continue from --checkpoint if it exists, ending exactly where an uninterrupted run "
                           "would (same command, same --seed)")
@@ -278,7 +280,8 @@ def build_parser():
                     "evaluate saved ones, write their predictions, export them to ONNX, or benchmark fastnn's "
                     "kernels.",
         epilog="Run 'fastnn COMMAND --help' for a command's options.\n"
-               "Exit status: 0 success, 1 error while running, 2 bad command line, 130 interrupted.")
+               "Exit status: 0 success, 1 error while running, 2 bad command line, 130 interrupted (Ctrl-C), 143 "
+               "SIGTERM, 129 SIGHUP.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {fn.__version__}")
     subparsers = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
     common = _common_options()
@@ -478,6 +481,13 @@ def _build_optimizer(args, params):
     return cls(params, **kwargs)
 
 
+def _same_file(a, b):
+    """Whether paths ``a`` and ``b`` name one file (the same path spelled two ways, or links to one file)."""
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def _check_out_path(path, option):
     """Fail before the long part of a command, not after it, if ``path`` (given as ``option``) cannot be written."""
     folder = os.path.dirname(path) or os.curdir
@@ -511,12 +521,33 @@ def _train_data(args):
     return (X, y), test, X.shape[1], n_outputs, args.data
 
 
+def _keep_interrupted(args, model, exc):
+    """After Ctrl-C, SIGTERM or SIGHUP: fit put the model back to its last completed epoch, which the checkpoint
+    (if any) holds too; save it to ``--save`` and say where both are, on stderr even with ``--quiet``."""
+    history = getattr(exc, "history", None)
+    done = len(history.epoch) if history is not None else 0
+    why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by {signal.Signals(exc.signum).name}"
+    kept = []
+    if args.save is not None and done:
+        model.save(args.save)
+        kept.append(f"saved the model after {done} completed epoch{'s' * (done != 1)} to {args.save}")
+    if args.checkpoint is not None and done:
+        kept.append(f"the checkpoint {args.checkpoint} holds epoch {done}; continue with the same command and "
+                    "--resume")
+    if kept:
+        print(f"fastnn: {why}: " + "; ".join(kept), file=sys.stderr, flush=True)
+        exc.reported = True
+
+
 def _train(args, say):
     if args.momentum is not None and args.optimizer != "sgd":
         raise _UsageError(f"--momentum applies only to --optimizer sgd, not {args.optimizer}")
     _check_data_options(args)
     if args.resume and args.checkpoint is None:
         raise _UsageError("--resume needs --checkpoint PATH (the file an earlier --checkpoint run wrote)")
+    if args.save is not None and args.checkpoint is not None and _same_file(args.save, args.checkpoint):
+        raise _UsageError(f"--save and --checkpoint name the same file ({args.save}): the saved model would replace "
+                          "the checkpoint that --resume continues from; give them different paths")
     for option, path in (("--save", args.save), ("--plot", args.plot), ("--checkpoint", args.checkpoint)):
         if path is not None:
             _check_out_path(path, option)
@@ -546,16 +577,8 @@ def _train(args, say):
                                 batch_size=args.batch_size, validation_split=args.validation_split,
                                 early_stopping=args.early_stopping, seed=int(seeds[-1].generate_state(1)[0]),
                                 verbose=args.verbose, checkpoint=args.checkpoint, resume=args.resume)
-    except KeyboardInterrupt as exc:
-        # fit put the model back to its last completed epoch, which the checkpoint (if any) holds too.
-        history = getattr(exc, "history", None)
-        done = len(history.epoch) if history is not None else 0
-        if args.save is not None and done:
-            model.save(args.save)
-            say(f"interrupted: saved the model after {done} completed epoch{'s' * (done != 1)} to {args.save}")
-        if args.checkpoint is not None and done:
-            say(f"interrupted: the checkpoint {args.checkpoint} holds epoch {done}; continue with the same "
-                "command and --resume")
+    except (KeyboardInterrupt, fn.TrainingTerminated) as exc:
+        _keep_interrupted(args, model, exc)
         raise
     except FloatingPointError as exc:
         raise _Failure(f"training diverged: {exc}" + ("; nothing was saved" if args.save else "")) from None
@@ -700,9 +723,12 @@ def main(argv=None):
             result = args.run(args, say)
     except _UsageError as exc:
         args.parser.error(str(exc))
-    except KeyboardInterrupt:
-        print("fastnn: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if not getattr(exc, "reported", False):
+            print("fastnn: interrupted", file=sys.stderr)
         return 130
+    except fn.TrainingTerminated as exc:  # SIGTERM, SIGHUP: fit and _train have said what was kept
+        return exc.code
     except (_Failure, bench.BenchError, OSError, ValueError) as exc:  # files, data, rejected arguments: no traceback
         print(f"fastnn: error: {_describe(exc)}", file=sys.stderr)
         return 1

@@ -225,6 +225,11 @@ class Sequential:
         KeyboardInterrupt
             On Ctrl-C (taken between batches, never mid-update): the model, optimizer and schedulers
             are put back to the end of the last completed epoch; ``.history`` holds the epochs so far.
+        TrainingTerminated
+            On SIGTERM or SIGHUP, taken the same way (within about 0.1 s: the compiled step trains in
+            calls that long); a ``SystemExit`` of status 143 or 129, so an uncaught one ends the program as
+            the signal asked. A second signal acts at once. Signals with a handler of the program's own are
+            left to it.
         """
         return _train.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
                           shuffle=shuffle, validation_data=validation_data, validation_split=validation_split,

@@ -26,7 +26,39 @@ from fastnn.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from fastnn.optim import Optimizer
 from fastnn.optim import clip_grad_norm as _clip_grad_norm
 
-__all__ = ["History", "EarlyStopping", "fit", "predict", "evaluate"]
+__all__ = ["History", "EarlyStopping", "TrainingTerminated", "fit", "predict", "evaluate"]
+
+# The compiled step trains this long per call (sized from the call before): a signal is taken within about
+# this time, at a cost of one more call per such stretch (tens of microseconds).
+_CALL_SECONDS = 0.1
+_FIRST_CALL_BATCHES = 8
+# Signals fit takes between batches, keeping the last completed epoch: Ctrl-C, a scheduler's or Kubernetes'
+# SIGTERM, a closed terminal's SIGHUP.
+_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class TrainingTerminated(SystemExit):
+    """Raised by ``fit`` when SIGTERM or SIGHUP stopped it between batches.
+
+    The model, optimizer and schedulers hold the last completed epoch (so does the checkpoint, if any). A
+    ``SystemExit`` whose code is ``128 + signal`` (143 for SIGTERM, 129 for SIGHUP), the status a process
+    killed by the signal reports to a shell: uncaught, the program ends as the sender asked, after fit has
+    printed :attr:`message` to stderr.
+
+    Attributes
+    ----------
+    signum : int
+    history : History
+        The epochs completed so far.
+    message : str
+    """
+
+    def __init__(self, signum, message, history):
+        super().__init__(128 + signum)
+        self.signum, self.message, self.history = signum, message, history
+
+    def __str__(self):
+        return self.message
 
 
 class History:
@@ -317,19 +349,27 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
             bar = _progress(n_batches, epoch, epochs, verbose)
             # One compiled call per epoch (~50 with a progress bar); layer by layer, a batch per call, so
             # Ctrl-C is taken at the next batch.
-            chunk = 1 if not history.fast_path else n_batches if bar is None else max(1, n_batches // 50)
-            for b0 in range(0, n_batches, chunk):
+            # Layer by layer, a batch per call. Compiled, calls of about _CALL_SECONDS each (about 50 per epoch
+            # with a progress bar), so a signal is taken within that time, never mid-update.
+            chunk = 1 if not history.fast_path else _FIRST_CALL_BATCHES if bar is None else max(1, n_batches // 50)
+            b0 = 0
+            while b0 < n_batches:
                 b1 = min(b0 + chunk, n_batches)
+                called = time.perf_counter()
                 sums, c, done = _in_training_mode(model, run, order, b0, b1, after_step, epoch_seed)
                 if done < b1 - b0:
                     _diverged(model, at_start.params, sums[done], epoch, epochs, b0 + done, n_batches, history)
+                if history.fast_path and bar is None:
+                    each = (time.perf_counter() - called) / max(done, 1)  # seconds per batch
+                    chunk = max(1, int(_CALL_SECONDS / each)) if each > 0 else n_batches
                 total += float(sums.sum())
                 correct += c
                 if bar is not None:
                     bar.update(done)
                 if interrupted():
                     at_start.restore()
-                    raise _interruption(history, epoch, checkpoint)
+                    raise _interruption(history, epoch, checkpoint, interrupted())
+                b0 = b1
             if bar is not None:
                 bar.close()
             if history.fast_path:
@@ -360,7 +400,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
                 write_checkpoint(checkpoint, model, optimizer, epoch=epoch, history=history, rng=rng,
                                  schedulers=schedulers, early_stopping=early_stopping)
             if interrupted():
-                raise _interruption(history, epoch + 1, checkpoint)
+                raise _interruption(history, epoch + 1, checkpoint, interrupted())
             if stop:
                 break
     if early_stopping is not None:
@@ -388,33 +428,50 @@ class _EpochStart:
 
 @contextlib.contextmanager
 def _deferred_interrupts():
-    """Within the block, Ctrl-C (SIGINT) only raises a flag that ``fit`` checks between batches, so the
-    model is never left half-updated; a second Ctrl-C interrupts at once. Main thread, default handler only."""
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield lambda: False
+    """Within the block, Ctrl-C (SIGINT), SIGTERM and SIGHUP only record the signal, which ``fit`` checks
+    between batches (the block yields a function returning it, or None), so the model is never left
+    half-updated. A second signal acts at once: a second Ctrl-C raises ``KeyboardInterrupt``, a second SIGTERM
+    or SIGHUP ends the process as the signal would have. Only signals whose handler is still Python's default
+    are taken (a handler of the program's own, or an ignored SIGHUP under ``nohup``, is left alone), and only in
+    the main thread, where Python runs signal handlers."""
+    defaults = {signal.SIGINT: signal.default_int_handler}
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
         return
+    mine = [s for s in _SIGNALS if signal.getsignal(s) is defaults.get(s, signal.SIG_DFL)]
     pending = []
 
     def handler(signum, frame):
-        if pending:
+        if not pending:
+            pending.append(signum)
+            return
+        if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        pending.append(signum)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
-    signal.signal(signal.SIGINT, handler)
+    for s in mine:
+        signal.signal(s, handler)
     try:
-        yield lambda: bool(pending)
+        yield lambda: pending[0] if pending else None
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s in mine:
+            signal.signal(s, defaults.get(s, signal.SIG_DFL))
 
 
-def _interruption(history, completed, checkpoint):
-    """The KeyboardInterrupt ``fit`` raises on Ctrl-C, carrying the ``History`` so far."""
+def _interruption(history, completed, checkpoint, signum):
+    """What ``fit`` raises when ``signum`` stopped it: ``KeyboardInterrupt`` for Ctrl-C, else
+    :class:`TrainingTerminated`; either carries the ``History`` so far."""
+    name = signal.Signals(signum).name
     where = f"; the checkpoint {checkpoint} holds it" if checkpoint is not None and completed else ""
-    exc = KeyboardInterrupt(f"training interrupted: the model holds the weights after {completed} completed "
-                            f"epoch{'s' if completed != 1 else ''}{where}")
-    exc.history = history
-    return exc
+    message = (f"training {'interrupted' if signum == signal.SIGINT else 'stopped by ' + name}: the model holds "
+               f"the weights after {completed} completed epoch{'s' if completed != 1 else ''}{where}")
+    if signum == signal.SIGINT:
+        exc = KeyboardInterrupt(message)
+        exc.history = history
+        return exc
+    print(f"fastnn: {message}", file=sys.stderr, flush=True)
+    return TrainingTerminated(signum, message, history)
 
 
 def _in_training_mode(model, run, *args):
