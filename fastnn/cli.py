@@ -158,7 +158,12 @@ def _add_train(subparsers, common):
                           "SIGTERM or SIGHUP keep the last completed epoch (and --save it)")
     out.add_argument("--resume", action="store_true",
                      help="continue from --checkpoint if it exists, ending exactly where an uninterrupted run "
-                          "would (same command, same --seed)")
+                          "would (same command, same --seed); a checkpoint of another run (other data, seed, "
+                          "batch size, optimizer settings, ...) is refused, naming what differs")
+    out.add_argument("--allow-change", metavar="FIELD", action="append", dest="allow_changes",
+                     help="with --resume, let this fingerprint field differ from the checkpoint's, e.g. "
+                          "optimizer.lr for a new --lr, batch_size, or data.shape,data.hash,targets.hash for "
+                          "more data (repeatable or comma-separated; the error for a mismatch names the fields)")
     out.add_argument("--plot", metavar="PATH",
                      help="draw the learning curves here (.png, .svg or .pdf; needs matplotlib: "
                           "pip install 'fastnn[plot]')")
@@ -521,6 +526,15 @@ def _train_data(args):
     return (X, y), test, X.shape[1], n_outputs, args.data
 
 
+def _allowed_changes(args):
+    fields = [f.strip() for given in args.allow_changes or () for f in given.split(",") if f.strip()]
+    if fields and not args.resume:
+        raise _UsageError("--allow-change applies to --resume: the fields a resumed run may change")
+    if args.resume and args.seed is None and "seed" not in fields:
+        fields.append("seed")  # no --seed: a seed of its own each run, and none asked for; the checkpoint's holds
+    return fields
+
+
 def _keep_interrupted(args, model, exc):
     """After Ctrl-C, SIGTERM or SIGHUP: fit put the model back to its last completed epoch, which the checkpoint
     (if any) holds too; save it to ``--save`` and say where both are, on stderr even with ``--quiet``."""
@@ -545,6 +559,7 @@ def _train(args, say):
     _check_data_options(args)
     if args.resume and args.checkpoint is None:
         raise _UsageError("--resume needs --checkpoint PATH (the file an earlier --checkpoint run wrote)")
+    allow_changes = _allowed_changes(args)
     if args.save is not None and args.checkpoint is not None and _same_file(args.save, args.checkpoint):
         raise _UsageError(f"--save and --checkpoint name the same file ({args.save}): the saved model would replace "
                           "the checkpoint that --resume continues from; give them different paths")
@@ -576,7 +591,8 @@ def _train(args, say):
             history = model.fit(X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
                                 batch_size=args.batch_size, validation_split=args.validation_split,
                                 early_stopping=args.early_stopping, seed=int(seeds[-1].generate_state(1)[0]),
-                                verbose=args.verbose, checkpoint=args.checkpoint, resume=args.resume)
+                                verbose=args.verbose, checkpoint=args.checkpoint, resume=args.resume,
+                                allow_changes=allow_changes)
     except (KeyboardInterrupt, fn.TrainingTerminated) as exc:
         _keep_interrupted(args, model, exc)
         raise

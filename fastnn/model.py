@@ -154,7 +154,7 @@ class Sequential:
     # -- training ----------------------------------------------------------------
     def fit(self, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
             validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None, sample_weight=None,
-            class_weight=None, clip_grad_norm=None, checkpoint=None, resume=False):
+            class_weight=None, clip_grad_norm=None, checkpoint=None, resume=False, allow_changes=None):
         """Train in place with mini-batches.
 
         Parameters
@@ -197,11 +197,23 @@ class Sequential:
             (PyTorch's ``clip_grad_norm_``; see :func:`fastnn.clip_grad_norm`).
         checkpoint : str or os.PathLike, optional
             Write everything needed to continue (weights, optimizer and scheduler state, the shuffling
-            generator, epoch, history, early-stopping state) to this file, atomically, after every epoch.
+            generator, epoch, history, early-stopping state) to this file, atomically, after every epoch,
+            with the run's fingerprint: the dtype, loss, optimizer and its settings, batch size, shuffling,
+            seed, clipping, the training data's shape, dtype and a hash of a sample of its rows (targets and
+            sample weights too), the validation data or split, schedulers and early stopping
+            (``fastnn.checkpoint.FINGERPRINT_FIELDS``). While fit runs it holds a lock on ``checkpoint +
+            ".lock"``: a second fit on the same path raises ``BlockingIOError`` at once, naming the holder.
         resume : bool
             Continue from ``checkpoint`` if it exists (else start afresh): the run ends with exactly the
             weights of an uninterrupted one (same seed, backend and BLAS thread count). ``epochs`` is the
-            total, counting the epochs already done.
+            total, counting the epochs already done. A checkpoint of another run (a fingerprint field that
+            differs) raises ``ValueError`` naming each field, before anything is modified; so does a damaged
+            field.
+        allow_changes : list of str, optional
+            With ``resume``, fingerprint fields that may differ, for a user who means it: e.g.
+            ``["optimizer.lr"]`` (the new optimizer's rate replaces the saved one), ``["batch_size"]``, or
+            ``["data.shape", "data.hash", "targets.hash"]`` to continue on more data. The run is then no
+            longer bit-identical to an uninterrupted one, and the checkpoint records the new settings.
 
         Returns
         -------
@@ -235,7 +247,7 @@ class Sequential:
                           shuffle=shuffle, validation_data=validation_data, validation_split=validation_split,
                           early_stopping=early_stopping, seed=seed, verbose=verbose, callbacks=callbacks,
                           sample_weight=sample_weight, class_weight=class_weight, clip_grad_norm=clip_grad_norm,
-                          checkpoint=checkpoint, resume=resume)
+                          checkpoint=checkpoint, resume=resume, allow_changes=allow_changes)
 
     def predict(self, X, batch_size=1024):
         """Outputs for ``X`` of shape (n_samples, n_features_in), computed in batches, caching nothing."""

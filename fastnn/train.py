@@ -17,7 +17,7 @@ import weakref
 import numpy as np
 
 from fastnn import fused
-from fastnn.checkpoint import read_checkpoint, write_checkpoint
+from fastnn.checkpoint import check_allow_changes, fingerprint, locked, read_checkpoint, write_checkpoint
 from fastnn.kernels import codes, get_backend, layout
 from fastnn._validation import check_matrix, check_positive_int, check_sample_weight, class_weights_for
 from fastnn.losses import LOSSES, Loss
@@ -132,6 +132,21 @@ class EarlyStopping:
             raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")
         self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
         self.mode, self.restore_best_weights = mode, restore_best_weights
+        self.best_, self.best_epoch_, self._wait, self._best_weights = None, None, 0, None
+
+    def get_config(self):
+        return {"monitor": self.monitor, "patience": self.patience, "min_delta": self.min_delta, "mode": self.mode,
+                "restore_best_weights": self.restore_best_weights}
+
+    def state_dict(self):
+        """``(state, best_weights)``: the best value, its epoch and the epochs waited since, as JSON values, and
+        the best epoch's parameters (an empty list when not kept)."""
+        return {"best": self.best_, "best_epoch": self.best_epoch_, "wait": self._wait}, list(self._best_weights or [])
+
+    def load_state_dict(self, state, best_weights):
+        """Restore a :meth:`state_dict` (``fit`` has called ``_start`` first)."""
+        self.best_, self.best_epoch_, self._wait = state["best"], state["best_epoch"], state["wait"]
+        self._best_weights = list(best_weights) or None
 
     def _start(self, params, has_validation):
         self.monitor_ = self.monitor or ("val_loss" if has_validation else "loss")
@@ -259,7 +274,7 @@ def _general_runner(model, loss, optimizer, X, T, sw, batch_size, clip_norm=None
 
 def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
         validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None, sample_weight=None,
-        class_weight=None, clip_grad_norm=None, checkpoint=None, resume=False):
+        class_weight=None, clip_grad_norm=None, checkpoint=None, resume=False, allow_changes=None):
     """Train ``model`` in place; see :meth:`fastnn.Sequential.fit` for the parameters."""
     loss = resolve_loss(loss)
     if not isinstance(optimizer, Optimizer):
@@ -283,11 +298,18 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
     max_norm = _check_clip(clip_grad_norm)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=PATH: the file a previous fit(checkpoint=PATH) wrote")
+    allow_changes = check_allow_changes(allow_changes, optimizer)
+    if allow_changes and not resume:
+        raise ValueError("allow_changes applies to resume=True: the fields a resumed run may change")
 
     # Another dtype (float64 data for a float32 model, uint8 pixels, a memmap) is converted batch by batch
     # inside the step: the data is never copied whole.
     X, T = _check_data(model, loss, X, y, "", convert=False)
     sw = _weights(loss, T, sample_weight, class_weight, "", model.n_outputs)
+    run_id = None if checkpoint is None else fingerprint(
+        model, loss, optimizer, X, T, sw, batch_size=batch_size, shuffle=shuffle, seed=seed,
+        clip_grad_norm=max_norm, validation=validation_data if validation_data is not None else validation_split,
+        schedulers=schedulers, early_stopping=early_stopping)
     swv = None
     if validation_split:
         # Keras' convention: the last fraction of the data, before any shuffling.
@@ -326,16 +348,20 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
     for cb in callbacks:
         if hasattr(cb, "set_optimizer"):
             cb.set_optimizer(optimizer)
-    first = 0
-    if resume and os.path.exists(checkpoint):  # no file yet: the run starts, and checkpoints, afresh
-        done, saved, rng.bit_generator.state = read_checkpoint(checkpoint, model, optimizer, schedulers=schedulers,
-                                                               early_stopping=early_stopping)
-        history.history, history.epoch, history.stopped_epoch = saved["history"], saved["epoch"], saved["stopped_epoch"]
-        first = epochs if history.stopped_epoch is not None else done + 1
     per_batch = [s for s in schedulers if s.interval == "batch"]
     after_step = (lambda: [s.step() for s in per_batch]) if per_batch else None
     n_batches = -(-n // batch_size)
-    with _deferred_interrupts() as interrupted:
+    # One run at a time on a checkpoint path: a second fails here, naming the first, before touching anything.
+    with locked(checkpoint) if checkpoint is not None else contextlib.nullcontext(), \
+            _deferred_interrupts() as interrupted:
+        first = 0
+        if resume and os.path.exists(checkpoint):  # no file yet: the run starts, and checkpoints, afresh
+            done, saved, rng.bit_generator.state = read_checkpoint(
+                checkpoint, model, optimizer, schedulers=schedulers, early_stopping=early_stopping, run=run_id,
+                allow_changes=allow_changes)
+            history.history, history.epoch = saved["history"], saved["epoch"]
+            history.stopped_epoch = saved["stopped_epoch"]
+            first = epochs if history.stopped_epoch is not None else done + 1
         for epoch in range(first, epochs):
             start = time.perf_counter()
             for cb in callbacks:
@@ -398,7 +424,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
                 history.stopped_epoch = epoch
             if checkpoint is not None:
                 write_checkpoint(checkpoint, model, optimizer, epoch=epoch, history=history, rng=rng,
-                                 schedulers=schedulers, early_stopping=early_stopping)
+                                 schedulers=schedulers, early_stopping=early_stopping, run=run_id)
             if interrupted():
                 raise _interruption(history, epoch + 1, checkpoint, interrupted())
             if stop:
