@@ -371,7 +371,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
             order = rng.permutation(n) if shuffle else np.arange(n)
             epoch_seed = int(rng.integers(2**63, dtype=np.uint64)) if has_dropout else 0  # keys the dropout masks
             at_start = _EpochStart(model, optimizer, schedulers)
-            total, correct = 0.0, 0
+            batch_losses, correct = np.empty(n_batches), 0  # summed once: the same sum however the epoch is cut
             bar = _progress(n_batches, epoch, epochs, verbose)
             # One compiled call per epoch (~50 with a progress bar); layer by layer, a batch per call, so
             # Ctrl-C is taken at the next batch.
@@ -388,7 +388,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
                 if history.fast_path and bar is None:
                     each = (time.perf_counter() - called) / max(done, 1)  # seconds per batch
                     chunk = max(1, int(_CALL_SECONDS / each)) if each > 0 else n_batches
-                total += float(sums.sum())
+                batch_losses[b0:b0 + done] = sums[:done]
                 correct += c
                 if bar is not None:
                     bar.update(done)
@@ -400,7 +400,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
                 bar.close()
             if history.fast_path:
                 history.compiled_by = run.compiled_by
-            logs = {"loss": total / total_weight}
+            logs = {"loss": float(batch_losses.sum()) / total_weight}
             if loss.accuracy is not None:
                 logs["accuracy"] = correct / _accuracy_units(loss, T)
             if validation_data is not None:

@@ -120,10 +120,11 @@ def test_ctrl_c_keeps_the_last_completed_epoch(script, tmp_path, monkeypatch, ge
         np.testing.assert_array_equal(a, b)
 
 
-def _kill_and_resume(script, tmp_path, kills, seed, n=8_000):
-    """Kill training processes with SIGKILL at random moments and resume each time, until ``kills`` kills
+def _kill_and_resume(script, tmp_path, kills, seed, n=8_000, sig=signal.SIGKILL):
+    """Kill training processes with ``sig`` at random moments and resume each time, until ``kills`` kills
     landed; every run that gets to the end must equal an uninterrupted one bit for bit, and whatever
-    checkpoint is on disk must read back whole. Returns the counts."""
+    checkpoint is on disk must read back whole. A SIGTERM must end the process with 143 (fit took it), or
+    with -15 before fit began. Returns the counts."""
     rng = np.random.default_rng(seed)
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     reference = tmp_path / "reference.npz"
@@ -140,9 +141,12 @@ def _kill_and_resume(script, tmp_path, kills, seed, n=8_000):
         proc = subprocess.Popen([sys.executable, str(script), "12", str(ckpt), str(out), str(n)], env=env)
         time.sleep(rng.uniform(0.1, duration))
         if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
+            proc.send_signal(sig)
             counts["killed"] += 1
         proc.wait(timeout=300)
+        if sig == signal.SIGTERM:
+            assert proc.returncode in (0, 143, -signal.SIGTERM), proc.returncode
+            counts["taken by fit"] = counts.get("taken by fit", 0) + (proc.returncode == 143)
         completed = False
         if ckpt.exists():  # never half-written: whatever is there reads back whole
             model = fn.Sequential(fn.Linear(8, 16), fn.ReLU(), fn.Dropout(0.2), fn.Linear(16, 3))
@@ -171,13 +175,15 @@ def _kill_and_resume(script, tmp_path, kills, seed, n=8_000):
     return counts
 
 
-def test_sigkill_at_random_moments_then_resume(script, tmp_path):
-    counts = _kill_and_resume(script, tmp_path, kills=3, seed=0)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_signal_at_random_moments_then_resume(script, tmp_path, sig):
+    counts = _kill_and_resume(script, tmp_path, kills=3, seed=0, sig=sig)
     assert counts["killed"] == 3 and counts["completed runs"] >= 1, counts
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume_many(script, tmp_path):
-    counts = _kill_and_resume(script, tmp_path, kills=25, seed=1)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_signal_at_random_moments_then_resume_many(script, tmp_path, sig):
+    counts = _kill_and_resume(script, tmp_path, kills=25, seed=1, sig=sig)
     print(counts)
     assert counts["killed"] == 25 and counts["completed runs"] >= 1, counts
