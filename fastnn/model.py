@@ -307,6 +307,8 @@ class Sequential:
         """
         loss = _train.resolve_loss(loss) if loss is not None else getattr(self, "_fit_loss", None)
         last = self.layers[-1]
+        if loss is None and isinstance(self.target, _pre.Labels) and not isinstance(last, (Softmax, Sigmoid)):
+            loss = SoftmaxCrossEntropy()  # class labels on the outputs: they are logits
         if isinstance(last, (Softmax, Sigmoid)) and not isinstance(loss, (SoftmaxCrossEntropy, BCEWithLogitsLoss)):
             return self.predict(X, batch_size)
         if isinstance(loss, SoftmaxCrossEntropy):
