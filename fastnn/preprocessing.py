@@ -150,6 +150,12 @@ class Labels:
     def adapt(self, y):
         """Learn the classes of ``y`` (1-D); returns ``self``."""
         y = _vector_of_labels(y)
+        if y.dtype.kind in "iub":  # integers and booleans: no text needed to find the classes
+            classes = np.unique(y).tolist()
+            if len(classes) < 2:
+                raise ValueError(f"every target is {classes[0]!r}; classification needs at least two classes")
+            self._set(classes)
+            return self
         keys = _keys(y)
         if None in keys:
             raise DataError(None, keys.index(None), "empty: every sample needs its class")
@@ -180,6 +186,13 @@ class Labels:
         if self.classes_ is None:
             raise _not_adapted(self)
         y = _vector_of_labels(y)
+        if y.dtype.kind in "iub" and self.classes_.dtype.kind in "ib":  # no text needed
+            codes = np.searchsorted(self.classes_, y).clip(0, len(self.classes_) - 1)
+            bad = np.flatnonzero(self.classes_[codes] != y)
+            if bad.size:
+                raise DataError(None, int(bad[0]), f"{y.tolist()[bad[0]]!r} is not one of the model's classes "
+                                                   f"{_shown(self.classes_.tolist())}")
+            return codes.astype(np.int64)
         keys = _keys(y)
         index = self._index
         out = np.fromiter((index.get(k, -1) for k in keys), np.int64, len(keys))

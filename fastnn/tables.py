@@ -100,9 +100,16 @@ def _read_csv_arrow(path, header):
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.csv as pcsv  # noqa: PLC0415
 
+    read = pcsv.ReadOptions(skip_rows=1, column_names=header, use_threads=False)
+    convert = pcsv.ConvertOptions(strings_can_be_null=True)
     try:
-        table = pcsv.read_csv(path, read_options=pcsv.ReadOptions(skip_rows=1, column_names=header),
-                              convert_options=pcsv.ConvertOptions(strings_can_be_null=True))
+        try:
+            # Block by block: the parser's buffers stay one block large (the whole-file reader peaks near three
+            # times the table), and one thread was the faster on a busy 2-core machine (docs/performance.md).
+            with pcsv.open_csv(path, read_options=read, convert_options=convert) as reader:
+                table = pa.Table.from_batches(list(reader), schema=reader.schema)
+        except pa.ArrowInvalid:  # a column's type guessed from the first block fails later: infer from all
+            table = pcsv.read_csv(path, read_options=read, convert_options=convert)
     except pa.ArrowInvalid as exc:  # a ragged row, bad UTF-8: find it again row by row to name its line
         raise ValueError(_csv_problem(path, header, numbers=False) or f"not readable as CSV: {exc}") from None
     if table.num_rows == 0:
@@ -119,6 +126,10 @@ def _arrow_frame(table):
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
                 or pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
             column = column.cast(pa.string())  # dates, times, decimals: as their text
+        if column.null_count == 0 and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            # each chunk's buffer viewed, one copy in all (to_numpy of many chunks stages them in arrow's pool)
+            chunks = [chunk.to_numpy(zero_copy_only=True) for chunk in column.chunks]
+            return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
         values = column.to_numpy(zero_copy_only=False)
         if pa.types.is_null(kind):
             return np.full(len(values), None, dtype=object)

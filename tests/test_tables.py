@@ -292,3 +292,96 @@ def test_parquet_and_pandas_to_csv(capsys, tmp_path):
                        "--seed", "0", "--json", "--save", tmp_path / "m.npz")
         assert json.loads(out.splitlines()[-1])["train_accuracy"] > 0.85
         assert fn.load(tmp_path / "m.npz").preprocessing.names == ["age", "income", "plan", "mobile"]
+
+
+def test_readme_table_runs_as_pasted(tmp_path):
+    """The README's "Your own table" commands, run in a shell as pasted (``fastnn`` as this checkout's)."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    section = (root / "README.md").read_text().split("### Your own table", 1)[1]
+    commands = re.search(r"```bash\n(.*?)```", section, re.S).group(1).strip().splitlines()
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    for command in commands:
+        if command.startswith("fastnn "):
+            command = f"{sys.executable} -m fastnn {command[len('fastnn '):]}"
+        elif command.startswith("python "):
+            command = f"{sys.executable} {command[len('python '):]}"
+        proc = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{command}\n{proc.stdout}\n{proc.stderr}"
+    assert proc.stdout.strip().splitlines()[-1].startswith("test_loss: ")
+    claimed = re.search(r"The last line prints `(.*?)`", section).group(1)
+    accuracy = float(claimed.rsplit(" ", 1)[1])
+    assert float(proc.stdout.strip().rsplit(" ", 1)[1]) >= accuracy - 0.02
+    header = re.search(r"starts\n`(.*?)`", section).group(1)
+    assert (tmp_path / "wine_predictions.csv").read_text().splitlines()[0] == header
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [
+    "wine", "breast_cancer", "churn",
+    # Not yet within the margin (issue 20): measured 0.20 vs 0.356 R^2 on diabetes (the defaults overfit its 278
+    # training rows within a few epochs and the 31-row validation split picks the epoch noisily), 0.956 vs 0.978
+    # on iris (one test flower of 45).
+    pytest.param("diabetes", marks=pytest.mark.xfail(reason="R^2 0.20 vs 0.356: not within 0.03 yet", strict=True)),
+    pytest.param("iris", marks=pytest.mark.xfail(reason="0.956 vs 0.978: one flower short of 0.02", strict=True)),
+])
+def test_cli_defaults_match_a_careful_scikit_learn_pipeline(capsys, tmp_path, name):
+    """Train/test 70/30 written with pandas (index and all); the CLI's defaults against scikit-learn's MLP after
+    impute + one-hot + standardize (a regression target standardized too), random_state=0, max_iter=1000, the
+    better of early stopping on and off: accuracy within 0.02, R^2 within 0.03."""
+    pd = pytest.importorskip("pandas")
+    import warnings
+
+    from sklearn import datasets
+    from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    regression = name == "diabetes"
+    if name == "churn":
+        frame = pd.DataFrame(churn(1500)).replace({"": np.nan, "NA": np.nan})
+        frame[["age", "income"]] = frame[["age", "income"]].astype(float)
+        target = "churned"
+    else:
+        bunch = getattr(datasets, f"load_{name}")(as_frame=True)
+        frame, target = bunch.frame.copy(), "target"
+        if not regression:
+            frame[target] = np.asarray(bunch.target_names)[bunch.target]  # text labels, as people have them
+    train, test = train_test_split(frame, test_size=0.3, random_state=0)
+    train.to_csv(tmp_path / "train.csv")
+    test.to_csv(tmp_path / "test.csv")
+    task = "regression" if regression else "classification"
+    cli(capsys, "train", "--data", tmp_path / "train.csv", "--target", target, "--task", task, "--seed", "0",
+        "--save", tmp_path / "m.npz", "-q")
+    out, _ = cli(capsys, "evaluate", tmp_path / "m.npz", "--data", tmp_path / "test.csv", "--task", task, "--json")
+    ours = json.loads(out.splitlines()[-1])["test_r2" if regression else "test_accuracy"]
+
+    X, y, Xt, yt = train.drop(columns=target), train[target], test.drop(columns=target), test[target]
+    text = [c for c in X if not pd.api.types.is_numeric_dtype(X[c])]
+    numbers = [c for c in X if c not in text]
+    prepare = ColumnTransformer([
+        ("numbers", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numbers),
+        ("text", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+         text)])
+    scores = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for early in (False, True):
+            if regression:
+                mlp = TransformedTargetRegressor(MLPRegressor(random_state=0, max_iter=1000, early_stopping=early),
+                                                 transformer=StandardScaler())
+                scores.append(r2_score(yt, make_pipeline(prepare, mlp).fit(X, y).predict(Xt)))
+            else:
+                mlp = MLPClassifier(random_state=0, max_iter=1000, early_stopping=early)
+                scores.append(accuracy_score(yt, make_pipeline(prepare, mlp).fit(X, y).predict(Xt)))
+    print(f"{name}: fastnn {ours:.4f}, scikit-learn {max(scores):.4f} (early stopping off, on: {scores})")
+    assert ours >= max(scores) - (0.03 if regression else 0.02)
