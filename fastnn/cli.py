@@ -435,7 +435,8 @@ def _validation_order(y, fraction, seed, classification):
 
 
 class _Data:
-    """What ``fastnn train`` trains on: the network's matrices, and the raw tables its metrics are taken on."""
+    """What ``fastnn train`` trains on: the network's matrices (all rows, in the order the split left them, and the
+    training and validation parts as views of them), the targets the final metrics take, the test table."""
 
     def __init__(self, **kwargs):
         self.__dict__.update(kwargs)
@@ -447,12 +448,12 @@ def _train_data(args, say, seed):
     classification = args.task == "classification"
     if args.data is None:
         (X, y), test = _load_dataset(args)
-        preprocessing = target = None
+        features = preprocessing = target = None
         n_outputs, name = _N_CLASSES, args.dataset
         y_train = y
     else:
         features, y = _read_data(args.data, args.target, say=say)
-        preprocessing, target, y_train = _fit_preprocessing(args, features, y)
+        preprocessing, target, y_train, y = _fit_preprocessing(args, features, y)
         n_outputs = target.n_classes if classification else (1 if y_train.ndim == 1 else y_train.shape[1])
         test, name = None, args.data
         if args.test_data is not None:
@@ -474,6 +475,11 @@ def _train_data(args, say, seed):
     else:
         X_net = X if order is None else X[order]
     y_net = y_train if order is None else y_train[order]
+    # The final metrics on the training data take the network's own matrix: the table is not transformed twice,
+    # and it can go (with the reader's buffers) once the matrix is made. Classes as indices, values in units.
+    X_all = X_net
+    y_all = y_net if args.task == "classification" or target is None else y if order is None else y[order]
+    del X, features
     validation = None
     if n_val:
         validation = (X_net[-n_val:], y_net[-n_val:])
@@ -482,7 +488,7 @@ def _train_data(args, say, seed):
     patience = args.early_stopping if args.early_stopping is not None else _AUTO_PATIENCE if auto else None
     stopping = None if patience is None else fn.EarlyStopping(patience=patience, min_delta=_AUTO_MIN_DELTA if auto
                                                               else 0.0, restore_best_weights=True)
-    return _Data(X=X_net, y=y_net, validation=validation, raw=(X, y), test=test, n_features=X_net.shape[1],
+    return _Data(X=X_net, y=y_net, validation=validation, all=(X_all, y_all), test=test, n_features=X_net.shape[1],
                  n_outputs=n_outputs, name=name, preprocessing=preprocessing, target=target, epochs=epochs,
                  early_stopping=stopping)
 
@@ -501,9 +507,9 @@ def _fit_preprocessing(args, features, y):
             y = _check_target(args, y, None, path, None)
             if args.task == "classification":
                 target = preprocessing.Labels().adapt(y)
-                return table, target, target.encode(y)
+                return table, target, target.encode(y), y
             target = preprocessing.Standardize().adapt(y) if args.standardize else None
-            return table, target, y if target is None else target.transform(y, args.dtype)
+            return table, target, y if target is None else target.transform(y, args.dtype), y
         except DataError:
             raise
         except ValueError as exc:
@@ -706,9 +712,14 @@ def _train(args, say):
     except FloatingPointError as exc:
         raise _Failure(f"training diverged: {exc}" + ("; nothing was saved" if args.save else "")) from None
     seconds = time.perf_counter() - start
-    del X_train, y_train, data.X, data.y, data.validation  # the network's copy; the metrics take the tables
-    split, (X_eval, y_eval) = ("train", data.raw) if test is None else ("test", test)
-    metrics = _metrics(model, X_eval, y_eval, args.task, name if test is None else args.test_data)
+    del X_train, y_train, data.X, data.y, data.validation
+    if test is None:  # the network's matrix of all training rows: the bare network, the target's units
+        split, (X_eval, y_eval) = "train", data.all
+        scored = fn.Sequential(*model.layers, target=model.target if args.task == "regression" else None)
+    else:
+        split, (X_eval, y_eval), scored = "test", test, model
+    metrics = _metrics(scored, X_eval, y_eval, args.task, name if test is None else args.test_data)
+    del data.all
     if args.save is not None:
         model.save(args.save)
         say(f"saved model to {args.save}")

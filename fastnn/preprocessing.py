@@ -307,7 +307,15 @@ class Table:
         return self
 
     def _adapt_number(self, col, name, label):
-        x = col.astype(np.float64, copy=False)
+        x = np.array(col, dtype=np.float64)  # its own contiguous copy, reordered in place by the median below
+        if np.isfinite(x.sum()):  # no NaN or inf: no masks (the common case)
+            fill = _median_in_place(x) if self.impute else None
+            if not self.standardize:
+                return {"name": name, "kind": "number", "fill": fill, "mean": 0.0, "std": 1.0}
+            mean = float(x.mean())
+            x -= mean
+            std = math.sqrt(float(np.dot(x, x)) / x.size)
+            return {"name": name, "kind": "number", "fill": fill, "mean": mean, "std": std if std > 0 else 1.0}
         missing = np.isnan(x)
         if missing.all():
             raise DataError(label, None, "no values (every cell is empty)")
@@ -380,6 +388,8 @@ class Table:
                 raise DataError(label, row, f"{col[row]!r} is not a number, and the model was trained on numbers "
                                             "there") from None
         x = col.astype(np.float64, copy=False)
+        if np.isfinite(x.sum()):
+            return (x - c["mean"]) / c["std"]
         missing = np.isnan(x)
         if missing.any():
             if c["fill"] is None:
@@ -523,12 +533,24 @@ def _keys(col):
     return [_key(v) for v in col.tolist()]
 
 
+def _median_in_place(x):
+    """``np.median(x)`` without its copy: ``x`` (1-D, finite) is partially sorted in place."""
+    k = x.size // 2
+    if x.size % 2:
+        x.partition(k)
+        return float(x[k])
+    x.partition([k - 1, k])
+    return float((x[k - 1] + x[k]) / 2)
+
+
 def _vector_of_labels(y):
     if hasattr(y, "to_numpy"):
         y = y.to_numpy()
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"class labels must be 1-D (one per sample), got shape {y.shape}")
+    if y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all():
+        return y.astype(np.int64)  # 0.0, 1.0, ... as a numeric reader gives integers: the classes 0, 1, ...
     return y
 
 

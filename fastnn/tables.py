@@ -67,9 +67,16 @@ def read_table(path):
     if os.path.splitext(path)[1].lower() == ".parquet":
         return _read_parquet(path)
     header = _header(path)
-    if have_pyarrow():
-        return _read_csv_arrow(path, header)
-    return _read_csv_numpy(path, header)
+    if not have_pyarrow():
+        return _read_csv_numpy(path, header)
+    if _numeric_head(path, header):
+        # All numbers, as far as the first block shows: np.loadtxt, fastnn's reader of old, holds the table once
+        # (pyarrow's table and pool hold it nearly twice) and is as fast here (docs/performance.md). A text or
+        # empty cell further down sends the file to pyarrow after all.
+        table = _loadtxt(path, header)
+        if table is not None:
+            return _numpy_frame(header, table)
+    return _read_csv_arrow(path, header)
 
 
 def _header(path):
@@ -154,25 +161,57 @@ def _read_parquet(path):
     return _arrow_frame(table)
 
 
-def _read_csv_numpy(path, header):
-    """Without pyarrow: numbers only, as fastnn always read them, with np.loadtxt."""
+def _numeric_head(path, header, size=1 << 18):
+    """Whether pyarrow reads every column of the file's first 256 KiB as numbers (a streaming reader would read
+    ahead tens of MiB to tell)."""
+    import io  # noqa: PLC0415
+
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.csv as pcsv  # noqa: PLC0415
+
+    with open(path, "rb") as f:
+        head = f.read(size)
+    if len(head) == size:
+        head = head[:head.rfind(b"\n") + 1]
+    try:
+        kinds = pcsv.read_csv(io.BytesIO(head), read_options=pcsv.ReadOptions(
+            skip_rows=1, column_names=header, use_threads=False)).schema.types
+    except pa.ArrowInvalid:
+        return False
+    return all(pa.types.is_integer(k) or pa.types.is_floating(k) for k in kinds)
+
+
+def _loadtxt(path, header):
+    """The CSV's cells as a float64 ``(n_rows, n_columns)`` array, or None if they are not all finite numbers."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported by the caller
             table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64, comments=None,
                                quotechar='"', encoding="utf-8-sig")
     except ValueError:  # also UnicodeDecodeError
-        table = None
-    if table is not None and table.size == 0:
+        return None
+    if table.size and (table.shape[1] != len(header) or not np.isfinite(table).all()):
+        return None
+    return table
+
+
+def _numpy_frame(header, table):
+    if table.size == 0:
         raise ValueError("no data rows after the header")
-    if table is None or table.shape[1] != len(header) or not np.isfinite(table).all():
+    index = {name: j for j, name in enumerate(header)}
+    return Frame(header, table.shape[0], lambda name: table[:, index[name]])
+
+
+def _read_csv_numpy(path, header):
+    """Without pyarrow: numbers only, as fastnn always read them, with np.loadtxt."""
+    table = _loadtxt(path, header)
+    if table is None:
         # The fast parser found a fault; find it again, row by row, to name its line and column.
         problem = _csv_problem(path, header, numbers=True)
         if problem and ("not a finite number" in problem or problem.endswith("empty")):
             problem += " (text columns and empty cells need pyarrow: pip install 'fastnn[tables]')"
         raise ValueError(problem or "not a table of numbers with the header's columns")
-    index = {name: j for j, name in enumerate(header)}
-    return Frame(header, table.shape[0], lambda name: table[:, index[name]])
+    return _numpy_frame(header, table)
 
 
 def _csv_problem(path, header, numbers):
