@@ -161,24 +161,25 @@ def _read_parquet(path):
     return _arrow_frame(table)
 
 
-def _numeric_head(path, header, size=1 << 18):
-    """Whether pyarrow reads every column of the file's first 256 KiB as numbers (a streaming reader would read
-    ahead tens of MiB to tell)."""
-    import io  # noqa: PLC0415
+def _numeric_head(path, header, rows=1000):
+    """Whether the file's first ``rows`` data rows are all finite numbers (checked without importing pyarrow,
+    whose import alone costs more memory than this reader saves)."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        for i, row in enumerate(reader):
+            if i == rows:
+                break
+            if row and (len(row) != len(header) or not all(_finite_number(cell) for cell in row)):
+                return False
+    return True
 
-    import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.csv as pcsv  # noqa: PLC0415
 
-    with open(path, "rb") as f:
-        head = f.read(size)
-    if len(head) == size:
-        head = head[:head.rfind(b"\n") + 1]
+def _finite_number(cell):
     try:
-        kinds = pcsv.read_csv(io.BytesIO(head), read_options=pcsv.ReadOptions(
-            skip_rows=1, column_names=header, use_threads=False)).schema.types
-    except pa.ArrowInvalid:
+        return math.isfinite(float(cell))
+    except ValueError:
         return False
-    return all(pa.types.is_integer(k) or pa.types.is_floating(k) for k in kinds)
 
 
 def _loadtxt(path, header):
