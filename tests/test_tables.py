@@ -385,3 +385,15 @@ def test_cli_defaults_match_a_careful_scikit_learn_pipeline(capsys, tmp_path, na
                 scores.append(accuracy_score(yt, make_pipeline(prepare, mlp).fit(X, y).predict(Xt)))
     print(f"{name}: fastnn {ours:.4f}, scikit-learn {max(scores):.4f} (early stopping off, on: {scores})")
     assert ours >= max(scores) - (0.03 if regression else 0.02)
+
+
+def test_categorical_option_one_hot_encodes_numeric_codes(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    code = rng.integers(1, 4, 150)
+    rows = [{"x": f"{v:.4f}", "region": str(c), "y": "a" if c == 2 else "b"} for v, c in zip(rng.normal(size=150), code)]
+    write(tmp_path / "r.csv", rows)
+    cli(capsys, "train", "--data", tmp_path / "r.csv", "--target", "y", "--categorical", "region", "--epochs", "5",
+        "--save", tmp_path / "m.npz", "-q")
+    assert fn.load(tmp_path / "m.npz").preprocessing.feature_names_out == ["x", "region=1", "region=2", "region=3"]
+    code, out, err = run(capsys, "train", "--data", tmp_path / "r.csv", "--target", "y", "--categorical", "zone")
+    assert code == 1 and "categorical column(s) ['zone'] are not in the table" in err
