@@ -96,10 +96,12 @@ def _common_options():
                       help="download the dataset's missing files (default); --no-download fails instead")
     data.add_argument("--data", metavar="PATH",
                       help="your own data instead of --dataset: a .npz with arrays X (n_samples, n_features) and "
-                           "y, or a .csv with a header row, numeric features and the --target column")
+                           "y, or a table with the --target column: a .csv with a header row (numbers, text, "
+                           "true/false, empty cells) or a .parquet file")
     data.add_argument("--target", metavar="COLUMN",
-                      help="the .csv column holding the target (class indices 0, 1, ... or, with --task "
-                           "regression, numbers); every other column is a feature")
+                      help="the table's target column (class labels: text, integers or true/false; with --task "
+                           "regression, numbers); every other column is a feature. evaluate and predict default "
+                           "to the column the model was trained on")
     data.add_argument("--task", choices=_TASKS, default="classification",
                       help="what y / the target column holds, for --data (default: %(default)s)")
     run = common.add_argument_group("computation and output")
@@ -117,8 +119,9 @@ def _add_train(subparsers, common):
         description="Train Linear(n_features, h1) -> act -> ... -> Linear(h_last, n_outputs), print one line per\n"
                     "epoch, then the loss (and accuracy) on the test data: the dataset's test split, or --test-data\n"
                     "(without it, on the training data). Classification uses softmax cross-entropy with one output\n"
-                    "per class (labels 0 .. k-1, k from the largest label); regression the mean squared error with\n"
-                    "one output per column of y.",
+                    "per class (the distinct labels of --data, sorted); regression the mean squared error with\n"
+                    "one output per column of y. Without --epochs, training stops when the validation loss stops\n"
+                    "improving (the rule: --epochs below).",
         epilog="examples:\n"
                "  fastnn train --hidden 128,64 --epochs 10 --optimizer adam --seed 0 --save model.npz\n"
                "  fastnn train --data train.csv --target label --test-data test.csv --plot curves.png\n"
@@ -196,8 +199,9 @@ def _add_predict(subparsers, common):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Apply a saved model to --data (all rows; a .csv's --target column, or a .npz's y, is\n"
                     "ignored if present) or to the dataset's test split, and write one CSV row per sample:\n\n"
-                    "  classification  label,prob_0,...,prob_{k-1}: the predicted class index and the class\n"
-                    "                  probabilities (softmax of the logits, or the outputs of a final Softmax)\n"
+                    "  classification  label,prob_<class>,...: the predicted label as the training data wrote it\n"
+                    "                  and one probability per class, named after it (softmax of the logits, or\n"
+                    "                  the outputs of a final Softmax; prob_0,... for a model without labels)\n"
                     "  regression      prediction (one output) or prediction_0,...: the model's outputs\n\n"
                     "Numbers are written with 9 significant digits (float32 round-trips).",
         epilog="example:\n  fastnn predict model.npz --data new.csv --out predictions.csv")
