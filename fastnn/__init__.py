@@ -6,6 +6,8 @@ from fastnn.layers import ELU, GELU, Dropout, Layer, LeakyReLU, Linear, Paramete
 from fastnn.losses import BCELoss, BCEWithLogitsLoss, Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
 from fastnn.model import Sequential
 from fastnn.optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm
+from fastnn import preprocessing
+from fastnn.preprocessing import Labels, Standardize, Table
 from fastnn.train import EarlyStopping, History, TrainingTerminated
 
 load = Sequential.load
@@ -20,6 +22,7 @@ __all__ = [
     "EarlyStopping", "History", "TrainingTerminated",
     "backend", "get_backend", "set_backend",
     "gradcheck", "export_onnx",
+    "preprocessing", "Standardize", "Table", "Labels",
     "MLPClassifier", "MLPRegressor",
     "__version__",
 ]

@@ -26,10 +26,12 @@ import warnings
 import numpy as np
 
 import fastnn as fn
-from fastnn import bench
+from fastnn import bench, preprocessing, tables
+from fastnn import train as fit_loop
 from fastnn.datasets import load_fashion_mnist, load_mnist
 from fastnn.export import OPSET  # export.py imports onnx only when exporting
 from fastnn.layers import ACTIVATIONS as _ACTIVATIONS
+from fastnn.preprocessing import DataError
 
 __all__ = ["main"]
 
@@ -96,10 +98,12 @@ def _common_options():
                       help="download the dataset's missing files (default); --no-download fails instead")
     data.add_argument("--data", metavar="PATH",
                       help="your own data instead of --dataset: a .npz with arrays X (n_samples, n_features) and "
-                           "y, or a .csv with a header row, numeric features and the --target column")
+                           "y, or a table with the --target column: a .csv with a header row (numbers, text, "
+                           "true/false, empty cells) or a .parquet file")
     data.add_argument("--target", metavar="COLUMN",
-                      help="the .csv column holding the target (class indices 0, 1, ... or, with --task "
-                           "regression, numbers); every other column is a feature")
+                      help="the table's target column (class labels: text, integers or true/false; with --task "
+                           "regression, numbers); every other column is a feature. evaluate and predict default "
+                           "to the column the model was trained on")
     data.add_argument("--task", choices=_TASKS, default="classification",
                       help="what y / the target column holds, for --data (default: %(default)s)")
     run = common.add_argument_group("computation and output")
@@ -117,8 +121,9 @@ def _add_train(subparsers, common):
         description="Train Linear(n_features, h1) -> act -> ... -> Linear(h_last, n_outputs), print one line per\n"
                     "epoch, then the loss (and accuracy) on the test data: the dataset's test split, or --test-data\n"
                     "(without it, on the training data). Classification uses softmax cross-entropy with one output\n"
-                    "per class (labels 0 .. k-1, k from the largest label); regression the mean squared error with\n"
-                    "one output per column of y.",
+                    "per class (the distinct labels of --data, sorted); regression the mean squared error with\n"
+                    "one output per column of y. Without --epochs, training stops when the validation loss stops\n"
+                    "improving (the rule: --epochs below).",
         epilog="examples:\n"
                "  fastnn train --hidden 128,64 --epochs 10 --optimizer adam --seed 0 --save model.npz\n"
                "  fastnn train --data train.csv --target label --test-data test.csv --plot curves.png\n"
@@ -134,16 +139,22 @@ def _add_train(subparsers, common):
     model.add_argument("--seed", type=_count, help="seeds the initial weights and the shuffling; "
                                                    "same seed and backend, same result (default: fresh entropy)")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=_positive_int, default=10, help="(default: %(default)s)")
+    opt.add_argument("--epochs", type=_positive_int,
+                     help="train exactly this many epochs (no validation split or early stopping unless asked "
+                          "for). Without --epochs: train until the validation loss stops improving -- 10%% of "
+                          "the training rows held out (shuffled, stratified by class; --validation-split to "
+                          "change), stop after 10 epochs (--early-stopping) without an improvement of 1e-4, "
+                          "keep the best epoch's weights; at most 1000 epochs or 100,000 batches' worth, "
+                          "whichever is fewer, but at least 10 epochs")
     opt.add_argument("--batch-size", type=_positive_int, default=64, help="(default: %(default)s)")
     opt.add_argument("--optimizer", choices=sorted(_OPTIMIZERS), default="adam", help="(default: %(default)s)")
     opt.add_argument("--lr", type=_positive, help="learning rate (default: 0.1 for sgd, 1e-3 for adam/adamw)")
     opt.add_argument("--momentum", type=_non_negative, help="sgd only (default: 0)")
     opt.add_argument("--weight-decay", type=_non_negative,
                      help="L2 for sgd/adam, decoupled for adamw (default: 0, 1e-2 for adamw)")
-    opt.add_argument("--validation-split", type=_fraction, default=0.0, metavar="FRACTION",
-                     help="hold out this last fraction of the training set for val_loss/val_accuracy "
-                          "(default: 0)")
+    opt.add_argument("--validation-split", type=_fraction, default=None, metavar="FRACTION",
+                     help="hold out this fraction of the training set for val_loss/val_accuracy, chosen by "
+                          "--seed and stratified by class (default: 0.1 without --epochs, else none)")
     opt.add_argument("--early-stopping", type=_count, metavar="PATIENCE",
                      help="stop after PATIENCE epochs without improvement of val_loss (loss without a "
                           "validation split) and keep the best epoch's weights")
@@ -172,6 +183,7 @@ def _add_train(subparsers, common):
                       help="0: final result only, 1: a line per epoch, 2: also a per-batch bar on a terminal "
                            "(default: %(default)s)")
     talk.add_argument("-q", "--quiet", action="store_const", dest="verbose", const=0, help="same as --verbose 0")
+    _table_options(p)
     p.set_defaults(run=_train, parser=p, text=_metrics_line)
     return p
 
@@ -194,8 +206,9 @@ def _add_predict(subparsers, common):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Apply a saved model to --data (all rows; a .csv's --target column, or a .npz's y, is\n"
                     "ignored if present) or to the dataset's test split, and write one CSV row per sample:\n\n"
-                    "  classification  label,prob_0,...,prob_{k-1}: the predicted class index and the class\n"
-                    "                  probabilities (softmax of the logits, or the outputs of a final Softmax)\n"
+                    "  classification  label,prob_<class>,...: the predicted label as the training data wrote it\n"
+                    "                  and one probability per class, named after it (softmax of the logits, or\n"
+                    "                  the outputs of a final Softmax; prob_0,... for a model without labels)\n"
                     "  regression      prediction (one output) or prediction_0,...: the model's outputs\n\n"
                     "Numbers are written with 9 significant digits (float32 round-trips).",
         epilog="example:\n  fastnn predict model.npz --data new.csv --out predictions.csv")
@@ -326,90 +339,248 @@ def _read_npz(path, need_y):
     return X, y
 
 
-def _csv_problem(path, header):
-    """Scan ``path`` row by row for the first ragged row or non-numeric cell; return a message naming it."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        next(reader)
-        try:
-            return _first_bad_row(reader, header)
-        except csv.Error as exc:  # an oversized field, a stray quote under strict rules
-            return f"line {reader.line_num}: not readable as CSV: {exc}"
-        except UnicodeDecodeError as exc:  # decoded a block at a time: the line is not known
-            return f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} after line {reader.line_num}"
+def _read_data(path, target, need_y=True, say=None):
+    """Your own data: ``(features, y)`` from ``path``; errors name the file.
 
-
-def _first_bad_row(reader, header):
-    """The message for the first ragged row or non-numeric cell ``reader`` yields, else None."""
-    for row in reader:
-        if not row:
-            continue
-        if len(row) != len(header):
-            return (f"line {reader.line_num}: {len(row)} fields, but the header has {len(header)} columns "
-                    "(a ragged row)")
-        for column, cell in zip(header, row):
-            try:
-                value = float(cell)
-            except ValueError:
-                value = None
-            if value is None or not math.isfinite(value):
-                kind = "empty" if not cell.strip() else f"{cell!r} is not a finite number"
-                return f"line {reader.line_num}, column {column!r}: {kind}"
-    return None
-
-
-def _read_csv(path, target, need_y):
-    """``(X, y)`` from a CSV with a header row and numeric cells; ``y`` is the ``target`` column (None if not given
-    and not needed). Every other column is a feature."""
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets often write a BOM
-        try:
-            header = next(csv.reader(f), None)
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}") from None
-        except csv.Error as exc:
-            raise ValueError(f"line 1: not a readable CSV header: {exc}") from None
-    if not header:
-        raise ValueError("empty file; expected a header row naming the columns, then one row per sample")
-    header = [name.strip() for name in header]
-    duplicates = sorted({name for name in header if header.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"line 1: column names {duplicates} appear more than once")
-    if target is None and need_y:
-        raise _UsageError(f"--target COLUMN is required with a .csv --data or --test-data (columns: "
-                          f"{', '.join(header)})")
-    if target is not None and target not in header and need_y:
-        raise ValueError(f"--target {target!r} is not a column; the header has: {', '.join(header)}")
-    target_index = header.index(target) if target in header else None
-    if len(header) - (target_index is not None) < 1:
-        raise ValueError(f"no feature columns: the only column is the target {target!r}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
-            table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64, comments=None,
-                               quotechar='"', encoding="utf-8-sig")
-    except ValueError:  # also UnicodeDecodeError
-        table = None
-    if table is not None and table.size == 0:
-        raise ValueError("no data rows after the header")
-    if table is None or table.shape[1] != len(header) or not np.isfinite(table).all():
-        # The fast parser found a fault; find it again, row by row, to name its line and column.
-        raise ValueError(_csv_problem(path, header) or "not a table of numbers with the header's columns")
-    if target_index is None:
-        return table, None
-    return np.delete(table, target_index, axis=1), table[:, target_index]
-
-
-def _read_data(path, target, need_y=True):
-    """Your own data: ``(X, y)`` from ``path`` (.npz or .csv); errors name the file."""
+    A .npz gives its arrays ``X`` and ``y``; a .csv or .parquet a :class:`fastnn.tables.Frame` of the feature
+    columns (every column but ``target``; a leading pandas index is dropped, with a note) and the ``target``
+    column (None when not there and not needed).
+    """
     kind = os.path.splitext(path)[1].lower()
-    if kind not in (".npz", ".csv"):
-        raise ValueError(f"{path}: expected a .npz (arrays X and y) or a .csv (header row, numeric columns) file")
+    if kind not in (".npz", ".csv", ".parquet"):
+        raise ValueError(f"{path}: expected a .npz (arrays X and y), a .csv (header row, then one row per sample) "
+                         "or a .parquet file")
     if kind == ".npz" and target is not None:
         raise _UsageError("--target names a .csv column; a .npz holds its target as the array y")
     try:
-        return _read_npz(path, need_y) if kind == ".npz" else _read_csv(path, target, need_y)
+        if kind == ".npz":
+            return _read_npz(path, need_y)
+        frame = tables.read_table(path)
+        index = tables.index_column(frame)
+        if index is not None:
+            frame = frame.without(index)
+            if say is not None:
+                say(f"{path}: left out the leading column {index!r} of distinct integers without a name: a pandas "
+                    "index (to_csv(index=False) writes none)")
+        elif frame.names[0] in ("", "Unnamed: 0"):
+            raise ValueError("line 1: column 1 has no name, and it is not a pandas index (distinct integers); "
+                             "name it in the header")
+        if target is None and need_y:
+            raise _UsageError(f"--target COLUMN is required with a .csv --data or --test-data (columns: "
+                              f"{', '.join(frame.names)})")
+        if target is not None and target not in frame and need_y:
+            raise ValueError(f"--target {target!r} is not a column; the header has: {', '.join(frame.names)}")
+        y = frame[target] if target in frame else None
+        features = frame.without(target)
+        if not len(features):
+            raise ValueError(f"no feature columns: the only column is the target {target!r}")
+        return features, y
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _cells(path, target=None):
+    """Report a :class:`fastnn.preprocessing.DataError` as ``PATH: line L, column C: reason``."""
+    try:
+        yield
+    except DataError as exc:
+        line = None if exc.row is None else tables.line_of_row(path, exc.row)
+        column = target if exc.column is None else exc.column
+        where = [f"line {line}" if line is not None else f"sample {exc.row}" if exc.row is not None else None,
+                 None if column is None else f"column {column!r}" if isinstance(column, str) else f"column {column}"]
+        raise ValueError(f"{path}: {', '.join(w for w in where if w)}: {exc.reason}") from None
+
+
+def _table_options(p):
+    """``fastnn train``'s options for a --data table's preprocessing."""
+    table = p.add_argument_group(
+        "preprocessing (--data)",
+        "Fitted on the training data and saved in the model; predict, evaluate and the ONNX export apply it. "
+        "Columns are matched by name: a model's files may list them in any order.")
+    table.add_argument("--categorical", type=lambda t: [c.strip() for c in t.split(",") if c.strip()],
+                       metavar="COL1,COL2,...", default=None,
+                       help="also one-hot encode these numeric columns (codes); text and true/false columns always "
+                            "are. A category not seen in training becomes all zeros")
+    table.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
+                       help="standardize the numeric features and a regression target (mean 0, std 1 on the "
+                            "training data; predictions come back in the target's units) (default: on)")
+    table.add_argument("--impute", action=argparse.BooleanOptionalAction, default=True,
+                       help="fill empty cells (and NA, NaN, null, ...) with the training median of a numeric column "
+                            "or the most frequent value of a categorical one; --no-impute refuses them (default: on)")
+
+
+# --epochs not given: early stopping on a validation split, the rule `fastnn train --help` states.
+_AUTO_VALIDATION, _AUTO_PATIENCE, _AUTO_MIN_DELTA = 0.1, 10, 1e-4
+_AUTO_MAX_EPOCHS, _AUTO_MAX_BATCHES, _AUTO_MIN_EPOCHS = 1000, 100_000, 10
+
+
+def _auto_epochs(n_train, batch_size):
+    """The most epochs an early-stopped run may take: 1000, or 100,000 batches' worth, but at least 10."""
+    per_epoch = -(-n_train // batch_size)
+    return max(_AUTO_MIN_EPOCHS, min(_AUTO_MAX_EPOCHS, _AUTO_MAX_BATCHES // per_epoch))
+
+
+def _validation_order(y, fraction, seed, classification):
+    """A permutation of the rows whose last ``round(fraction * n)`` are the validation split, stratified by class."""
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    n_val = int(round(n * fraction))
+    if not 0 < n_val < n:
+        raise ValueError(f"--validation-split {fraction} leaves {n_val} of {n} samples for validation; "
+                         "expected at least one on each side")
+    if not classification:
+        return rng.permutation(n), n_val
+    val, train = [], []
+    for k in np.unique(y):  # each class in proportion
+        rows = rng.permutation(np.flatnonzero(y == k))
+        take = int(round(len(rows) * n_val / n))
+        val.append(rows[:take])
+        train.append(rows[take:])
+    val, train = rng.permutation(np.concatenate(val)), rng.permutation(np.concatenate(train))
+    short = n_val - len(val)  # what the rounding per class left over, one way or the other
+    if short > 0:
+        val, train = np.concatenate([val, train[:short]]), train[short:]
+    elif short < 0:
+        val, train = val[:n_val], np.concatenate([train, val[n_val:]])
+    return np.concatenate([train, val]), n_val
+
+
+class _Data:
+    """What ``fastnn train`` trains on: the network's matrices (all rows, in the order the split left them, and the
+    training and validation parts as views of them), the targets the final metrics take, the test table."""
+
+    def __init__(self, **kwargs):
+        self.__dict__.update(kwargs)
+
+
+def _train_data(args, say, seed):
+    """The training and test data of ``fastnn train``, preprocessed, and the run's plan (epochs, validation)."""
+    auto = args.epochs is None
+    classification = args.task == "classification"
+    if args.data is None:
+        (X, y), test = _load_dataset(args)
+        features = preprocessing = target = None
+        n_outputs, name = _N_CLASSES, args.dataset
+        y_train = y
+    else:
+        features, y = _read_data(args.data, args.target, say=say)
+        preprocessing, target, y_train, y = _fit_preprocessing(args, features, y)
+        n_outputs = target.n_classes if classification else (1 if y_train.ndim == 1 else y_train.shape[1])
+        test, name = None, args.data
+        if args.test_data is not None:
+            Xt, yt = _read_data(args.test_data, args.target, say=say)
+            with _cells(args.test_data, args.target):
+                _check_table(preprocessing, Xt, args.test_data, say)
+                _check_target(args, yt, n_outputs, args.test_data, target)
+            test = (Xt, yt)
+        X = features
+    order = n_val = None
+    fraction = args.validation_split or (_AUTO_VALIDATION if auto else 0.0)
+    if fraction:  # shuffled, stratified: the tail of a table sorted by class would hold one class
+        try:
+            order, n_val = _validation_order(y_train, fraction, seed, classification)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    if preprocessing is not None:
+        X_net = preprocessing.transform(X, args.dtype, rows=order)
+    else:
+        X_net = X if order is None else X[order]
+    y_net = y_train if order is None else y_train[order]
+    # The final metrics on the training data take the network's own matrix: the table is not transformed twice,
+    # and it can go (with the reader's buffers) once the matrix is made. Classes as indices, values in units.
+    X_all = X_net
+    y_all = y_net if args.task == "classification" or target is None else y if order is None else y[order]
+    del X, features
+    validation = None
+    if n_val:
+        validation = (X_net[-n_val:], y_net[-n_val:])
+        X_net, y_net = X_net[:-n_val], y_net[:-n_val]
+    epochs = _auto_epochs(len(X_net), args.batch_size) if auto else args.epochs
+    patience = args.early_stopping if args.early_stopping is not None else _AUTO_PATIENCE if auto else None
+    stopping = None if patience is None else fn.EarlyStopping(patience=patience, min_delta=_AUTO_MIN_DELTA if auto
+                                                              else 0.0, restore_best_weights=True)
+    return _Data(X=X_net, y=y_net, validation=validation, all=(X_all, y_all), test=test, n_features=X_net.shape[1],
+                 n_outputs=n_outputs, name=name, preprocessing=preprocessing, target=target, epochs=epochs,
+                 early_stopping=stopping)
+
+
+def _fit_preprocessing(args, features, y):
+    """Adapt the feature table and the target encoding on the training data; return them and the encoded y."""
+    path = args.data
+    if isinstance(features, np.ndarray) and features.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: array X has dtype {features.dtype}; expected numbers")
+    if isinstance(features, np.ndarray) and args.categorical:
+        raise _UsageError("--categorical names .csv columns; a .npz's X has none")
+    table = preprocessing.Table(categorical=args.categorical, standardize=args.standardize, impute=args.impute)
+    with _cells(path, args.target):
+        try:
+            table.adapt(features, target=args.target)
+            y = _check_target(args, y, None, path, None)
+            if args.task == "classification":
+                target = preprocessing.Labels().adapt(y)
+                return table, target, target.encode(y), y
+            target = preprocessing.Standardize().adapt(y) if args.standardize else None
+            return table, target, y if target is None else target.transform(y, args.dtype), y
+        except DataError:
+            raise
+        except ValueError as exc:
+            raise ValueError(exc if str(exc).startswith(f"{path}: ") else f"{path}: {exc}") from None
+
+
+def _check_target(args, y, n_outputs, path, target):
+    """The target column as the task needs it: 1-D for classes; finite numbers for regression."""
+    if args.task == "classification":
+        if y.ndim != 1:
+            raise ValueError(f"{path}: y has shape {y.shape}; classification needs one class label per sample "
+                             "(1-D), or use --task regression")
+        if target is not None:
+            target.encode(y)  # names a label the training data did not have
+        return y
+    if y.dtype.kind not in "biuf":
+        row = next(i for i, v in enumerate(y.tolist()) if not preprocessing._is_number(v))
+        raise DataError(None, row, f"{y[row]!r} is not a number; regression needs numbers (or use --task "
+                                   "classification)")
+    y = y.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).all(axis=1))
+    if bad.size:
+        raise DataError(None, int(bad[0]), "empty or not finite: every sample needs its target")
+    if n_outputs is not None and (1 if y.ndim == 1 else y.shape[1]) != n_outputs:
+        raise ValueError(f"{path}: {1 if y.ndim == 1 else y.shape[1]} targets per sample, but {args.data} has "
+                         f"{n_outputs}")
+    return y
+
+
+def _check_table(table, features, path, say):
+    """``features`` must hold every column of ``table`` (by name; others are ignored, with a note)."""
+    if isinstance(features, np.ndarray) or table.names[0] is None:
+        width = len(features) if not isinstance(features, np.ndarray) else features.shape[1]
+        if width != len(table.names):
+            raise ValueError(f"{path}: {width} features, but the training data has {len(table.names)}")
+        return
+    missing = [n for n in table.names if n not in features]
+    if missing:
+        raise ValueError(f"{path}: column(s) {', '.join(map(repr, missing))} missing: the model was trained on "
+                         f"{', '.join(table.names)}")
+    extra = [n for n in features if n not in table.names]
+    if extra and say is not None:
+        say(f"{path}: ignored column(s) the model was not trained on: {', '.join(map(repr, extra))}")
+
+
+def _model_input(model, features, path, say):
+    """``features`` as ``model.predict`` takes them: a table for a model with a named Table, else a matrix."""
+    table = model.preprocessing
+    if isinstance(table, preprocessing.Table):
+        _check_table(table, features, path, say)
+        if table.names[0] is not None or isinstance(features, np.ndarray):
+            return features
+    if isinstance(features, np.ndarray):
+        return features
+    text = [n for n in features if features[n].dtype.kind not in "biuf"]
+    if text:
+        raise ValueError(f"{path}: column {text[0]!r} holds text or empty cells, but the model takes numbers only "
+                         "(it was saved without preprocessing)")
+    return np.column_stack([features[n] for n in features])
 
 
 def _check_data_options(args):
@@ -504,28 +675,6 @@ def _check_out_path(path, option):
         raise _Failure(f"{option} {path}: directory {folder!r} is not writable")
 
 
-def _train_data(args):
-    """``(X_train, y_train), (X_test, y_test) or None, n_features, n_outputs, name``."""
-    if args.data is None:
-        train, test = _load_dataset(args)
-        return train, test, _N_FEATURES, _N_CLASSES, args.dataset
-    X, y = _read_data(args.data, args.target)
-    y, n_outputs = _targets(y, args.task, args.data)
-    test = None
-    if args.test_data is not None:
-        Xt, yt = _read_data(args.test_data, args.target)
-        if Xt.shape[1] != X.shape[1]:
-            raise _Failure(f"{args.test_data}: {Xt.shape[1]} features, but {args.data} has {X.shape[1]}")
-        yt, n_test = _targets(yt, args.task, args.test_data)
-        if args.task == "regression" and n_test != n_outputs:
-            raise _Failure(f"{args.test_data}: {n_test} targets per sample, but {args.data} has {n_outputs}")
-        if args.task == "classification" and n_test > n_outputs:
-            raise _Failure(f"{args.test_data}: class {n_test - 1} does not occur in {args.data}, whose classes "
-                           f"are 0..{n_outputs - 1}")
-        test = (Xt, yt)
-    return (X, y), test, X.shape[1], n_outputs, args.data
-
-
 def _allowed_changes(args):
     fields = [f.strip() for given in args.allow_changes or () for f in given.split(",") if f.strip()]
     if fields and not args.resume:
@@ -546,8 +695,8 @@ def _keep_interrupted(args, model, exc):
         model.save(args.save)
         kept.append(f"saved the model after {done} completed epoch{'s' * (done != 1)} to {args.save}")
     if args.checkpoint is not None and done:
-        kept.append(f"the checkpoint {args.checkpoint} holds epoch {done}; continue with the same command and "
-                    "--resume")
+        same = "the same command" + (f" with --seed {args.seed}" if getattr(args, "seed_drawn", False) else "")
+        kept.append(f"the checkpoint {args.checkpoint} holds epoch {done}; continue with {same} and --resume")
     if kept:
         print(f"fastnn: {why}: " + "; ".join(kept), file=sys.stderr, flush=True)
         exc.reported = True
@@ -560,6 +709,8 @@ def _train(args, say):
     if args.resume and args.checkpoint is None:
         raise _UsageError("--resume needs --checkpoint PATH (the file an earlier --checkpoint run wrote)")
     allow_changes = _allowed_changes(args)
+    if args.seed is None:  # fresh entropy, but named: an interrupted run is resumed with it (see _keep_interrupted)
+        args.seed, args.seed_drawn = int(np.random.SeedSequence().entropy) % 2**63, True
     if args.save is not None and args.checkpoint is not None and _same_file(args.save, args.checkpoint):
         raise _UsageError(f"--save and --checkpoint name the same file ({args.save}): the saved model would replace "
                           "the checkpoint that --resume continues from; give them different paths")
@@ -573,13 +724,18 @@ def _train(args, say):
             _matplotlib()
         except ImportError as exc:
             raise _Failure(f"--plot: {exc}") from None
-    (X_train, y_train), test, n_features, n_outputs, name = _train_data(args)
-    # One independent stream per Linear layer plus one for the shuffling, all from --seed.
-    seeds = np.random.SeedSequence(args.seed).spawn(len(args.hidden) + 2)
+    # One independent stream per Linear layer plus one for the shuffling (and one for the validation split),
+    # all from --seed.
+    seeds = np.random.SeedSequence(args.seed).spawn(len(args.hidden) + 3)
+    data = _train_data(args, say, seeds[-2])
+    X_train, y_train, test, n_features, n_outputs, name = (data.X, data.y, data.test, data.n_features,
+                                                           data.n_outputs, data.name)
     model = _build_model(args, seeds, n_features, n_outputs)
+    model.preprocessing, model.target = data.preprocessing, data.target
     optimizer = _build_optimizer(args, model.parameters())
     n_params = sum(p.data.size for p in model.parameters())
-    say(f"{name}: {len(X_train)} train / {'no' if test is None else len(test[0])} test samples; MLP "
+    say(f"{name}: {len(X_train)} train / {'no' if data.validation is None else len(data.validation[0])} "
+        f"validation / {'no' if test is None else len(test[1])} test samples; {_preprocessing_note(data)}MLP "
         f"{'-'.join(str(w) for w in [n_features, *args.hidden, n_outputs])} ({args.activation}, {args.dtype}, "
         f"{n_params:,} parameters); {optimizer!r}")
     loss = _loss_for(args.task)
@@ -588,9 +744,11 @@ def _train(args, say):
     # would only be noise ahead of that message.
     try:
         with np.errstate(over="ignore", invalid="ignore"):
-            history = model.fit(X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
-                                batch_size=args.batch_size, validation_split=args.validation_split,
-                                early_stopping=args.early_stopping, seed=int(seeds[-1].generate_state(1)[0]),
+            # The loop itself: X_train is the network's matrix already, and the model carries its preprocessing
+            # (for a save on Ctrl-C) from the start.
+            history = fit_loop.fit(model, X_train, y_train, loss=loss, optimizer=optimizer, epochs=data.epochs,
+                                batch_size=args.batch_size, validation_data=data.validation,
+                                early_stopping=data.early_stopping, seed=int(seeds[-1].generate_state(1)[0]),
                                 verbose=args.verbose, checkpoint=args.checkpoint, resume=args.resume,
                                 allow_changes=allow_changes)
     except (KeyboardInterrupt, fn.TrainingTerminated) as exc:
@@ -598,9 +756,20 @@ def _train(args, say):
         raise
     except FloatingPointError as exc:
         raise _Failure(f"training diverged: {exc}" + ("; nothing was saved" if args.save else "")) from None
+    except ValueError as exc:
+        if getattr(args, "seed_drawn", False) and "a checkpoint of another run" in str(exc):
+            raise _Failure(f"{exc}. This run has no --seed: resume with the --seed of the run that wrote the "
+                           "checkpoint (its interruption message names it)") from None
+        raise
     seconds = time.perf_counter() - start
-    split, (X_eval, y_eval) = ("train", (X_train, y_train)) if test is None else ("test", test)
-    metrics = model.evaluate(X_eval, y_eval, loss)
+    del X_train, y_train, data.X, data.y, data.validation
+    if test is None:  # the network's matrix of all training rows: the bare network, the target's units
+        split, (X_eval, y_eval) = "train", data.all
+        scored = fn.Sequential(*model.layers, target=model.target if args.task == "regression" else None)
+    else:
+        split, (X_eval, y_eval), scored = "test", test, model
+    metrics = _metrics(scored, X_eval, y_eval, args.task, name if test is None else args.test_data)
+    del data.all
     if args.save is not None:
         model.save(args.save)
         say(f"saved model to {args.save}")
@@ -612,8 +781,9 @@ def _train(args, say):
             "model": args.save, "plot": args.plot}
 
 
-def _eval_data(args, model):
-    """The data evaluate/predict use, checked against ``model``: ``(X, y or None, name)``."""
+def _eval_data(args, model, say):
+    """The data evaluate/predict use, checked against ``model``: ``(X, y or None, name)``; ``X`` as
+    ``model.predict`` takes it (a table for a model with a Table, else a matrix)."""
     _check_data_options(args)
     if args.data is None:
         if model.n_features_in != _N_FEATURES or model.n_outputs != _N_CLASSES:
@@ -624,33 +794,69 @@ def _eval_data(args, model):
     if args.task == "classification" and model.n_outputs < 2:
         raise _Failure(f"{args.model}: the model has {model.n_outputs} output, but a classifier has one per class; "
                        "for a model trained with --task regression, pass --task regression")
-    X, y = _read_data(args.data, args.target, need_y=args.command == "evaluate")
-    if X.shape[1] != model.n_features_in:
-        raise _Failure(f"{args.data}: {X.shape[1]} features per sample, but {args.model} takes "
-                       f"{model.n_features_in} inputs")
-    if y is not None and args.command == "evaluate":
-        y, _ = _targets(y, args.task, args.data)
+    if args.task == "regression" and isinstance(model.target, preprocessing.Labels):
+        raise _Failure(f"{args.model}: a classifier (its classes: {', '.join(_label_texts(model.target))}); "
+                       "drop --task regression")
+    table = model.preprocessing if isinstance(model.preprocessing, preprocessing.Table) else None
+    target = args.target
+    if target is None and table is not None and not args.data.lower().endswith(".npz"):
+        target = table.target_  # the training target's column: ignored by predict, the labels of evaluate
+    X, y = _read_data(args.data, target, need_y=args.command == "evaluate", say=say)
+    with _cells(args.data, target):
+        X = _model_input(model, X, args.data, say)
+        if model.preprocessing is None and X.shape[1] != model.n_features_in:
+            raise _Failure(f"{args.data}: {X.shape[1]} features per sample, but {args.model} takes "
+                           f"{model.n_features_in} inputs")
+        if y is not None and args.command == "evaluate":
+            if model.target is None and args.task == "classification":
+                y, _ = _targets(y, args.task, args.data)
+            else:
+                y = _check_target(args, y, None, args.data, model.target)
     return X, y, args.data
+
+
+def _metrics(model, X, y, task, path, batch_size=1024):
+    """``{"loss", "accuracy"}`` (classification) or ``{"loss", "r2"}`` (regression, in the target's units)."""
+    with _cells(path):
+        metrics = model.evaluate(X, y, _loss_for(task, model), batch_size=batch_size)
+        if task == "regression":
+            pred = model.predict(X, batch_size).astype(np.float64).reshape(len(y), -1)
+            y = np.asarray(y, np.float64).reshape(len(y), -1)
+            total = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+            score = 1 - ((y - pred) ** 2).sum(axis=0) / np.where(total > 0, total, 1)
+            metrics["r2"] = float(score.mean())
+    return metrics
+
+
+def _label_texts(labels):
+    return [preprocessing._key(c) for c in labels.classes_.tolist()]
 
 
 def _evaluate(args, say):
     model = fn.load(args.model)
-    X, y, name = _eval_data(args, model)
-    metrics = model.evaluate(X, y, _loss_for(args.task, model), batch_size=args.batch_size)
-    return {"model": args.model, "dataset": name, "n_samples": len(X), **{f"test_{k}": v for k, v in metrics.items()}}
+    X, y, name = _eval_data(args, model, say)
+    metrics = _metrics(model, X, y, args.task, args.data, args.batch_size)
+    return {"model": args.model, "dataset": name, "n_samples": len(y), **{f"test_{k}": v for k, v in metrics.items()}}
 
 
 def _predict(args, say):
     _check_out_path(args.out, "--out")
     model = fn.load(args.model)
-    X, _, name = _eval_data(args, model)
-    out = model.predict(X, batch_size=args.batch_size).astype(np.float64)
+    X, _, name = _eval_data(args, model, say)
+    with _cells(args.data):
+        out = model.predict(X, batch_size=args.batch_size).astype(np.float64)
+    out = out.reshape(len(out), -1)
     if args.task == "classification":
         if not isinstance(model.layers[-1], fn.Softmax):
             out = np.exp(out - out.max(axis=1, keepdims=True))
             out /= out.sum(axis=1, keepdims=True)
-        header = ["label", *(f"prob_{k}" for k in range(out.shape[1]))]
-        rows = zip(out.argmax(axis=1).tolist(), *(out[:, k] for k in range(out.shape[1])))
+        if isinstance(model.target, preprocessing.Labels) and model.target.n_classes == out.shape[1]:
+            names = _label_texts(model.target)  # the labels as the training data wrote them
+            labels = np.array(names, dtype=object)[out.argmax(axis=1)].tolist()
+        else:
+            names, labels = [str(k) for k in range(out.shape[1])], out.argmax(axis=1).tolist()
+        header = ["label", *(f"prob_{k}" for k in names)]
+        rows = zip(labels, *(out[:, k] for k in range(out.shape[1])))
     else:
         header = ["prediction"] if out.shape[1] == 1 else [f"prediction_{k}" for k in range(out.shape[1])]
         rows = out
@@ -660,14 +866,24 @@ def _predict(args, say):
         with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(header)
-            writer.writerows([v if isinstance(v, int) else f"{v:.9g}" for v in row] for row in rows)
+            writer.writerows([v if isinstance(v, (int, str)) else f"{v:.9g}" for v in row] for row in rows)
         os.replace(tmp, args.out)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    say(f"{name}: {len(X)} samples through {args.model}")
-    return {"model": args.model, "dataset": name, "n_samples": len(X), "out": args.out, "columns": header}
+    say(f"{name}: {len(out)} samples through {args.model}")
+    return {"model": args.model, "dataset": name, "n_samples": len(out), "out": args.out, "columns": header}
+
+
+def _preprocessing_note(data):
+    table = data.preprocessing
+    if table is None:
+        return ""
+    kinds = [c["kind"] for c in table.columns_]
+    parts = [f"{kinds.count('number')} numeric" + (" (standardized)" if table.standardize else ""),
+             f"{kinds.count('category')} one-hot ({table.n_features_out - kinds.count('number')} features)"]
+    return ", ".join(parts) + " columns; "
 
 
 def _export(args, say):
@@ -708,7 +924,7 @@ def _bench(args, say):
 
 
 def _metrics_line(result):
-    keys = [f"{split}_{m}" for split in ("test", "train") for m in ("loss", "accuracy")]
+    keys = [f"{split}_{m}" for split in ("test", "train") for m in ("loss", "accuracy", "r2")]
     return " - ".join(f"{k}: {result[k]:.4f}" for k in keys if k in result)
 
 

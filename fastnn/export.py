@@ -15,6 +15,17 @@ What the graph computes, with input ``X`` of shape ``(batch, n_features)`` in th
 * an ``MLPRegressor``: output ``Y`` = ``predict(X)``, of shape ``(batch,)`` for one target, else
   ``(batch, n_targets)``.
 
+A ``Sequential`` with preprocessing (:mod:`fastnn.preprocessing`) carries it into the graph:
+
+* ``preprocessing=Standardize``: input ``X`` is float64 (the standardization is computed in float64, as
+  ``predict`` computes it, then cast to the model's dtype);
+* ``preprocessing=Table``: input ``X`` is float64 ``(batch, n_numeric)``, the numeric columns in the table's order
+  (NaN where a cell is missing: imputed in the graph), plus one string input ``(batch, 1)`` per categorical column,
+  named after it ("" where a cell is missing); one-hot codes come from ``ai.onnx.ml`` ``LabelEncoder``, an unseen
+  category gives all zeros;
+* ``target=Labels``: outputs ``label`` (the class labels) and ``probabilities``;
+* ``target=Standardize``: output ``Y`` in the target's units.
+
 Every layer class maps to one builder in :data:`BUILDERS`; supporting a new layer is one entry there.
 """
 import math
@@ -25,6 +36,7 @@ import numpy as np
 __all__ = ["export_onnx", "to_onnx", "BUILDERS", "OPSET"]
 
 OPSET = 17
+ML_OPSET = 2  # ai.onnx.ml: LabelEncoder with string keys and int64 values
 IR_VERSION = 8
 
 
@@ -129,6 +141,57 @@ BUILDERS = {
 }
 
 
+def _preprocessing(model, g, helper):
+    """The graph inputs and the nodes that turn them into the network's input; ``(inputs, name, uses_ml)``."""
+    from fastnn import preprocessing as pre  # noqa: PLC0415
+
+    p, double = getattr(model, "preprocessing", None), _tensor_type(np.float64)
+    if p is None:
+        return [helper.make_tensor_value_info("X", _tensor_type(model.dtype), ["batch", model.n_features_in])], \
+            "X", False
+    if isinstance(p, pre.Standardize):
+        z = g.node("Div", [g.node("Sub", ["X", g.const("mean", p.mean_, np.float64)]),
+                           g.const("std", p.std_, np.float64)], "standardized")
+        return [helper.make_tensor_value_info("X", double, ["batch", p.n_columns])], \
+            g.node("Cast", [z], "features", to=_tensor_type(model.dtype)), False
+    numbers = [c for c in p.columns_ if c["kind"] == "number"]
+    inputs, blocks, order, width = [], [], [], 0  # order: each output feature's position in concat(blocks)
+    if numbers:
+        inputs.append(helper.make_tensor_value_info("X", double, ["batch", len(numbers)]))
+        x = "X"
+        if all(c["fill"] is not None for c in numbers):
+            x = g.node("Where", [g.node("IsNaN", ["X"]), g.const("fill", [c["fill"] for c in numbers], np.float64),
+                                 "X"], "imputed")
+        z = g.node("Div", [g.node("Sub", [x, g.const("mean", [c["mean"] for c in numbers], np.float64)]),
+                           g.const("std", [c["std"] for c in numbers], np.float64)], "standardized")
+        blocks.append(g.node("Cast", [z], "numbers", to=_tensor_type(model.dtype)))
+        width = len(numbers)
+    i_num = 0
+    for c in p.columns_:
+        if c["kind"] == "number":
+            order.append(i_num)
+            i_num += 1
+            continue
+        cats = c["categories"]
+        keys, values = list(cats), list(range(len(cats)))
+        if c["fill"] is not None:  # a missing cell ("") is the most frequent category, as predict imputes it
+            keys.append("")
+            values.append(cats.index(c["fill"]))
+        inputs.append(helper.make_tensor_value_info(c["name"], _tensor_type(np.str_), ["batch", 1]))
+        code = g.name("code")
+        g.nodes.append(helper.make_node("LabelEncoder", [c["name"]], [code], name=g.name("LabelEncoder"),
+                                        domain="ai.onnx.ml", keys_strings=keys, values_int64s=values,
+                                        default_int64=-1))
+        hot = g.node("Equal", [code, g.const("codes", np.arange(len(cats)), np.int64)], "is")
+        blocks.append(g.node("Cast", [hot], "one_hot", to=_tensor_type(model.dtype)))
+        order += range(width, width + len(cats))
+        width += len(cats)
+    x = blocks[0] if len(blocks) == 1 else g.node("Concat", blocks, "columns", axis=1)
+    if order != list(range(width)):
+        x = g.node("Gather", [x, g.const("order", order, np.int64)], "features", axis=1)
+    return inputs, x, len(blocks) > (1 if numbers else 0)
+
+
 def _network(model, g, x):
     for i, layer in enumerate(model.layers):
         builder = BUILDERS.get(type(layer).__name__)
@@ -176,9 +239,12 @@ def to_onnx(model, name="fastnn"):
         estimator, model = model, model.model_
     g = _Graph(onnx, model.dtype)
     helper = onnx.helper
-    out = _network(model, g, "X")
+    inputs, x, uses_ml = _preprocessing(model, g, helper)
+    out = _network(model, g, x)
     elem = _tensor_type(model.dtype)
-    if estimator is None:
+    if estimator is None and model.target is not None:
+        outputs = _target_outputs(model, g, helper, out)
+    elif estimator is None:
         g.nodes[-1].output[0] = "Y"  # the last layer's node writes the graph output
         outputs = [helper.make_tensor_value_info("Y", elem, ["batch", model.n_outputs])]
     elif type(estimator).__name__ == "MLPClassifier" and estimator.n_outputs_ > 1 \
@@ -217,13 +283,38 @@ def to_onnx(model, name="fastnn"):
         else:
             g.nodes.append(helper.make_node("Identity", [out], ["Y"], name="output"))
             outputs = [helper.make_tensor_value_info("Y", elem, ["batch", model.n_outputs])]
-    graph = helper.make_graph(g.nodes, name, [helper.make_tensor_value_info("X", elem, ["batch", model.n_features_in])],
-                              outputs, g.initializers)
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fastnn",
-                              ir_version=IR_VERSION)
+    graph = helper.make_graph(g.nodes, name, inputs, outputs, g.initializers)
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("ai.onnx.ml", ML_OPSET)] if uses_ml else [])
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="fastnn", ir_version=IR_VERSION)
     proto.doc_string = f"fastnn {type(estimator or model).__name__}: " + ", ".join(map(repr, model.layers))
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _target_outputs(model, g, helper, out):
+    """``label``/``probabilities`` for a ``Labels`` target, ``Y`` in the target's units for a ``Standardize``."""
+    from fastnn import preprocessing as pre  # noqa: PLC0415
+    from fastnn.layers import Softmax  # noqa: PLC0415
+
+    target, elem = model.target, _tensor_type(model.dtype)
+    if isinstance(target, pre.Standardize):
+        y = g.node("Add", [g.node("Mul", [g.node("Cast", [out], "outputs", to=_tensor_type(np.float64)),
+                                          g.const("std", target.std_, np.float64)]),
+                           g.const("mean", target.mean_, np.float64)], "units")
+        g.nodes.append(helper.make_node("Cast", [y], ["Y"], name="output", to=elem))
+        return [helper.make_tensor_value_info("Y", elem, ["batch", model.n_outputs])]
+    classes = target.classes_
+    if classes.dtype.kind == "O":
+        classes = classes.astype(str).astype(object)
+    if isinstance(model.layers[-1], Softmax):
+        g.nodes.append(helper.make_node("Identity", [out], ["probabilities"], name="probabilities"))
+    else:
+        g.nodes.append(helper.make_node("Softmax", [out], ["probabilities"], name="probabilities", axis=-1))
+    index = g.node("ArgMax", [out], "class_index", axis=1, keepdims=0)
+    g.nodes.append(helper.make_node("Gather", [g.const("classes", classes, classes.dtype), index], ["label"],
+                                    name="label", axis=0))
+    return [helper.make_tensor_value_info("label", _tensor_type(classes.dtype), ["batch"]),
+            helper.make_tensor_value_info("probabilities", elem, ["batch", len(classes)])]
 
 
 def export_onnx(model, path):

@@ -1,7 +1,9 @@
 """Model files: one ``.npz`` holding every parameter plus the architecture as JSON, never a pickle.
 
 Members: one per parameter (``"0.W"``, ``"0.b"``, ...) and ``__fastnn__``, a uint8 array of UTF-8 JSON
-``{"format": "fastnn-model", "version": 1, "architecture": [{"class": ..., "config": {...}}, ...]}``.
+``{"format": "fastnn-model", "version": 1, "architecture": [{"class": ..., "config": {...}}, ...]}``. A model with
+preprocessing (:mod:`fastnn.preprocessing`) is version 2: the same plus ``"preprocessing": {"features": ...,
+"target": ...}``, so that a fastnn which cannot apply it refuses the file rather than predicting from raw columns.
 
 Reading is defensive: a model file may come from anyone. Nothing is unpickled; every member's ``.npy`` header and
 the size the zip directory declares for it are checked (and, through ``check``, the shapes the architecture implies)
@@ -20,6 +22,7 @@ import numpy as np
 __all__ = ["write_model", "read_model", "open_regular", "remove_stale_temp_files", "physical_memory"]
 
 MARKER, FORMAT, VERSION = "__fastnn__", "fastnn-model", 1
+VERSION_PREPROCESSING = 2  # the version of a file with a "preprocessing" entry
 _NUMERIC = "iuf"  # what fastnn computes with; object and structured dtypes are how pickles get in
 _RESERVED = {MARKER, "file", "allow_pickle"}  # the marker, and np.savez's own keyword names
 _MAX_MARKER_BYTES = 1 << 20  # the architecture JSON of any real network is a few KiB
@@ -82,7 +85,7 @@ def _architecture_problem(architecture):
     return None
 
 
-def write_model(path, architecture, arrays):
+def write_model(path, architecture, arrays, preprocessing=None):
     """Write ``arrays`` and ``architecture`` to ``path`` atomically: a crash leaves any old file intact.
 
     The bytes go to ``.<name>.<pid>-<random>.tmp`` beside ``path`` and are renamed over it once on disk. A process
@@ -97,6 +100,13 @@ def write_model(path, architecture, arrays):
         ``[{"class": "Linear", "config": {...}}, ...]`` as from ``Sequential.get_config()``; JSON-serialisable.
     arrays : dict of str to ndarray
         Int or float arrays, e.g. ``{"0.W": W, "0.b": b}``; anything else raises ``TypeError``.
+    preprocessing : dict, optional
+        JSON-serialisable (``{"features": ..., "target": ...}``); given, the file is version 2.
+
+    Raises
+    ------
+    ValueError
+        If the JSON is larger than :func:`read_model` reads back (1 MiB); nothing is written.
     """
     path = os.fspath(path)
     problem = _architecture_problem(architecture)
@@ -108,10 +118,16 @@ def write_model(path, architecture, arrays):
         if not isinstance(a, np.ndarray) or a.dtype.kind not in _NUMERIC:
             raise TypeError(f"array {name!r} must be an int or float ndarray, got "
                             f"{getattr(a, 'dtype', type(a).__name__)}")
+    meta = {"format": FORMAT, "version": VERSION, "architecture": architecture}
+    if preprocessing is not None:
+        meta.update(version=VERSION_PREPROCESSING, preprocessing=preprocessing)
     try:
-        meta = json.dumps({"format": FORMAT, "version": VERSION, "architecture": architecture}, allow_nan=False)
+        meta = json.dumps(meta, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"architecture is not JSON-serialisable: {exc}") from exc
+    if len(meta.encode()) > _MAX_MARKER_BYTES:
+        raise ValueError(f"cannot write {path!r}: its description takes {len(meta.encode()):,} bytes of JSON, more "
+                         f"than the {_MAX_MARKER_BYTES:,} a model file may hold (too many columns or categories)")
     folder, base = os.path.split(path)
     folder = folder or os.curdir
     if not os.path.isdir(folder):
@@ -169,7 +185,7 @@ def remove_stale_temp_files(folder, prefix, suffix):
     return removed
 
 
-def read_model(path, check=None):
+def read_model(path, check=None, *, preprocessing=False):
     """Read a file written by :func:`write_model`; nothing in it is unpickled or executed.
 
     Parameters
@@ -185,6 +201,8 @@ def read_model(path, check=None):
     architecture : list of dict
     arrays : dict of str to ndarray
         Fresh, writable arrays that do not refer to the file, which is closed on return.
+    preprocessing : dict or None
+        Only with ``preprocessing=True``.
 
     Raises
     ------
@@ -197,10 +215,11 @@ def read_model(path, check=None):
     path = os.fspath(path)
     with open_regular(path) as f:  # opening errors stay OSErrors; everything after is about the content
         try:
-            return _parse(f, check)
+            architecture, arrays, extra = _parse(f, check, preprocessing)
         except Exception as exc:  # also BadZipFile, zlib.error, EOFError, MemoryError from a corrupt file
             detail = exc if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
             raise ValueError(f"{path}: not a valid fastnn model file: {detail}") from None
+    return (architecture, arrays, extra) if preprocessing else (architecture, arrays)
 
 
 class _Counting:
@@ -256,7 +275,7 @@ def _declared_members(f, archive_size):
     return struct.unpack_from("<H", data, i + 10)[0] if 0 <= i <= len(data) - 22 else None
 
 
-def _parse(f, check):
+def _parse(f, check, with_preprocessing):
     if f.read(4) != b"PK\x03\x04":
         raise ValueError("not an .npz (zip) archive")
     f.seek(0, os.SEEK_END)
@@ -302,12 +321,18 @@ def _parse(f, check):
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"format marker is not {FORMAT!r}")
         version = meta.get("version")
-        if type(version) is not int or version != VERSION:  # type(): True == 1 must not pass
-            raise ValueError(f"format version {version!r} is not supported (this fastnn reads version {VERSION})")
+        known = (VERSION, VERSION_PREPROCESSING) if with_preprocessing else (VERSION,)
+        if type(version) is not int or version not in known:  # type(): True == 1 must not pass
+            raise ValueError(f"format version {version!r} is not supported here (this reader takes version "
+                             f"{' or '.join(map(str, known))})")
+        extra = meta.get("preprocessing")
+        if (version == VERSION_PREPROCESSING) != isinstance(extra, dict):
+            raise ValueError(f"format version {version} {'needs' if extra is None else 'has no'} a "
+                             "'preprocessing' entry")
         problem = _architecture_problem(meta.get("architecture"))
         if problem:
             raise ValueError(problem)
         if check is not None:
             check(meta["architecture"], {name: (shape, dtype) for name, (shape, _, dtype, _) in headers.items()})
         arrays = {name: _read_member(zf, infos[name], name, *header) for name, header in headers.items()}
-    return meta["architecture"], arrays
+    return meta["architecture"], arrays, extra

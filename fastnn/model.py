@@ -6,6 +6,7 @@ import numpy as np
 
 from fastnn import init as _init
 from fastnn import io as _io
+from fastnn import preprocessing as _pre
 from fastnn import train as _train
 from fastnn._validation import as_float_dtype, check_matrix, check_positive_int
 from fastnn.layers import LAYERS, Layer, Linear, Sigmoid, Softmax
@@ -22,9 +23,18 @@ class Sequential:
     *layers : Layer
         E.g. ``Sequential(Linear(784, 128), ReLU(), Linear(128, 10))``.
         Consecutive ``Linear`` widths and dtypes are checked here, once.
+    preprocessing : fastnn.preprocessing.Table or Standardize, optional
+        Applied to the features by ``fit``, ``predict``, ``evaluate`` and the ONNX export, saved with the model;
+        adapted from the training data first (``Table().adapt(train_table)``). With a ``Table``, those take a
+        table (a DataFrame or a mapping of column name to values), its columns matched by name.
+    target : fastnn.preprocessing.Labels or Standardize, optional
+        ``Labels``: ``fit``/``evaluate`` take the labels as written (text, integers, booleans) and map them to the
+        class indices of the outputs; ``target.decode(model.predict(X).argmax(axis=1))`` maps back.
+        ``Standardize``: a regression target, standardized for training; ``predict`` returns its units and
+        ``evaluate`` the loss in them.
     """
 
-    def __init__(self, *layers):
+    def __init__(self, *layers, preprocessing=None, target=None):
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         if not layers:
@@ -44,6 +54,47 @@ class Sequential:
             width, dtype = layer.out_features, layer._dtype()
         self.layers = list(layers)
         self._output_shape = None
+        if preprocessing is not None and not isinstance(preprocessing, (_pre.Table, _pre.Standardize)):
+            raise TypeError(f"preprocessing must be a fastnn.preprocessing Table or Standardize, got "
+                            f"{type(preprocessing).__name__}")
+        if target is not None and not isinstance(target, (_pre.Labels, _pre.Standardize)):
+            raise TypeError(f"target must be a fastnn.preprocessing Labels or Standardize, got {type(target).__name__}")
+        self.preprocessing, self.target = preprocessing, target
+        self._check_preprocessing()
+
+    def _check_preprocessing(self):
+        """The adapted preprocessing's widths must be the network's (unadapted ones are checked when used)."""
+        pre, width = self.preprocessing, None
+        if isinstance(pre, _pre.Table):
+            width = pre.n_features_out
+        elif isinstance(pre, _pre.Standardize):
+            width = pre.n_columns
+        if width is not None and self.n_features_in is not None and width != self.n_features_in:
+            raise ValueError(f"the preprocessing gives {width} features, but the first layer takes "
+                             f"{self.n_features_in}")
+        n_out = self.n_outputs
+        if isinstance(self.target, _pre.Labels) and self.target.n_classes is not None and n_out is not None \
+                and n_out != self.target.n_classes and not (n_out == 1 and self.target.n_classes == 2):
+            raise ValueError(f"target has {self.target.n_classes} classes, but the model has {n_out} outputs")
+        if isinstance(self.target, _pre.Standardize) and self.target.n_columns not in (None, n_out):
+            raise ValueError(f"target standardizes {self.target.n_columns} column(s), but the model has {n_out} "
+                             "outputs")
+
+    def _features(self, X):
+        """``X`` through the preprocessing, in the model's dtype (``X`` itself without preprocessing)."""
+        if self.preprocessing is None:
+            return X
+        self._check_preprocessing()
+        return self.preprocessing.transform(X, self.dtype or np.float32)
+
+    def _targets(self, y):
+        """``y`` as the network trains on it: class indices (``Labels``) or standardized values."""
+        if self.target is None:
+            return y
+        if isinstance(self.target, _pre.Labels):
+            return self.target.encode(y)
+        y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+        return self.target.transform(y, self.dtype)
 
     # -- structure ---------------------------------------------------------------
     def __len__(self):
@@ -243,6 +294,10 @@ class Sequential:
             the signal asked. A second signal acts at once. Signals with a handler of the program's own are
             left to it.
         """
+        X, y = self._features(X), self._targets(y)
+        if validation_data is not None and isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+            validation_data = (self._features(validation_data[0]), self._targets(validation_data[1]),
+                               *validation_data[2:])
         return _train.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
                           shuffle=shuffle, validation_data=validation_data, validation_split=validation_split,
                           early_stopping=early_stopping, seed=seed, verbose=verbose, callbacks=callbacks,
@@ -250,8 +305,12 @@ class Sequential:
                           checkpoint=checkpoint, resume=resume, allow_changes=allow_changes)
 
     def predict(self, X, batch_size=1024):
-        """Outputs for ``X`` of shape (n_samples, n_features_in), computed in batches, caching nothing."""
-        return _train.predict(self, X, batch_size)
+        """Outputs for ``X`` of shape (n_samples, n_features_in) (or a table, with a ``Table`` preprocessing),
+        computed in batches, caching nothing; in the target's units with a ``Standardize`` target."""
+        if self.preprocessing is None and self.target is None:
+            return _train.predict(self, X, batch_size)
+        out = _train.predict(self, self._features(X), batch_size)
+        return self.target.inverse(out) if isinstance(self.target, _pre.Standardize) else out
 
     def predict_proba(self, X, loss=None, batch_size=1024):
         """Probabilities for ``X``: softmax or sigmoid of the outputs, as ``loss`` implies.
@@ -265,6 +324,8 @@ class Sequential:
         """
         loss = _train.resolve_loss(loss) if loss is not None else getattr(self, "_fit_loss", None)
         last = self.layers[-1]
+        if loss is None and isinstance(self.target, _pre.Labels) and not isinstance(last, (Softmax, Sigmoid)):
+            loss = SoftmaxCrossEntropy()  # class labels on the outputs: they are logits
         if isinstance(last, (Softmax, Sigmoid)) and not isinstance(loss, (SoftmaxCrossEntropy, BCEWithLogitsLoss)):
             return self.predict(X, batch_size)
         if isinstance(loss, SoftmaxCrossEntropy):
@@ -297,8 +358,17 @@ class Sequential:
 
     def evaluate(self, X, y, loss, batch_size=1024, sample_weight=None):
         """``{"loss": mean loss, "accuracy": ...}`` over ``(X, y)`` (accuracy for classification losses;
-        the loss weighted by ``sample_weight`` when given)."""
-        return _train.evaluate(self, X, y, loss, batch_size, sample_weight)
+        the loss weighted by ``sample_weight`` when given). ``y`` as the ``target`` takes it: labels as written,
+        or a regression target in its units (the loss is then in those units)."""
+        if isinstance(self.target, _pre.Standardize):  # the loss of the outputs in the target's units
+            loss = _train.resolve_loss(loss)
+            out = np.ascontiguousarray(self.predict(X, batch_size))
+            T = loss.check_target(y.to_numpy() if hasattr(y, "to_numpy") else y, out.shape, out.dtype, "y")
+            w = None if sample_weight is None else _train._weights(loss, T, sample_weight, None, "")
+            result = {"loss": loss._forward(out, T, w)}
+            loss._grad = None
+            return result
+        return _train.evaluate(self, self._features(X), self._targets(y), loss, batch_size, sample_weight)
 
     def get_config(self):
         return [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]
@@ -341,7 +411,15 @@ class Sequential:
 
         A crash mid-write leaves any existing file at ``path`` intact.
         """
-        _io.write_model(path, self.get_config(), {name: p.data for name, p in self.named_parameters()})
+        _io.write_model(path, self.get_config(), {name: p.data for name, p in self.named_parameters()},
+                        self._preprocessing_config())
+
+    def _preprocessing_config(self):
+        if self.preprocessing is None and self.target is None:
+            return None
+        self._check_preprocessing()
+        return {role: None if obj is None else {"class": type(obj).__name__, "config": obj.get_config()}
+                for role, obj in (("features", self.preprocessing), ("target", self.target))}
 
     @classmethod
     def load(cls, path, *, allow_nonfinite=False):
@@ -366,9 +444,16 @@ class Sequential:
             Naming the file and the fault: not a fastnn model, an unknown layer or config value, members
             that disagree with the architecture, or (unless allowed) a parameter with non-finite values.
         """
-        architecture, arrays = _io.read_model(path, check=_check_file)
+        architecture, arrays, extra = _io.read_model(path, check=_check_file, preprocessing=True)
         try:
             model = cls._from_config(architecture, arrays)
+            if extra is not None:
+                if set(extra) != {"features", "target"}:
+                    raise ValueError(f"preprocessing must have the keys 'features' and 'target', got {sorted(extra)}")
+                model.preprocessing, model.target = (
+                    None if extra[role] is None else _pre.from_config(extra[role], f"preprocessing {role}")
+                    for role in ("features", "target"))
+                model._check_preprocessing()
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{path}: invalid architecture in model file: {exc}") from exc
         except MemoryError:  # the parameters fit in RAM (checked), their gradients not in what is free now
@@ -387,6 +472,8 @@ class Sequential:
     def copy(self):
         """An independent copy (parameters copied, caches dropped)."""
         clone = self._from_config(self.get_config())
+        clone.preprocessing, clone.target = (None if obj is None else type(obj).from_config(obj.get_config())
+                                             for obj in (self.preprocessing, self.target))
         for dst, src in zip(clone.parameters(), self.parameters()):
             dst.data = src.data.copy()
             dst.grad = src.grad.copy()

@@ -199,7 +199,7 @@ BAD_FILES = {
     "marker float": (lambda p: write_npz(p, __fastnn__=np.zeros(3)), "expected 1-d uint8"),
     "marker list": (lambda p: write_npz(p, __fastnn__=np.frombuffer(b"[1]", np.uint8)), "format marker"),
     "foreign format": (lambda p: write_npz(p, __fastnn__=marker(format="other")), "format marker"),
-    "newer version": (lambda p: write_npz(p, __fastnn__=marker(version=2)), "version 2 is not supported"),
+    "newer version": (lambda p: write_npz(p, __fastnn__=marker(version=3)), "version 3 is not supported"),
     "bool version": (lambda p: write_npz(p, __fastnn__=marker(version=True)), "version True"),
     "no version": (lambda p: write_npz(p, __fastnn__=marker(version=None)), "version None"),
     "architecture dict": (lambda p: write_npz(p, __fastnn__=marker({"class": "ReLU"})),
