@@ -37,12 +37,14 @@ and PyTorch gathers its batches in that same order. The frameworks:
 Threads: every framework of a row gets the BLAS threads fastnn's step uses at that batch size
 (:func:`fastnn._config.blas_threads`; ``FASTNN_BLAS_THREADS`` overrides it), via threadpoolctl and
 ``torch.set_num_threads`` (torch.compile's kernels too), except JAX: XLA's CPU client keeps one pool of every core
-for the life of the process, so its rows record ``os.cpu_count()`` threads. ``test_sgemm_floor`` times a 2048^3 sgemm at each thread count used, in the same run:
-a row's floor is its epoch's GEMM FLOPs (:func:`benchmarks.reference.epoch_flop`) at that rate.
+for the life of the process, so its rows record ``os.cpu_count()`` threads. ``test_sgemm_floor`` times a 2048^3
+sgemm at each thread count used, in the same run: a row's floor is its epoch's GEMM FLOPs
+(:func:`benchmarks.reference.epoch_flop`) at that rate.
 
 Inference: ``predict`` of one row of 784-128-64-10 (p50 and p90 of single calls, one thread) and of 10,000 rows
-(floor: the forward FLOPs at the sgemm rate), beside PyTorch and a jitted JAX forward pass. Start-up: import -> trained in a fresh interpreter with an empty
-Numba cache (``cold``) and a filled one (``warm``), as ``benchmarks/test_bench_startup.py``.
+(floor: the forward FLOPs at the sgemm rate), beside PyTorch and a jitted JAX forward pass. Start-up: import ->
+trained in a fresh interpreter with an empty Numba cache (``cold``) and a filled one (``warm``), as
+``benchmarks/test_bench_startup.py``.
 
 ``FASTNN_BENCH_ROUNDS`` sets the timed rounds (default 3). Under ``--benchmark-disable`` (the test suite) each
 case runs once on a few thousand rows, one BLAS thread, as a correctness test: fastnn, its NumPy twin and the peers
@@ -368,7 +370,8 @@ def test_workload_predict(request, benchmark, threads, limit_threads, rows, fram
     benchmark.group = f"predict {rows} row{'s' if rows > 1 else ''} fmnist"
     benchmark.extra_info.update(kind="predict1" if rows == 1 else "predict", workload="fmnist",
                                 layers="784-128-64-10", framework=framework, batch=rows, samples=len(X),
-                                threads=os.cpu_count() if framework == "jax" else n_threads, flop=2 * len(X) * sum(a * b for a, b in zip(FMNIST[:-1], FMNIST[1:])),
+                                threads=os.cpu_count() if framework == "jax" else n_threads,
+                                flop=2 * len(X) * sum(a * b for a, b in zip(FMNIST[:-1], FMNIST[1:])),
                                 **threads())
     if rows == 1:
         out = benchmark.pedantic(predict, args=(X,), rounds=5 if small else PREDICT1_ROUNDS, iterations=1,

@@ -30,6 +30,7 @@ FRAMEWORKS = ("fastnn", "numpy", "torch", *PEERS)
 WORKLOAD_FRAMEWORKS = ("fastnn", "numpy", "jax", "jax_step", "torch", "torch_compile", "sklearn")
 _NAMES = {"fastnn": "fastnn", "numpy": "NumPy twin", "torch": "PyTorch", "sklearn": "scikit-learn",
           "jax": "JAX jit+scan", "jax_step": "JAX per-step jit", "torch_compile": "torch.compile"}
+_PREDICT_NAMES = _NAMES | {"jax": "JAX jit"}  # predict has no epoch to scan: a jitted forward pass
 # What each suite runs, relative to the benchmarks directory ("." is all of it).
 SUITES = {"kernels": "test_bench_kernels.py", "epoch": "test_bench_epoch.py", "workloads": "test_bench_workloads.py",
           "all": "."}
@@ -359,8 +360,8 @@ def workload_table(benchmarks):
     if single:
         fws = _timed(single, WORKLOAD_FRAMEWORKS)
         others = [f for f in fws if f != "fastnn"]
-        out += ["", "| predict, one row | threads | " + " | ".join(f"{_NAMES[f]} p50 / p90 (µs)" for f in fws)
-                + "".join(f" | {_NAMES[f]}/fastnn (p50)" for f in others) + " |",
+        out += ["", "| predict, one row | threads | " + " | ".join(f"{_PREDICT_NAMES[f]} p50 / p90 (µs)" for f in fws)
+                + "".join(f" | {_PREDICT_NAMES[f]}/fastnn (p50)" for f in others) + " |",
                 "|---|---:|" + "---:|" * (len(fws) + len(others))]
         out += [f"| {r['layers']} | {r['threads']} | " + " | ".join(
                     f"{_fmt(r.get(f'{f}_p50_us'), 3)} / {_fmt(r.get(f'{f}_p90_us'), 3)}" for f in fws)
@@ -369,8 +370,8 @@ def workload_table(benchmarks):
     if batch:
         fws = _timed(batch, WORKLOAD_FRAMEWORKS)
         others = [f for f in fws if f != "fastnn"]
-        out += ["", "| predict | rows | threads | " + " | ".join(f"{_NAMES[f]} (ms)" for f in fws)
-                + " | floor (ms) | fastnn/floor" + "".join(f" | {_NAMES[f]}/fastnn" for f in others) + " |",
+        out += ["", "| predict | rows | threads | " + " | ".join(f"{_PREDICT_NAMES[f]} (ms)" for f in fws)
+                + " | floor (ms) | fastnn/floor" + "".join(f" | {_PREDICT_NAMES[f]}/fastnn" for f in others) + " |",
                 "|---|---:|---:|" + "---:|" * (len(fws) + 2 + len(others))]
         out += [f"| {r['layers']} | {r['batch']} | {r['threads']} | " + " | ".join(_spread(r, f, 1e3) for f in fws)
                 + f" | {_fmt(r['floor_s'] * 1e3 if r.get('floor_s') else None, 3)} | {_fmt(r.get('fastnn/floor'), 3)}"
