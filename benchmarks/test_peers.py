@@ -14,6 +14,8 @@ import pytest
 from benchmarks import peers, reference
 from benchmarks.test_bench_workloads import _NumPy
 
+# Importing torch._dynamo runs torch's own deprecated torch.jit.script_method: not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 N, BATCH, LR = 150, 16, 0.1
 PEERS = [pytest.param("jax", {}, id="jax"), pytest.param("jax_step", {}, id="jax_step"),
          pytest.param("torch_compile", {"backend": "aot_eager"}, id="torch_compile-aot_eager"),
