@@ -1,8 +1,12 @@
-"""One training epoch of the Fashion-MNIST MLP: fastnn beside plain NumPy and PyTorch.
+"""One training epoch of the Fashion-MNIST MLP: fastnn beside plain NumPy, PyTorch, JAX and torch.compile.
 
 784-128-64-10 ReLU, softmax cross-entropy, plain SGD (lr 0.1, no momentum), float32, batches in
-order, batch size 16, 64 and 256; all three start from the same He-normal weights
-(:func:`benchmarks.reference.init_params`). Each timed round is one full epoch from those weights
+order, batch size 16, 64 and 256; all start from the same He-normal weights
+(:func:`benchmarks.reference.init_params`). The peers of :mod:`benchmarks.peers` (``jax``: the epoch as one
+``jax.jit`` + ``lax.scan``; ``jax_step``: a jitted step per batch; ``torch_compile``: the whole step compiled) are
+timed after their compilation, which is recorded (``compile_s``); each skips with one line when its library (the
+``peers`` extra) is absent, and is ``slow`` under ``--benchmark-disable`` (``benchmarks/test_peers.py`` checks
+them on a tiny problem in the default run). Each timed round is one full epoch from those weights
 (``pedantic`` with a setup that rebuilds the model); a short training call first compiles and
 allocates, and one untimed warm-up epoch precedes the rounds. Each batch size is one group.
 
@@ -24,11 +28,12 @@ import numpy as np
 import pytest
 
 import fastnn
-from benchmarks import reference
+from benchmarks import peers, reference
 from benchmarks.conftest import benchmarks_disabled
 
 BATCHES = (16, 64, 256)
-FRAMEWORKS = ("numpy", "fastnn", "torch")
+FRAMEWORKS = ("numpy", "fastnn", "torch", *peers.TRAINERS)
+FRAMEWORK_PARAMS = [pytest.param(fw, marks=pytest.mark.slow if fw in peers.TRAINERS else ()) for fw in FRAMEWORKS]
 LR = 0.1
 SMALL = 6_000  # samples when benchmarks are disabled
 N_EVAL = 5_000  # samples the loss is evaluated on before and after the epoch
@@ -153,12 +158,32 @@ class _Torch:
         return params
 
 
+class _Peer:
+    """A trainer of :mod:`benchmarks.peers` on this suite's MLP, loss, lr and in-order batches."""
+
+    def __init__(self, framework, X, y, batch_size, init, disabled):
+        options = {"backend": "aot_eager"} if framework == "torch_compile" and disabled else {}
+        self.peer = peers.TRAINERS[framework](reference.SIZES, "sce", LR, X, y, batch_size, False, init, **options)
+
+    def setup(self):
+        return self.peer.setup()
+
+    def run(self, *params, n=None):
+        if n is not None:  # the warm-up call: compile for the timed epoch's shapes (recorded in compile_s)
+            return self.peer.compile()
+        return self.peer.run(*params)[0]
+
+
 TRAINERS = {"numpy": _NumPy, "fastnn": _FastNN, "torch": _Torch}
 
 
-def _trainer(framework, data, batch_size, init_params):
+def _trainer(framework, data, batch_size, init_params, disabled=False):
     X, y, _ = data
-    trainer = TRAINERS[framework](X, y, batch_size, init_params)
+    if framework in peers.TRAINERS:
+        peers.require("jax" if framework.startswith("jax") else "torch")
+        trainer = _Peer(framework, X, y, batch_size, init_params, disabled)
+    else:
+        trainer = TRAINERS[framework](X, y, batch_size, init_params)
     args, kwargs = trainer.setup()
     trainer.run(*args, n=4 * batch_size, **kwargs)  # compile kernels, allocate, load libraries
     return trainer
@@ -178,15 +203,17 @@ def _info(benchmark, threads, data, framework, batch_size):
 
 
 # -- benchmarks -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
 @pytest.mark.parametrize("batch_size", BATCHES)
 def test_epoch(request, benchmark, threads, data, init_params, reference_results, batch_size, framework):
     X, y, _ = data
-    if framework == "torch" and benchmark.disabled:
-        _one_torch_thread(request, pytest.importorskip("torch"))
-    trainer = _trainer(framework, data, batch_size, init_params)
+    if framework.startswith("torch") and benchmark.disabled:
+        _one_torch_thread(request, peers.require("torch"))
+    trainer = _trainer(framework, data, batch_size, init_params, benchmark.disabled)
     benchmark.group = f"epoch[bs={batch_size}]"
     _info(benchmark, threads, data, framework, batch_size)
+    if framework in peers.TRAINERS:
+        benchmark.extra_info["compile_s"] = trainer.peer.compile_s
     params = benchmark.pedantic(trainer.run, setup=trainer.setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
 
     before = reference.evaluate(init_params, X[:N_EVAL], y[:N_EVAL])[0]

@@ -1,4 +1,5 @@
-"""MLPs across the range of shapes: fastnn beside its NumPy twin, PyTorch and scikit-learn, and the sgemm floor.
+"""MLPs across the range of shapes: fastnn beside its NumPy twin, JAX, PyTorch, torch.compile and scikit-learn, and
+the sgemm floor.
 
 Every row of the speed issue's table, float32, ReLU hidden layers, plain SGD:
 
@@ -27,19 +28,30 @@ and PyTorch gathers its batches in that same order. The frameworks:
 ``sklearn``
     ``MLPClassifier``/``MLPRegressor(solver="sgd", momentum=0, alpha=0).partial_fit``: one epoch, its own
     initial weights and (when shuffled) its own permutation.
+``jax``, ``jax_step``, ``torch_compile``
+    The peers of :mod:`benchmarks.peers` (the ``peers`` extra; each skips with one line when its library is
+    absent): the whole epoch as one ``jax.jit`` + ``lax.scan``, a ``jax.jit`` step per batch, and the whole step
+    under ``torch.compile``, on the same weights, rows and batches as fastnn. Their compilation is done before
+    the rounds and recorded (``compile_s``), not timed.
 
 Threads: every framework of a row gets the BLAS threads fastnn's step uses at that batch size
 (:func:`fastnn._config.blas_threads`; ``FASTNN_BLAS_THREADS`` overrides it), via threadpoolctl and
-``torch.set_num_threads``. ``test_sgemm_floor`` times a 2048^3 sgemm at each thread count used, in the same run:
-a row's floor is its epoch's GEMM FLOPs (:func:`benchmarks.reference.epoch_flop`) at that rate.
+``torch.set_num_threads`` (torch.compile's kernels too), except JAX: XLA's CPU client keeps one pool of every core
+for the life of the process, so its rows record ``os.cpu_count()`` threads. ``test_sgemm_floor`` times a 2048^3
+sgemm at each thread count used, in the same run: a row's floor is its epoch's GEMM FLOPs
+(:func:`benchmarks.reference.epoch_flop`) at that rate.
 
 Inference: ``predict`` of one row of 784-128-64-10 (p50 and p90 of single calls, one thread) and of 10,000 rows
-(floor: the forward FLOPs at the sgemm rate). Start-up: import -> trained in a fresh interpreter with an empty
-Numba cache (``cold``) and a filled one (``warm``), as ``benchmarks/test_bench_startup.py``.
+(floor: the forward FLOPs at the sgemm rate), beside PyTorch and a jitted JAX forward pass. Start-up: import ->
+trained in a fresh interpreter with an empty Numba cache (``cold``) and a filled one (``warm``), as
+``benchmarks/test_bench_startup.py``.
 
 ``FASTNN_BENCH_ROUNDS`` sets the timed rounds (default 3). Under ``--benchmark-disable`` (the test suite) each
-case runs once on a few thousand rows, one BLAS thread, as a correctness test: fastnn and its NumPy twin agree,
-PyTorch ends near them, scikit-learn learns something; the start-up rows are left to test_bench_startup.py.
+case runs once on a few thousand rows, one BLAS thread, as a correctness test: fastnn, its NumPy twin and the peers
+agree, PyTorch ends near them, scikit-learn learns something; torch.compile traces its graph with the
+``aot_eager`` backend there (Inductor's code generation costs ~20 s cold). The peers' epochs are ``slow`` in that
+run: ``benchmarks/test_peers.py`` checks them on a tiny problem instead. The start-up rows are left to
+test_bench_startup.py.
 """
 import contextlib
 import math
@@ -52,7 +64,7 @@ import pytest
 import threadpoolctl
 
 import fastnn
-from benchmarks import reference
+from benchmarks import peers, reference
 from benchmarks.conftest import benchmarks_disabled
 from benchmarks.test_bench_epoch import _synthetic
 from fastnn import kernels
@@ -60,7 +72,9 @@ from fastnn._config import blas_threads
 from fastnn.datasets import load_fashion_mnist
 
 ROUNDS = int(os.environ.get("FASTNN_BENCH_ROUNDS", "3"))
-FRAMEWORKS = ("numpy", "fastnn", "torch", "sklearn")  # the twin first: the others are checked against it
+FRAMEWORKS = ("numpy", "fastnn", "torch", "sklearn", *peers.TRAINERS)  # the twin first: the others are checked
+# against it. The peers' correctness runs are slow (a second or more of compiling each); test_peers.py checks them.
+FRAMEWORK_PARAMS = [pytest.param(fw, marks=pytest.mark.slow if fw in peers.TRAINERS else ()) for fw in FRAMEWORKS]
 FMNIST = (784, 128, 64, 10)
 # name -> (layer sizes, rows, rows under --benchmark-disable, loss, lr)
 WORKLOADS = {
@@ -221,7 +235,7 @@ class _Sklearn:
         return None, float(-np.log(np.maximum(proba[np.arange(len(self.y)), self.y], 1e-12)).mean())
 
 
-TRAINERS = {"fastnn": _FastNN, "numpy": _NumPy, "torch": _Torch, "sklearn": _Sklearn}
+TRAINERS = {"fastnn": _FastNN, "numpy": _NumPy, "torch": _Torch, "sklearn": _Sklearn, **peers.TRAINERS}
 
 
 # -- threads ------------------------------------------------------------------------------------------
@@ -254,13 +268,15 @@ def _load_library(framework):
         pytest.importorskip("torch")
     elif framework == "sklearn":
         pytest.importorskip("sklearn.neural_network")
+    elif framework in peers.TRAINERS:
+        peers.require("jax" if framework.startswith("jax") else "torch")
 
 
 # -- benchmarks ---------------------------------------------------------------------------------------
 _TWIN_LOSS = {}  # (workload, batch, order, small) -> the NumPy twin's loss after its epoch
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
 @pytest.mark.parametrize("workload,batch,order", CASE_PARAMS)
 def test_workload_epoch(request, benchmark, threads, limit_threads, workload, batch, order, framework):
     small = benchmarks_disabled(request.config)
@@ -269,11 +285,16 @@ def test_workload_epoch(request, benchmark, threads, limit_threads, workload, ba
     _load_library(framework)
     n_threads = limit_threads(_threads_for(batch, request.config))
     init = reference.init_params(sizes, seed=0)
-    trainer = TRAINERS[framework](sizes, loss, lr, X, y, batch, order == "shuffled", init)
+    options = {"backend": "aot_eager"} if framework == "torch_compile" and small else {}
+    trainer = TRAINERS[framework](sizes, loss, lr, X, y, batch, order == "shuffled", init, **options)
+    if framework in peers.TRAINERS:
+        trainer.compile()
     benchmark.group = f"workload {workload} bs={batch} {order}"
     benchmark.extra_info.update(kind="epoch", workload=workload, layers="-".join(map(str, sizes)), framework=framework,
                                 batch=batch, order=order, samples=len(X), data=data_name, loss=loss, lr=lr,
-                                threads=n_threads, flop=reference.epoch_flop(len(X), sizes), **threads())
+                                threads=os.cpu_count() if framework.startswith("jax") else n_threads,
+                                flop=reference.epoch_flop(len(X), sizes), compile_s=getattr(trainer, "compile_s", None),
+                                **threads())
     params, reported = benchmark.pedantic(trainer.run, setup=trainer.setup, rounds=ROUNDS, iterations=1,
                                           warmup_rounds=1)
 
@@ -290,13 +311,13 @@ def test_workload_epoch(request, benchmark, threads, limit_threads, workload, ba
     if framework == "numpy":
         _TWIN_LOSS[key] = after
     elif small:
-        # Same weights, same batches; fastnn and its twin differ only by float32 rounding order, PyTorch also
-        # by its own GEMM: SGD amplifies that over an epoch, so close, not equal.
+        # Same weights, same batches; fastnn, its twin and JAX differ only by float32 rounding order, PyTorch
+        # and torch.compile also by PyTorch's own GEMM: SGD amplifies that over an epoch, so close, not equal.
         if key not in _TWIN_LOSS:
             twin = _NumPy(sizes, loss, lr, X, y, batch, order == "shuffled", init)
             _TWIN_LOSS[key] = mean_loss(twin.run(*twin.setup()[0])[0], X, y, loss)
         ref = _TWIN_LOSS[key]
-        assert after == pytest.approx(ref, rel=1e-3 if framework == "fastnn" else 0.05), \
+        assert after == pytest.approx(ref, rel=0.05 if framework.startswith("torch") else 1e-3), \
             f"{framework} ends at loss {after:.5f}, the NumPy twin at {ref:.5f}"
 
 
@@ -311,6 +332,8 @@ def _fmnist_model():
 
 def _predictor(framework, model, init):
     """``f(X) -> ndarray``: the framework's prediction of a float32 batch, NumPy in and out."""
+    if framework == "jax":
+        return peers.jax_predictor(init)
     if framework != "torch":
         return model.predict
     torch = pytest.importorskip("torch")
@@ -328,11 +351,12 @@ def _predictor(framework, model, init):
     return predict
 
 
-@pytest.mark.parametrize("framework", ("fastnn", "numpy", "torch"))
+@pytest.mark.parametrize("framework", ("fastnn", "numpy", "torch", pytest.param("jax", marks=pytest.mark.slow)))
 @pytest.mark.parametrize("rows", (1, PREDICT_ROWS), ids=("1row", f"{PREDICT_ROWS}rows"))
 def test_workload_predict(request, benchmark, threads, limit_threads, rows, framework):
     """``predict`` of 784-128-64-10: one row (single calls, one thread; p50 and p90 in ``extra_info``) or
-    10,000 rows (the machine's threads); outputs checked against a float64 forward pass."""
+    10,000 rows (the machine's threads); outputs checked against a float64 forward pass. JAX: a jitted forward
+    pass, NumPy in and out, on XLA's own threads."""
     small = benchmarks_disabled(request.config)
     _load_library(framework)
     n_threads = limit_threads(1 if rows == 1 or small else blas_threads(PREDICT_ROWS))
@@ -346,7 +370,8 @@ def test_workload_predict(request, benchmark, threads, limit_threads, rows, fram
     benchmark.group = f"predict {rows} row{'s' if rows > 1 else ''} fmnist"
     benchmark.extra_info.update(kind="predict1" if rows == 1 else "predict", workload="fmnist",
                                 layers="784-128-64-10", framework=framework, batch=rows, samples=len(X),
-                                threads=n_threads, flop=2 * len(X) * sum(a * b for a, b in zip(FMNIST[:-1], FMNIST[1:])),
+                                threads=os.cpu_count() if framework == "jax" else n_threads,
+                                flop=2 * len(X) * sum(a * b for a, b in zip(FMNIST[:-1], FMNIST[1:])),
                                 **threads())
     if rows == 1:
         out = benchmark.pedantic(predict, args=(X,), rounds=5 if small else PREDICT1_ROUNDS, iterations=1,

@@ -5,11 +5,12 @@ package. :func:`run` times it in a subprocess and writes pytest-benchmark's JSON
 into markdown and, optionally, a chart. ``fastnn bench`` and ``scripts/bench_report.py`` are thin layers over both.
 
 Kernel rows pair the Numba and NumPy twins of one case and shape by ``extra_info`` (written by
-``benchmarks/test_bench_kernels.py``); epoch rows put fastnn, the NumPy reference and PyTorch side by side per batch
-size (``benchmarks/test_bench_epoch.py``); workload rows (``benchmarks/test_bench_workloads.py``) put fastnn, its
-NumPy twin, PyTorch and scikit-learn beside the sgemm floor per shape, batch and order, plus ``predict`` and start-up;
+``benchmarks/test_bench_kernels.py``); epoch rows put fastnn, the NumPy reference, PyTorch and the peers of
+``benchmarks/peers.py`` (JAX jit + ``lax.scan``, JAX per-step jit, torch.compile) side by side per batch size
+(``benchmarks/test_bench_epoch.py``); workload rows (``benchmarks/test_bench_workloads.py``) put fastnn, its NumPy
+twin, those peers and scikit-learn beside the sgemm floor per shape, batch and order, plus ``predict`` and start-up;
 any other benchmark (e.g. the sklearn-API fits) is listed by group and median. All times are medians, and a ratio
-only ever divides two medians of the same run.
+only ever divides two medians of the same run: ``peer/fastnn`` (above 1: fastnn is faster) and ``fastnn/floor``.
 """
 import argparse
 import collections
@@ -24,9 +25,12 @@ __all__ = ["BenchError", "SUITES", "check_dependencies", "find_bench_dir", "run"
            "kernel_table", "epoch_rows", "epoch_table", "sgemm_rates", "workload_rows", "workload_table",
            "other_table", "report", "plot", "render", "main"]
 
-FRAMEWORKS = ("fastnn", "numpy", "torch")
-WORKLOAD_FRAMEWORKS = ("fastnn", "numpy", "torch", "sklearn")
-_NAMES = {"fastnn": "fastnn", "numpy": "NumPy twin", "torch": "PyTorch", "sklearn": "scikit-learn"}
+PEERS = ("jax", "jax_step", "torch_compile")  # benchmarks/peers.py
+FRAMEWORKS = ("fastnn", "numpy", "torch", *PEERS)
+WORKLOAD_FRAMEWORKS = ("fastnn", "numpy", "jax", "jax_step", "torch", "torch_compile", "sklearn")
+_NAMES = {"fastnn": "fastnn", "numpy": "NumPy twin", "torch": "PyTorch", "sklearn": "scikit-learn",
+          "jax": "JAX jit+scan", "jax_step": "JAX per-step jit", "torch_compile": "torch.compile"}
+_PREDICT_NAMES = _NAMES | {"jax": "JAX jit"}  # predict has no epoch to scan: a jitted forward pass
 # What each suite runs, relative to the benchmarks directory ("." is all of it).
 SUITES = {"kernels": "test_bench_kernels.py", "epoch": "test_bench_epoch.py", "workloads": "test_bench_workloads.py",
           "all": "."}
@@ -186,9 +190,10 @@ def kernel_table(benchmarks, suite=None):
 
 def epoch_rows(benchmarks):
     """One dict per batch size: ``{framework}_s`` (median seconds per epoch), ``{framework}_mib``
-    (peak extra MiB from the memory benchmark), ``samples``, ``flop``, the ratios ``fastnn/numpy``,
-    ``fastnn/torch``, fastnn's ``fastnn_gflops`` and, with the sgemm benchmark in the same run,
-    ``peak_gflops`` and ``fastnn/peak``."""
+    (peak extra MiB from the memory benchmark), ``{framework}_compile_s`` (a peer's compilation, untimed),
+    ``samples``, ``flop``, the ratios ``{framework}/fastnn`` for every other framework timed (``numpy/fastnn``,
+    ``torch/fastnn``, ``jax/fastnn``, ...; above 1: fastnn is faster), fastnn's ``fastnn_gflops`` and, with the
+    sgemm benchmark in the same run, ``peak_gflops`` and ``fastnn/peak``."""
     by_batch = {}
     for b in benchmarks:
         info = b.get("extra_info", {})
@@ -201,6 +206,8 @@ def epoch_rows(benchmarks):
             row[f"{info['framework']}_s"] = b["stats"]["median"]
             row["samples"] = info.get("samples")
             row["flop"] = info.get("flop")
+            if info.get("compile_s") is not None:
+                row[f"{info['framework']}_compile_s"] = info["compile_s"]
     peaks = [b["extra_info"]["flop"] / b["stats"]["median"] / 1e9 for b in benchmarks
              if "sgemm" in b.get("extra_info", {}) and b["extra_info"].get("kind") != "sgemm"
              and b["stats"]["median"] > 0]
@@ -208,7 +215,7 @@ def epoch_rows(benchmarks):
     for r in rows:
         for other in FRAMEWORKS[1:]:
             if r.get("fastnn_s") and r.get(f"{other}_s"):
-                r[f"fastnn/{other}"] = r["fastnn_s"] / r[f"{other}_s"]
+                r[f"{other}/fastnn"] = r[f"{other}_s"] / r["fastnn_s"]
         if r.get("fastnn_s") and r.get("flop"):
             r["fastnn_gflops"] = r["flop"] / r["fastnn_s"] / 1e9
             if peaks:
@@ -217,17 +224,32 @@ def epoch_rows(benchmarks):
     return rows
 
 
+def _timed(rows, frameworks, always=()):
+    """The frameworks of ``frameworks`` with a time in some row, plus ``always`` (kept in order)."""
+    return [f for f in frameworks if f in always or any(f"{f}_s" in r for r in rows)]
+
+
 def epoch_table(benchmarks):
-    """Markdown table of seconds per epoch for fastnn, the NumPy reference and PyTorch, per batch size."""
+    """Markdown table of seconds per epoch for fastnn, the NumPy reference, PyTorch and each peer timed, per batch
+    size, with the ratios peer/fastnn; then the peers' compile times, GFLOP/s and memory."""
     rows = epoch_rows(benchmarks)
     timed = [r for r in rows if any(f"{f}_s" in r for f in FRAMEWORKS)]
     out = []
     if timed:
-        out += ["| batch | samples | fastnn (s) | NumPy (s) | PyTorch (s) | fastnn/NumPy | fastnn/PyTorch |",
-                "|---:|---:|---:|---:|---:|---:|---:|"]
+        fws = _timed(timed, FRAMEWORKS, always=("fastnn", "numpy", "torch"))
+        others = [f for f in fws if f != "fastnn"]
+        out += ["| batch | samples | " + " | ".join(f"{_NAMES[f]} (s)" for f in fws) + " | "
+                + " | ".join(f"{_NAMES[f]}/fastnn" for f in others) + " |",
+                "|---:|---:|" + "---:|" * (len(fws) + len(others))]
         out += [f"| {r['batch']} | {r.get('samples') or '–'} | " + " | ".join(
-                    _fmt(r.get(k), 3) for k in ("fastnn_s", "numpy_s", "torch_s", "fastnn/numpy", "fastnn/torch"))
+                    _fmt(r.get(k), 3) for k in [f"{f}_s" for f in fws] + [f"{f}/fastnn" for f in others])
                 + " |" for r in timed]
+    compiled = [f for f in PEERS if any(f"{f}_compile_s" in r for r in rows)]
+    if compiled:
+        out += ["", "| batch | " + " | ".join(f"{_NAMES[f]} compile (s)" for f in compiled) + " |",
+                "|---:|" + "---:|" * len(compiled)]
+        out += [f"| {r['batch']} | " + " | ".join(_fmt(r.get(f"{f}_compile_s"), 3) for f in compiled) + " |"
+                for r in rows if any(f"{f}_compile_s" in r for f in compiled)]
     rated = [r for r in rows if "fastnn/peak" in r]
     if rated:
         out += ["", "| batch | fastnn (GFLOP/s) | sgemm peak, same run (GFLOP/s) | fastnn/peak |", "|---:|---:|---:|---:|"]
@@ -250,10 +272,11 @@ def workload_rows(benchmarks):
     """One dict per row of ``benchmarks/test_bench_workloads.py``, in the order rows first appear.
 
     Keys: ``kind`` (``"epoch"``, ``"predict1"``, ``"predict"``, ``"startup"``), ``workload``, ``layers``,
-    ``batch``, ``order``, ``threads``, ``samples``, ``flop``; per framework ``{fw}_s`` (median seconds),
-    ``{fw}_min``, ``{fw}_max``, ``{fw}_rounds`` and, for single-row predicts, ``{fw}_p50_us``/``{fw}_p90_us``;
-    with an sgemm benchmark at the row's thread count, ``floor_s`` (the row's GEMM FLOPs at that rate) and
-    ``fastnn/floor``; ``fastnn/{fw}`` for every other framework timed.
+    ``batch``, ``order``, ``threads`` (fastnn's), ``samples``, ``flop``; per framework ``{fw}_s`` (median seconds),
+    ``{fw}_min``, ``{fw}_max``, ``{fw}_rounds``, for a peer its untimed ``{fw}_compile_s`` and, for single-row
+    predicts, ``{fw}_p50_us``/``{fw}_p90_us``; with an sgemm benchmark at the row's thread count, ``floor_s`` (the
+    row's GEMM FLOPs at that rate) and ``fastnn/floor``; ``{fw}/fastnn`` for every other framework timed (above 1:
+    fastnn is faster) and ``fastest_peer`` with ``fastest_peer/fastnn`` (the NumPy twin is not a peer).
     """
     rates = sgemm_rates(benchmarks)
     rows = {}
@@ -267,8 +290,8 @@ def workload_rows(benchmarks):
         fw, st = info["framework"], b["stats"]
         row.update({f"{fw}_s": st["median"], f"{fw}_min": st["min"], f"{fw}_max": st["max"],
                     f"{fw}_rounds": st["rounds"]})
-        for q in ("p50_us", "p90_us"):
-            if q in info:
+        for q in ("p50_us", "p90_us", "compile_s"):
+            if info.get(q) is not None:
                 row[f"{fw}_{q}"] = info[q]
         if fw == "fastnn" or "threads" not in row:
             row["threads"] = info.get("threads")
@@ -281,7 +304,11 @@ def workload_rows(benchmarks):
                 r["fastnn/floor"] = r["fastnn_s"] / r["floor_s"]
             for fw in WORKLOAD_FRAMEWORKS[1:]:
                 if r.get(f"{fw}_s"):
-                    r[f"fastnn/{fw}"] = r["fastnn_s"] / r[f"{fw}_s"]
+                    r[f"{fw}/fastnn"] = r[f"{fw}_s"] / r["fastnn_s"]
+            peers = [fw for fw in WORKLOAD_FRAMEWORKS[2:] if r.get(f"{fw}_s")]
+            if peers:
+                r["fastest_peer"] = min(peers, key=lambda fw: r[f"{fw}_s"])
+                r["fastest_peer/fastnn"] = r[f"{r['fastest_peer']}/fastnn"]
     return out
 
 
@@ -292,45 +319,75 @@ def _spread(r, fw, scale=1.0, digits=3):
             f"{_fmt(r[f'{fw}_max'] * scale, 2)})")
 
 
+def _fastest(r):
+    return f"{r['fastest_peer/fastnn']:.3g} ({_NAMES[r['fastest_peer']]})" if "fastest_peer" in r else "–"
+
+
 def workload_table(benchmarks):
-    """Markdown tables of the workload suite: epochs, predict and start-up, each framework's median with its
-    min–max over rounds, the sgemm floor of the same run and the ratios (below 1: fastnn is faster)."""
+    """Markdown tables of the workload suite: epochs (each framework's median with its min–max over rounds, the
+    sgemm floor of the same run), their ratios (peer/fastnn: above 1, fastnn is faster; fastnn/floor), the peers'
+    compile times, predict and start-up. Frameworks with no time in the run are named in one line."""
     rows = workload_rows(benchmarks)
     rates = sgemm_rates(benchmarks)
     out = []
     if rates:
         out.append("sgemm 2048³, same run: " + ", ".join(f"{rates[t]:.1f} GFLOP/s at {t} thread{'s' * (t > 1)}"
                                                          for t in sorted(rates)) + "\n")
-    ratios = ("fastnn/floor", "fastnn/torch", "fastnn/sklearn", "fastnn/numpy")
     epochs = [r for r in rows if r["kind"] == "epoch"]
     if epochs:
-        out += ["| workload | layers | batch | order | threads | " + " | ".join(
-                    f"{_NAMES[f]} (s)" for f in WORKLOAD_FRAMEWORKS) + " | floor (s) | " + " | ".join(ratios) + " |",
-                "|---|---|---:|---|---:|" + "---:|" * (len(WORKLOAD_FRAMEWORKS) + 1 + len(ratios))]
+        fws = _timed(epochs, WORKLOAD_FRAMEWORKS, always=("fastnn",))
+        others = [f for f in fws if f != "fastnn"]
+        head = "| workload | layers | batch | order | "
+        out += [head + "threads | " + " | ".join(f"{_NAMES[f]} (s)" for f in fws) + " | floor (s) |",
+                "|---|---|---:|---|---:|" + "---:|" * (len(fws) + 1)]
         out += [f"| {r['workload']} | {r['layers']} | {r['batch']} | {r['order']} | {r['threads']} | "
-                + " | ".join(_spread(r, f) for f in WORKLOAD_FRAMEWORKS) + f" | {_fmt(r.get('floor_s'), 3)} | "
-                + " | ".join(_fmt(r.get(k), 3) for k in ratios) + " |" for r in epochs]
+                + " | ".join(_spread(r, f) for f in fws) + f" | {_fmt(r.get('floor_s'), 3)} |" for r in epochs]
+        out += ["", head + "fastnn/floor | " + " | ".join(f"{_NAMES[f]}/fastnn" for f in others)
+                + " | fastest peer/fastnn |", "|---|---|---:|---|" + "---:|" * (len(others) + 2)]
+        out += [f"| {r['workload']} | {r['layers']} | {r['batch']} | {r['order']} | {_fmt(r.get('fastnn/floor'), 3)} | "
+                + " | ".join(_fmt(r.get(f"{f}/fastnn"), 3) for f in others) + f" | {_fastest(r)} |" for r in epochs]
+        compiled = [f for f in PEERS if any(f"{f}_compile_s" in r for r in epochs)]
+        if compiled:
+            out += ["", head + " | ".join(f"{_NAMES[f]} compile (s)" for f in compiled) + " |",
+                    "|---|---|---:|---|" + "---:|" * len(compiled)]
+            out += [f"| {r['workload']} | {r['layers']} | {r['batch']} | {r['order']} | "
+                    + " | ".join(_fmt(r.get(f"{f}_compile_s"), 3) for f in compiled) + " |"
+                    for r in epochs if any(f"{f}_compile_s" in r for f in compiled)]
+        missing = [_NAMES[f] for f in WORKLOAD_FRAMEWORKS if f not in fws]
+        if missing:
+            out += ["", f"Not timed in this run (not installed, or deselected): {', '.join(missing)}."]
     single = [r for r in rows if r["kind"] == "predict1"]
     if single:
-        fws = [f for f in WORKLOAD_FRAMEWORKS if any(f"{f}_s" in r for r in single)]
-        out += ["", "| predict, one row | threads | " + " | ".join(f"{_NAMES[f]} p50 / p90 (µs)" for f in fws)
-                + " | fastnn/torch (p50) | fastnn/numpy (p50) |", "|---|---:|" + "---:|" * (len(fws) + 2)]
+        fws = _timed(single, WORKLOAD_FRAMEWORKS)
+        others = [f for f in fws if f != "fastnn"]
+        out += ["", "| predict, one row | threads | " + " | ".join(f"{_PREDICT_NAMES[f]} p50 / p90 (µs)" for f in fws)
+                + "".join(f" | {_PREDICT_NAMES[f]}/fastnn (p50)" for f in others) + " |",
+                "|---|---:|" + "---:|" * (len(fws) + len(others))]
         out += [f"| {r['layers']} | {r['threads']} | " + " | ".join(
                     f"{_fmt(r.get(f'{f}_p50_us'), 3)} / {_fmt(r.get(f'{f}_p90_us'), 3)}" for f in fws)
-                + f" | {_fmt(r.get('fastnn/torch'), 3)} | {_fmt(r.get('fastnn/numpy'), 3)} |" for r in single]
+                + "".join(f" | {_fmt(_p50_ratio(r, f), 3)}" for f in others) + " |" for r in single]
     batch = [r for r in rows if r["kind"] == "predict"]
     if batch:
-        fws = [f for f in WORKLOAD_FRAMEWORKS if any(f"{f}_s" in r for r in batch)]
-        out += ["", "| predict | rows | threads | " + " | ".join(f"{_NAMES[f]} (ms)" for f in fws)
-                + " | floor (ms) | fastnn/floor | fastnn/torch |", "|---|---:|---:|" + "---:|" * (len(fws) + 3)]
+        fws = _timed(batch, WORKLOAD_FRAMEWORKS)
+        others = [f for f in fws if f != "fastnn"]
+        out += ["", "| predict | rows | threads | " + " | ".join(f"{_PREDICT_NAMES[f]} (ms)" for f in fws)
+                + " | floor (ms) | fastnn/floor" + "".join(f" | {_PREDICT_NAMES[f]}/fastnn" for f in others) + " |",
+                "|---|---:|---:|" + "---:|" * (len(fws) + 2 + len(others))]
         out += [f"| {r['layers']} | {r['batch']} | {r['threads']} | " + " | ".join(_spread(r, f, 1e3) for f in fws)
-                + f" | {_fmt(r['floor_s'] * 1e3 if r.get('floor_s') else None, 3)} | "
-                  f"{_fmt(r.get('fastnn/floor'), 3)} | {_fmt(r.get('fastnn/torch'), 3)} |" for r in batch]
+                + f" | {_fmt(r['floor_s'] * 1e3 if r.get('floor_s') else None, 3)} | {_fmt(r.get('fastnn/floor'), 3)}"
+                + "".join(f" | {_fmt(r.get(f'{f}/fastnn'), 3)}" for f in others) + " |" for r in batch]
     startup = [r for r in rows if r["kind"] == "startup"]
     if startup:
         out += ["", "| start-up, import -> trained | fastnn (s) | rounds |", "|---|---:|---:|"]
         out += [f"| {r['workload']} | {_spread(r, 'fastnn')} | {r['fastnn_rounds']} |" for r in startup]
     return "\n".join(out) + "\n" if out else ""
+
+
+def _p50_ratio(r, fw):
+    """``fw``'s p50 over fastnn's for a single-row predict (medians when a p50 is missing)."""
+    if r.get(f"{fw}_p50_us") and r.get("fastnn_p50_us"):
+        return r[f"{fw}_p50_us"] / r["fastnn_p50_us"]
+    return r.get(f"{fw}/fastnn")
 
 
 def other_table(benchmarks):
@@ -353,9 +410,9 @@ def report(benchmarks, suite=None):
     if kernels := kernel_table(benchmarks, suite):
         sections.append("## Kernels (median ms; Numba/NumPy < 1 means Numba is faster)\n\n" + kernels)
     if epochs := epoch_table(benchmarks):
-        sections.append("## One epoch (median s; ratios < 1 mean fastnn is faster)\n\n" + epochs)
+        sections.append("## One epoch (median s; ratios X/fastnn > 1 mean fastnn is faster)\n\n" + epochs)
     if workloads := workload_table(benchmarks):
-        sections.append("## Workloads (median (min–max over rounds); ratios < 1 mean fastnn is faster)\n\n"
+        sections.append("## Workloads (median (min–max over rounds); ratios X/fastnn > 1 mean fastnn is faster)\n\n"
                         + workloads)
     if others := other_table(benchmarks):
         sections.append("## Other benchmarks (median s)\n\n" + others)
@@ -397,9 +454,10 @@ def plot(benchmarks, path, suite=None):
             ax.set_xlabel("median time Numba / NumPy (lower is faster; < 1: Numba wins)")
             ax.set_title("fastnn kernels: Numba vs NumPy twin")
         elif panel == "workloads":
-            width = 0.8 / len(WORKLOAD_FRAMEWORKS)
-            for k, fw in enumerate(WORKLOAD_FRAMEWORKS):
-                ys = [i + (k - 1.5) * width for i, r in enumerate(floored) if f"{fw}_s" in r]
+            fws = _timed(floored, WORKLOAD_FRAMEWORKS)
+            width = 0.8 / len(fws)
+            for k, fw in enumerate(fws):
+                ys = [i + (k - (len(fws) - 1) / 2) * width for i, r in enumerate(floored) if f"{fw}_s" in r]
                 xs = [r[f"{fw}_s"] / r["floor_s"] for r in floored if f"{fw}_s" in r]
                 if xs:
                     ax.barh(ys, xs, width, label=_NAMES[fw])
@@ -413,12 +471,12 @@ def plot(benchmarks, path, suite=None):
             ax.set_title("workloads: time over the floor (lower is faster)")
             ax.legend(fontsize=7)
         else:
-            width = 0.8 / len(FRAMEWORKS)
-            for k, fw in enumerate(FRAMEWORKS):
-                xs = [i + (k - 1) * width for i, r in enumerate(epochs) if f"{fw}_s" in r]
+            fws = _timed(epochs, FRAMEWORKS)
+            width = 0.8 / len(fws)
+            for k, fw in enumerate(fws):
+                xs = [i + (k - (len(fws) - 1) / 2) * width for i, r in enumerate(epochs) if f"{fw}_s" in r]
                 ys = [r[f"{fw}_s"] for r in epochs if f"{fw}_s" in r]
-                if ys:
-                    ax.bar(xs, ys, width, label=fw)
+                ax.bar(xs, ys, width, label=_NAMES[fw])
             ax.set_xticks(range(len(epochs)), [f"bs={r['batch']}" for r in epochs])
             ax.set_ylabel("s / epoch (median)")
             ax.set_title("one epoch, 784-128-64-10 ReLU, SGD lr 0.1, float32")

@@ -238,7 +238,7 @@ def _add_export(subparsers, common):
 def _add_bench(subparsers, common):
     # Not built on `common`: the benchmarks choose their own data and time both backends.
     p = subparsers.add_parser(
-        "bench", help="time the Numba kernels against their NumPy twins, and one epoch against NumPy and PyTorch",
+        "bench", help="time the Numba kernels against their NumPy twins, and epochs against NumPy, PyTorch and JAX",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run fastnn's pytest-benchmark suite (benchmarks/ of the source repository) and print markdown\n"
                     "tables of the median times; optionally draw them as a PNG chart. The suites:\n\n"
@@ -246,14 +246,17 @@ def _add_bench(subparsers, common):
                     "           shapes of a 784-128-64-10 MLP with batch 16, 64 and 256: median ms of each and\n"
                     "           the ratio Numba/NumPy (< 1: Numba is faster)\n"
                     "  epoch    one training epoch of that MLP (ReLU, SGD lr 0.1, 60,000 synthetic samples) with\n"
-                    "           fastnn, a plain NumPy reference and PyTorch (if installed): median s/epoch, the\n"
-                    "           ratios fastnn/NumPy and fastnn/PyTorch, peak extra memory, and fastnn's\n"
-                    "           GFLOP/s as a fraction of a 2048^3 sgemm timed in the same run\n"
+                    "           fastnn, a plain NumPy reference, PyTorch and the peers JAX (whole epoch under\n"
+                    "           jit + lax.scan, and per-step jit) and torch.compile (each if installed; the\n"
+                    "           'peers' extra): median s/epoch, the ratios NumPy/fastnn, PyTorch/fastnn, ...\n"
+                    "           (> 1: fastnn is faster), the peers' compile times, peak extra memory, and\n"
+                    "           fastnn's GFLOP/s as a fraction of a 2048^3 sgemm timed in the same run\n"
                     "  workloads  the speed issue's shapes (Fashion-MNIST at batch 16/64/256 shuffled and in\n"
                     "           order, wide 784-1024-1024-10, tabular 32-64-64-1, deep 64-(64x7)-10), predict of\n"
                     "           one row (p50/p90) and of 10,000 rows, and the first fit with an empty and a warm\n"
-                    "           Numba cache: fastnn, its NumPy twin, PyTorch and scikit-learn beside the sgemm\n"
-                    "           floor of the same run (ratios fastnn/floor, fastnn/PyTorch, ...)\n"
+                    "           Numba cache: fastnn, its NumPy twin, JAX (jit + lax.scan, per-step jit), PyTorch,\n"
+                    "           torch.compile and scikit-learn beside the sgemm floor of the same run (ratios\n"
+                    "           fastnn/floor, JAX/fastnn, PyTorch/fastnn, ..., the fastest peer/fastnn)\n"
                     "  all      everything in benchmarks/ (also the scikit-learn-API fits, if Fashion-MNIST is\n"
                     "           installed)\n\n"
                     "Every time is a median over rounds, taken after the kernels are compiled, and every ratio\n"

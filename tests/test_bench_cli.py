@@ -26,12 +26,13 @@ def kernel(case, backend, median, batch=16, shape="128", suite="full"):
                            "dtype": "float32", "suite": suite, **THREADS}}
 
 
-def epoch(framework, median, batch=64, **memory):
-    """One entry as benchmarks/test_bench_epoch.py records it (``memory``: test_epoch_memory's extra fields)."""
-    group = f"epoch-memory[bs={batch}]" if memory else f"epoch[bs={batch}]"
+def epoch(framework, median, batch=64, **extra):
+    """One entry as benchmarks/test_bench_epoch.py records it (``extra``: test_epoch_memory's fields, a peer's
+    ``compile_s``)."""
+    group = f"epoch-memory[bs={batch}]" if "peak_extra_mib" in extra else f"epoch[bs={batch}]"
     return {"group": group, "name": f"test_epoch[{batch}-{framework}]", "stats": stats(median),
             "extra_info": {"framework": framework, "batch": batch, "samples": 60000, "data": "synthetic",
-                           "dtype": "float32", "lr": 0.1, "flop": 2.4e11, **THREADS, **memory}}
+                           "dtype": "float32", "lr": 0.1, "flop": 2.4e11, **THREADS, **extra}}
 
 
 def sgemm(median, n=2048):
@@ -48,14 +49,16 @@ def stats(median):
 @pytest.fixture
 def bench_json(tmp_path, monkeypatch):
     """A pytest-benchmark-shaped JSON: relu_backward Numba 0.02 ms vs NumPy 0.08 ms (ratio 0.25), a CI pair,
-    a case timed on one backend only, an epoch at bs=64 (fastnn 2 s, NumPy 4 s, PyTorch 1 s; 240 GFLOP) and its
-    memory, and an sgemm peak of 2 * 2048^3 flop in 0.1718 s (200 GFLOP/s)."""
+    a case timed on one backend only, an epoch at bs=64 (fastnn 2 s, NumPy 4 s, PyTorch 1 s, JAX jit+scan 3 s
+    compiled in 0.5 s, torch.compile 5 s compiled in 7 s; 240 GFLOP) and its memory, and an sgemm peak of
+    2 * 2048^3 flop in 0.1718 s (200 GFLOP/s)."""
     monkeypatch.chdir(tmp_path)
     benchmarks = [kernel("relu_backward", "numba", 2e-5), kernel("relu_backward", "numpy", 8e-5),
                   kernel("mse", "numba", 3e-5, suite="ci", batch=64, shape="10"),
                   kernel("mse", "numpy", 1e-5, suite="ci", batch=64, shape="10"),
                   kernel("tanh_forward", "numba", 1e-5),
-                  epoch("fastnn", 2.0), epoch("numpy", 4.0), epoch("torch", 1.0),
+                  epoch("fastnn", 2.0), epoch("numpy", 4.0), epoch("torch", 1.0), epoch("jax", 3.0, compile_s=0.5),
+                  epoch("torch_compile", 5.0, compile_s=7.0),
                   epoch("fastnn", 1.0, batch=256, peak_extra_mib=12.5), epoch("numpy", 1.0, batch=256,
                                                                                 peak_extra_mib=40.0),
                   sgemm(2 * 2048**3 / 200e9)]
@@ -73,7 +76,11 @@ def test_from_json_prints_and_writes_the_tables(capsys, bench_json, tmp_path):
     assert "| relu_backward | 128 | 16 | 0.02 | 0.08 | 0.25 |" in text
     assert "| mse (ci) | 10 | 64 | 0.03 | 0.01 | 3.00 |" in text
     assert "tanh_forward" not in text  # no NumPy twin timed: no ratio
-    assert "| 64 | 60000 | 2 | 4 | 1 | 0.5 | 2 |" in text  # s/epoch: fastnn, NumPy, PyTorch; fastnn/NumPy, /PyTorch
+    # s/epoch: fastnn, NumPy, PyTorch, JAX jit+scan, torch.compile (no per-step JAX timed: no column); peer/fastnn
+    assert ("| batch | samples | fastnn (s) | NumPy twin (s) | PyTorch (s) | JAX jit+scan (s) | torch.compile (s) | "
+            "NumPy twin/fastnn | PyTorch/fastnn | JAX jit+scan/fastnn | torch.compile/fastnn |") in text
+    assert "| 64 | 60000 | 2 | 4 | 1 | 3 | 5 | 2 | 0.5 | 1.5 | 2.5 |" in text
+    assert "| batch | JAX jit+scan compile (s) | torch.compile compile (s) |\n|---:|---:|---:|\n| 64 | 0.5 | 7 |" in text
     assert "| 256 | 12.5 | 40 |" in text
     assert "| 64 | 120 | 200 | 0.6 |" in text  # 240 GFLOP in 2 s against the 200 GFLOP/s sgemm peak
     assert "sgemm-peak" not in text  # the peak is a column, not an "other benchmark"
@@ -162,35 +169,56 @@ def workload(kind, workload_name, framework, median, batch, threads=2, order=Non
 
 
 def test_workload_tables_and_chart(tmp_path):
-    """Floors come from the sgemm at the row's thread count; ratios divide medians; predict rows show p50/p90."""
+    """Floors come from the sgemm at the row's thread count; ratios divide medians (peer/fastnn, fastnn/floor);
+    the fastest peer is named; peers' compile times have their own table; predict rows show p50/p90."""
     floor_flop = 2 * 2048**3  # 0.1718 s at 100 GFLOP/s (2 threads) and 0.3436 s at 50 (1 thread)
+    fmnist64 = {"order": "shuffled", "flop": 25e9}  # floor 0.25 s at 2 threads
     benchmarks = [
         {"group": "sgemm floor", "name": "test_sgemm_floor[2]", "stats": stats(floor_flop / 100e9),
          "extra_info": {"kind": "sgemm", "sgemm": 2048, "threads": 2, "flop": floor_flop}},
         {"group": "sgemm floor", "name": "test_sgemm_floor[1]", "stats": stats(floor_flop / 50e9),
          "extra_info": {"kind": "sgemm", "sgemm": 2048, "threads": 1, "flop": floor_flop}},
-        workload("epoch", "fmnist", "fastnn", 0.5, 64, order="shuffled", flop=25e9),  # floor 0.25 s at 2 threads
-        workload("epoch", "fmnist", "torch", 2.0, 64, order="shuffled", flop=25e9),
-        workload("epoch", "fmnist", "numpy", 1.0, 64, order="shuffled", flop=25e9),
-        workload("epoch", "fmnist", "sklearn", 4.0, 64, order="shuffled", flop=25e9),
+        workload("epoch", "fmnist", "fastnn", 0.5, 64, **fmnist64),
+        workload("epoch", "fmnist", "torch", 2.0, 64, **fmnist64),
+        workload("epoch", "fmnist", "numpy", 1.0, 64, **fmnist64),
+        workload("epoch", "fmnist", "sklearn", 4.0, 64, **fmnist64),
+        workload("epoch", "fmnist", "jax", 0.4, 64, compile_s=0.3, **fmnist64),
+        workload("epoch", "fmnist", "jax_step", 0.8, 64, compile_s=0.6, **fmnist64),
+        workload("epoch", "fmnist", "torch_compile", 1.5, 64, compile_s=6.0, **fmnist64),
         workload("epoch", "fmnist", "fastnn", 0.5, 16, threads=1, order="in-order", flop=25e9),  # 0.5 s at 1 thread
         workload("predict1", "fmnist", "fastnn", 10e-6, 1, threads=1, flop=2e5, p50_us=10.0, p90_us=12.0),
         workload("predict1", "fmnist", "torch", 40e-6, 1, threads=1, flop=2e5, p50_us=40.0, p90_us=50.0),
+        workload("predict1", "fmnist", "jax", 30e-6, 1, threads=2, flop=2e5, p50_us=30.0, p90_us=35.0),
         workload("startup", "startup-cold", "fastnn", 3.0, None),
     ]
     path = tmp_path / "w.json"
     path.write_text(json.dumps({"benchmarks": benchmarks}))
     text = bench.render(path, out_png=tmp_path / "w.png" if importlib.util.find_spec("matplotlib") else None)
     assert "50.0 GFLOP/s at 1 thread, 100.0 GFLOP/s at 2 threads" in text
-    [row] = [line for line in text.splitlines() if line.startswith("| fmnist | 784-128-64-10 | 64 |")]
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[5:9] == ["0.5 (0.45–0.75)", "1 (0.9–1.5)", "2 (1.8–3)", "4 (3.6–6)"]
-    assert cells[9:] == ["0.25", "2", "0.25", "0.125", "0.5"]  # floor; fastnn/floor, /torch, /sklearn, /numpy
-    [row16] = [line for line in text.splitlines() if line.startswith("| fmnist | 784-128-64-10 | 16 |")]
-    assert "| 0.5 | 1 |" in row16  # floor at the one-thread rate, fastnn/floor 1
-    assert "| 784-128-64-10 | 1 | 10 / 12 | 40 / 50 | 0.25 |" in text
+    lines = text.splitlines()
+    assert ("| workload | layers | batch | order | threads | fastnn (s) | NumPy twin (s) | JAX jit+scan (s) | "
+            "JAX per-step jit (s) | PyTorch (s) | torch.compile (s) | scikit-learn (s) | floor (s) |") in lines
+    times, ratios, compiled = [[c.strip() for c in line.strip("|").split("|")] for line in lines
+                               if line.startswith("| fmnist | 784-128-64-10 | 64 |")]
+    assert times[5:] == ["0.5 (0.45–0.75)", "1 (0.9–1.5)", "0.4 (0.36–0.6)", "0.8 (0.72–1.2)", "2 (1.8–3)",
+                         "1.5 (1.4–2.2)", "4 (3.6–6)", "0.25"]
+    # fastnn/floor; NumPy twin, JAX, JAX step, PyTorch, torch.compile, scikit-learn over fastnn; the fastest peer
+    assert ratios[4:] == ["2", "2", "0.8", "1.6", "4", "3", "8", "0.8 (JAX jit+scan)"]
+    times16, ratios16 = [line for line in lines if line.startswith("| fmnist | 784-128-64-10 | 16 |")]
+    assert times16.endswith("| 0.5 |") and "| 1 | – |" in ratios16  # floor at the one-thread rate, fastnn/floor 1
+    assert compiled[4:] == ["0.3", "0.6", "6"]  # compile (s): JAX jit+scan, JAX per-step, torch.compile
+    assert "Not timed" not in text
+    assert "| 784-128-64-10 | 1 | 10 / 12 | 30 / 35 | 40 / 50 | 3 | 4 |" in lines  # JAX, PyTorch p50 over fastnn's
     assert "| startup-cold | 3 (2.7–4.5) | 5 |" in text
     assert "sgemm floor" not in text and "test_workload" not in text  # nothing left over as "other benchmarks"
     assert bench.epoch_rows(bench.load(path)) == []  # workload rows are not mistaken for the epoch suite's
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "w.png").read_bytes()[:8] == PNG_MAGIC
+
+    # Without the peers (not installed): their columns go, one line names them.
+    path.write_text(json.dumps({"benchmarks": [b for b in benchmarks if b["extra_info"].get("framework") not in
+                                               bench.PEERS]}))
+    text = bench.render(path)
+    assert "JAX" not in text.split("Not timed")[0] and "torch.compile" not in text.split("Not timed")[0]
+    assert "Not timed in this run (not installed, or deselected): JAX jit+scan, JAX per-step jit, torch.compile." \
+        in text
