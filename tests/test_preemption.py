@@ -211,3 +211,35 @@ def test_cli_save_and_checkpoint_on_one_file_is_a_usage_error(tmp_path, capsys, 
     assert info.value.code == 2
     assert "--save and --checkpoint name the same file" in capsys.readouterr().err
     assert not save.exists() or save.read_bytes() == b""  # untouched
+
+
+def test_cli_a_run_without_seed_names_the_seed_to_resume_with(tmp_path):
+    """Without --seed the default validation split is drawn afresh each run, so a resume needs the interrupted
+    run's seed: the interruption message names it, and a resume without it is refused with that hint."""
+    import re
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20_000, 20)).astype(np.float32)
+    np.savez(tmp_path / "train.npz", X=X, y=(X[:, 0] > 0).astype(np.int64))
+    command = [sys.executable, "-m", "fastnn", "train", "--data", str(tmp_path / "train.npz"), "--hidden", "128,128",
+               "--batch-size", "16", "--save", str(tmp_path / "m.npz"), "--checkpoint", str(tmp_path / "c.ckpt"), "-q"]
+    proc = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "c.ckpt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    seed = re.search(r"continue with the same command with --seed (\d+) and --resume", err)
+    assert seed, err
+    refused = subprocess.run(command + ["--resume"], env=ENV, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 1 and "resume with the --seed of the run that wrote the checkpoint" in refused.stderr
+    resumed = subprocess.run(command + ["--resume", "--seed", seed.group(1)], env=ENV,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    reference = [a if a != str(tmp_path / "m.npz") else str(tmp_path / "ref.npz") for a in command]
+    reference = [a if a != str(tmp_path / "c.ckpt") else str(tmp_path / "ref.ckpt") for a in reference]
+    subprocess.run(reference + ["--seed", seed.group(1)], env=ENV, check=True, capture_output=True, timeout=300)
+    for a, b in zip(fn.load(tmp_path / "m.npz").parameters(), fn.load(tmp_path / "ref.npz").parameters()):
+        np.testing.assert_array_equal(a.data, b.data)  # exactly the uninterrupted run with that seed
