@@ -221,7 +221,7 @@ def test_cli_a_run_without_seed_names_the_seed_to_resume_with(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((20_000, 20)).astype(np.float32)
     np.savez(tmp_path / "train.npz", X=X, y=(X[:, 0] > 0).astype(np.int64))
-    command = [sys.executable, "-m", "fastnn", "train", "--data", str(tmp_path / "train.npz"), "--hidden", "128,128",
+    command = [sys.executable, "-m", "fastnn", "train", "--data", str(tmp_path / "train.npz"), "--hidden", "256,256",
                "--batch-size", "16", "--save", str(tmp_path / "m.npz"), "--checkpoint", str(tmp_path / "c.ckpt"), "-q"]
     proc = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
