@@ -241,7 +241,7 @@ def read_checkpoint(path, model, optimizer, *, schedulers, early_stopping, run=N
     if best and [b.shape for b in best] != [p.data.shape for p in params.values()]:
         raise ValueError(f"{path}: checkpoint's early-stopping weights do not match the model's parameters")
 
-    undo = _Snapshot(model, optimizer, schedulers, early_stopping)
+    undo = _Snapshot(optimizer, schedulers, early_stopping)
     field = "schedulers"
     try:
         for sched, saved_state in zip(schedulers, state["schedulers"]):
@@ -270,7 +270,7 @@ def read_checkpoint(path, model, optimizer, *, schedulers, early_stopping, run=N
 class _Snapshot:
     """The optimizer's, schedulers' and early stopping's state, to put back when a restore fails half-way."""
 
-    def __init__(self, model, optimizer, schedulers, early_stopping):
+    def __init__(self, optimizer, schedulers, early_stopping):
         config, arrays = optimizer.state_dict()
         self.optimizer, self.opt = optimizer, (config, {k: a.copy() for k, a in arrays.items()})
         self.schedulers = [(s, s.state_dict()) for s in schedulers]

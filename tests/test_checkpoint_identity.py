@@ -100,7 +100,7 @@ def test_allow_changes_continues_with_the_new_settings(tmp_path):
     fit(path)
     model, opt, history = fit(path, 4, resume=True, lr=0.05, batch_size=64,
                               allow_changes=["optimizer.lr", "batch_size"])
-    assert history.epoch == [0, 1, 2, 3] and opt.lr == 0.05
+    assert history.epoch == [0, 1, 2, 3] and opt.lr == 0.05 and history.fast_path
     assert history.history["lr"][2:] == [0.05, 0.05]
     # The checkpoint now records the new settings: the same resume needs no allowance any more.
     fit(path, 5, resume=True, lr=0.05, batch_size=64)

@@ -64,7 +64,7 @@ def test_fit_keeps_the_last_completed_epoch(tmp_path, capsys, signum):
     for a, b in zip(model.parameters(), reference.parameters()):  # the model is back at epoch 2
         np.testing.assert_array_equal(a.data, b.data)
     resumed = _model()
-    _fit(resumed, 6, checkpoint=ckpt, resume=True)
+    assert _fit(resumed, 6, checkpoint=ckpt, resume=True).fast_path  # signals and checkpoints on the compiled step
     full = _model()
     _fit(full, 6)
     for a, b in zip(resumed.parameters(), full.parameters()):
