@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 import fastnn as fn
-from fastnn import bench, preprocessing, tables
+from fastnn import bench, preprocessing, selection, tables
 from fastnn import train as fit_loop
 from fastnn.datasets import load_fashion_mnist, load_mnist
 from fastnn.export import OPSET  # export.py imports onnx only when exporting
@@ -122,8 +122,8 @@ def _add_train(subparsers, common):
                     "epoch, then the loss (and accuracy) on the test data: the dataset's test split, or --test-data\n"
                     "(without it, on the training data). Classification uses softmax cross-entropy with one output\n"
                     "per class (the distinct labels of --data, sorted); regression the mean squared error with\n"
-                    "one output per column of y. Without --epochs, training stops when the validation loss stops\n"
-                    "improving (the rule: --epochs below).",
+                    "one output per column of y. Without --epochs, a small table's epochs and weight decay are\n"
+                    "chosen by cross-validation, a larger one's by early stopping (the rule: --epochs below).",
         epilog="examples:\n"
                "  fastnn train --hidden 128,64 --epochs 10 --optimizer adam --seed 0 --save model.npz\n"
                "  fastnn train --data train.csv --target label --test-data test.csv --plot curves.png\n"
@@ -141,7 +141,12 @@ def _add_train(subparsers, common):
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=_positive_int,
                      help="train exactly this many epochs (no validation split or early stopping unless asked "
-                          "for). Without --epochs: train until the validation loss stops improving -- 10%% of "
+                          f"for). Without --epochs, a --data table of fewer than {selection.MAX_ROWS:,} rows: "
+                          "choose the epochs (at most 1000 or 100,000 batches' worth over all fits) and the weight "
+                          f"decay ({', '.join(f'{d:g}' for d in selection.WEIGHT_DECAYS)}; only the epochs with "
+                          f"--weight-decay) by {selection.FOLDS}-fold cross-validation on all its rows, then "
+                          "train on all of them. Without --epochs otherwise (or with --validation-split or "
+                          "--early-stopping): train until the validation loss stops improving -- 10%% of "
                           "the training rows held out (shuffled, stratified by class; --validation-split to "
                           "change), stop after 10 epochs (--early-stopping) without an improvement of 1e-4, "
                           "keep the best epoch's weights; at most 1000 epochs or 100,000 batches' worth, "
@@ -418,10 +423,11 @@ _AUTO_VALIDATION, _AUTO_PATIENCE, _AUTO_MIN_DELTA = 0.1, 10, 1e-4
 _AUTO_MAX_EPOCHS, _AUTO_MAX_BATCHES, _AUTO_MIN_EPOCHS = 1000, 100_000, 10
 
 
-def _auto_epochs(n_train, batch_size):
-    """The most epochs an early-stopped run may take: 1000, or 100,000 batches' worth, but at least 10."""
+def _auto_epochs(n_train, batch_size, fits=1):
+    """The most epochs an early-stopped run may take: 1000, or 100,000 batches' worth (shared by ``fits`` fits),
+    but at least 10."""
     per_epoch = -(-n_train // batch_size)
-    return max(_AUTO_MIN_EPOCHS, min(_AUTO_MAX_EPOCHS, _AUTO_MAX_BATCHES // per_epoch))
+    return max(_AUTO_MIN_EPOCHS, min(_AUTO_MAX_EPOCHS, _AUTO_MAX_BATCHES // (per_epoch * fits)))
 
 
 def _validation_order(y, fraction, seed, classification):
@@ -479,7 +485,10 @@ def _train_data(args, say, seed):
             test = (Xt, yt)
         X = features
     order = n_val = None
-    fraction = args.validation_split or (_AUTO_VALIDATION if auto else 0.0)
+    # A small table without --epochs/--validation-split/--early-stopping: cross-validated on all its rows instead.
+    cross = (auto and args.data is not None and args.validation_split is None and args.early_stopping is None
+             and len(y_train) < selection.MAX_ROWS)
+    fraction = args.validation_split or (_AUTO_VALIDATION if auto and not cross else 0.0)
     if fraction:  # shuffled, stratified: the tail of a table sorted by class would hold one class
         try:
             order, n_val = _validation_order(y_train, fraction, seed, classification)
@@ -500,12 +509,16 @@ def _train_data(args, say, seed):
         validation = (X_net[-n_val:], y_net[-n_val:])
         X_net, y_net = X_net[:-n_val], y_net[:-n_val]
     epochs = _auto_epochs(len(X_net), args.batch_size) if auto else args.epochs
-    patience = args.early_stopping if args.early_stopping is not None else _AUTO_PATIENCE if auto else None
+    if cross:  # each of the cross-validation's fits gets an equal share of the batch budget
+        fits = selection.FOLDS * (1 if args.weight_decay is not None else len(selection.WEIGHT_DECAYS))
+        epochs = _auto_epochs(len(X_net) - len(X_net) // selection.FOLDS, args.batch_size, fits)
+    patience = args.early_stopping if args.early_stopping is not None else _AUTO_PATIENCE if auto and not cross \
+        else None
     stopping = None if patience is None else fn.EarlyStopping(patience=patience, min_delta=_AUTO_MIN_DELTA if auto
                                                               else 0.0, restore_best_weights=True)
     return _Data(X=X_net, y=y_net, validation=validation, all=(X_all, y_all), test=test, n_features=X_net.shape[1],
                  n_outputs=n_outputs, name=name, preprocessing=preprocessing, target=target, epochs=epochs,
-                 early_stopping=stopping)
+                 early_stopping=stopping, cross_validate=cross)
 
 
 def _fit_preprocessing(args, features, y):
@@ -733,6 +746,8 @@ def _train(args, say):
     data = _train_data(args, say, seeds[-2])
     X_train, y_train, test, n_features, n_outputs, name = (data.X, data.y, data.test, data.n_features,
                                                            data.n_outputs, data.name)
+    loss = _loss_for(args.task)
+    choice = _cross_validate(args, seeds, data, loss, say) if data.cross_validate else None  # a small table
     model = _build_model(args, seeds, n_features, n_outputs)
     model.preprocessing, model.target = data.preprocessing, data.target
     optimizer = _build_optimizer(args, model.parameters())
@@ -741,7 +756,6 @@ def _train(args, say):
         f"validation / {'no' if test is None else len(test[1])} test samples; {_preprocessing_note(data)}MLP "
         f"{'-'.join(str(w) for w in [n_features, *args.hidden, n_outputs])} ({args.activation}, {args.dtype}, "
         f"{n_params:,} parameters); {optimizer!r}")
-    loss = _loss_for(args.task)
     start = time.perf_counter()
     # fit checks every batch's loss and raises on NaN/inf; the NumPy twins' overflow warnings on the way there
     # would only be noise ahead of that message.
@@ -781,7 +795,50 @@ def _train(args, say):
         say(f"drew the learning curves to {args.plot}")
     return {"dataset": name, **{f"{split}_{k}": v for k, v in metrics.items()},
             "epochs": len(history.epoch), "train_seconds": round(seconds, 3), "history": history.history,
-            "model": args.save, "plot": args.plot}
+            "model": args.save, "plot": args.plot,
+            **({} if choice is None else {"cross_validation": choice})}
+
+
+def _cross_validate(args, seeds, data, loss, say):
+    """Choose a small table's epochs (and weight decay, unless --weight-decay is given) by k-fold
+    cross-validation on all its rows; set ``data.epochs`` and ``args.weight_decay`` to the choice."""
+    decays = selection.WEIGHT_DECAYS if args.weight_decay is None else (args.weight_decay,)
+    if len(data.y) < 2 * selection.FOLDS:
+        raise _Failure(f"{data.name}: {len(data.y)} rows are too few to choose the epochs by {selection.FOLDS}-fold "
+                       "cross-validation; give --epochs")
+    say(f"{data.name}: {len(data.y)} rows, fewer than {selection.MAX_ROWS:,}: choosing the epochs"
+        f"{'' if len(decays) == 1 else ' and the weight decay'} by {selection.FOLDS}-fold cross-validation "
+        f"(up to {data.epochs} epochs each)")
+
+    def build(decay):
+        model = _build_model(args, seeds, data.n_features, data.n_outputs)
+        return model, _build_optimizer(argparse.Namespace(**{**vars(args), "weight_decay": decay}),
+                                       model.parameters())
+
+    def report(decay, epochs, val_loss):
+        say(f"  weight decay {decay:g}: mean val_loss {val_loss:.4f} after {epochs} epochs")
+
+    start = time.perf_counter()
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            choice = selection.cross_validate(build, data.X, data.y, loss, epochs=data.epochs,
+                                              batch_size=args.batch_size, seed=int(seeds[-1].generate_state(1)[0]),
+                                              stratify=args.task == "classification", weight_decays=decays,
+                                              on_result=report)
+    except (KeyboardInterrupt, fn.TrainingTerminated) as exc:
+        exc.reported = True  # nothing trained yet that could be kept
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by {signal.Signals(exc.signum).name}"
+        print(f"fastnn: {why} during the cross-validation, before the final fit: nothing was saved",
+              file=sys.stderr, flush=True)
+        raise
+    except FloatingPointError as exc:
+        raise _Failure(f"training diverged in cross-validation: {exc}; nothing was saved") from None
+    seconds = time.perf_counter() - start
+    say(f"  chose weight decay {choice.weight_decay:g} and {choice.epochs} epochs; training on all {len(data.y)} "
+        "rows")
+    data.epochs, args.weight_decay = choice.epochs, choice.weight_decay
+    return {"folds": selection.FOLDS, "weight_decay": choice.weight_decay, "epochs": choice.epochs,
+            "val_loss": choice.loss, "seconds": round(seconds, 3)}
 
 
 def _eval_data(args, model, say):

@@ -243,3 +243,27 @@ def test_cli_a_run_without_seed_names_the_seed_to_resume_with(tmp_path):
     subprocess.run(reference + ["--seed", seed.group(1)], env=ENV, check=True, capture_output=True, timeout=300)
     for a, b in zip(fn.load(tmp_path / "m.npz").parameters(), fn.load(tmp_path / "ref.npz").parameters()):
         np.testing.assert_array_equal(a.data, b.data)  # exactly the uninterrupted run with that seed
+
+
+def test_cli_a_signal_during_the_cross_validation_saves_nothing(tmp_path):
+    """A small table is cross-validated before its final fit: a SIGTERM then leaves no file behind (no model to keep)
+    and says so."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 4))
+    rows = ["a,b,c,d,y"] + [",".join(f"{v:.5f}" for v in x) + f",{'yes' if x[0] > 0 else 'no'}" for x in X]
+    (tmp_path / "small.csv").write_text("\n".join(rows) + "\n")
+    command = [sys.executable, "-m", "fastnn", "train", "--data", str(tmp_path / "small.csv"), "--target", "y",
+               "--seed", "0", "--save", str(tmp_path / "m.npz"), "--checkpoint", str(tmp_path / "c.ckpt")]
+    proc = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:  # the first weight decay's folds are done: well inside the cross-validation
+        lines.append(line)
+        if line.startswith("  weight decay 0:"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, "".join(lines) + out + err
+    assert "chose weight decay" not in out
+    assert "fastnn: stopped by SIGTERM during the cross-validation, before the final fit: nothing was saved" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "m.npz").exists() and not (tmp_path / "c.ckpt").exists()

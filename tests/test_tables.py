@@ -9,7 +9,7 @@ import pytest
 
 import fastnn as fn
 from fastnn import io as fio
-from fastnn import tables
+from fastnn import selection, tables
 from fastnn.preprocessing import DataError, Labels, Standardize, Table
 from tests.conftest import run
 
@@ -172,20 +172,55 @@ def test_regression_target_standardized_and_predicted_in_its_units(capsys, tmp_p
     assert json.loads(out.splitlines()[-1])["test_loss"] == pytest.approx(np.mean((pred - y) ** 2), rel=1e-4)
 
 
-def test_default_run_stops_early_and_keeps_the_best_weights(capsys, trained):
+def test_default_run_on_a_large_table_stops_early_and_keeps_the_best_weights(capsys, trained, monkeypatch):
+    monkeypatch.setattr(selection, "MAX_ROWS", 100)  # the 400-row table counts as large: one validation split
     out, err = cli(capsys, "train", "--data", trained / "train.csv", "--target", "churned", "--seed", "0",
                    "--json", "--hidden", "16")
     result = json.loads(out.splitlines()[-1])
     val = result["history"]["val_loss"]
-    assert "360 train / 40 validation" in err
+    assert "360 train / 40 validation" in err and "cross_validation" not in result
     assert 10 < result["epochs"] < 1000 and len(val) == result["epochs"]
     assert min(val) < min(val[-10:])  # it stopped after 10 epochs without improvement
+
+
+def test_default_run_on_a_small_table_cross_validates_then_trains_on_every_row(capsys, trained):
+    out, err = cli(capsys, "train", "--data", trained / "train.csv", "--target", "churned", "--seed", "0",
+                   "--json", "--hidden", "16")
+    result = json.loads(out.splitlines()[-1])
+    chosen = result["cross_validation"]
+    assert chosen["folds"] == 5 and chosen["weight_decay"] in selection.WEIGHT_DECAYS
+    assert "400 rows, fewer than 2,000: choosing the epochs and the weight decay by 5-fold cross-validation" in err
+    for decay in selection.WEIGHT_DECAYS:
+        assert f"  weight decay {decay:g}: mean val_loss " in err
+    assert f"chose weight decay {chosen['weight_decay']:g} and {chosen['epochs']} epochs" in err
+    assert "400 train / no validation" in err and "val_loss" not in result["history"]
+    assert result["epochs"] == chosen["epochs"] and 1 <= chosen["epochs"] <= 1000
+    assert f"weight_decay={chosen['weight_decay']}" in err  # the final fit's optimizer
+    # --weight-decay given: only the epochs are chosen; --epochs or --validation-split: no cross-validation
+    out, err = cli(capsys, "train", "--data", trained / "train.csv", "--target", "churned", "--seed", "0",
+                   "--json", "--hidden", "16", "--weight-decay", "0.05")
+    result = json.loads(out.splitlines()[-1])
+    assert result["cross_validation"]["weight_decay"] == 0.05 and "choosing the epochs by 5-fold" in err
+    assert err.count("  weight decay ") == 1
+    for extra in (["--epochs", "3"], ["--validation-split", "0.2"], ["--early-stopping", "5"]):
+        out, err = cli(capsys, "train", "--data", trained / "train.csv", "--target", "churned", "--seed", "0",
+                       "--json", "--hidden", "16", *extra)
+        assert "cross_validation" not in json.loads(out.splitlines()[-1]) and "cross-validation" not in err
+
+
+def test_a_table_too_small_to_cross_validate_asks_for_epochs(capsys, tmp_path):
+    write(tmp_path / "t.csv", [{"x": str(i), "y": "ab"[i % 2]} for i in range(9)])
+    code, out, err = run(capsys, "train", "--data", tmp_path / "t.csv", "--target", "y")
+    assert code == 1 and "9 rows are too few to choose the epochs by 5-fold cross-validation; give --epochs" in err
+    cli(capsys, "train", "--data", tmp_path / "t.csv", "--target", "y", "--epochs", "2", "-q")
 
 
 def test_help_states_the_default_rule(capsys):
     code, out, err = run(capsys, "train", "--help")
     text = " ".join(out.split())
-    assert code == 0 and "Without --epochs: train until the validation loss stops improving" in text
+    assert code == 0 and "Without --epochs otherwise (or with --validation-split or --early-stopping): train " \
+                         "until the validation loss stops improving" in text
+    assert "a --data table of fewer than 2,000 rows: choose the epochs" in text and "5-fold cross-validation" in text
     assert "--no-standardize" in text and "--no-impute" in text and "--categorical" in text
 
 
@@ -322,14 +357,7 @@ def test_readme_table_runs_as_pasted(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [
-    "wine", "breast_cancer", "churn",
-    # Not yet within the margin (issue 20): measured 0.20 vs 0.356 R^2 on diabetes (the defaults overfit its 278
-    # training rows within a few epochs and the 31-row validation split picks the epoch noisily), 0.956 vs 0.978
-    # on iris (one test flower of 45).
-    pytest.param("diabetes", marks=pytest.mark.xfail(reason="R^2 0.20 vs 0.356: not within 0.03 yet", strict=True)),
-    pytest.param("iris", marks=pytest.mark.xfail(reason="0.956 vs 0.978: one flower short of 0.02", strict=True)),
-])
+@pytest.mark.parametrize("name", ["wine", "breast_cancer", "churn", "diabetes", "iris"])
 def test_cli_defaults_match_a_careful_scikit_learn_pipeline(capsys, tmp_path, name):
     """Train/test 70/30 written with pandas (index and all); the CLI's defaults against scikit-learn's MLP after
     impute + one-hot + standardize (a regression target standardized too), random_state=0, max_iter=1000, the

@@ -4,6 +4,8 @@ Their shapes and types do not depend on the network, so one compiled function pe
 depth and width (``docs/design.md``, "One signature per dtype"). The kernels trust these tables; the
 functions here build them only from arrays they have checked, and are the only place that should.
 """
+import math
+
 import numpy as np
 
 from fastnn.kernels.codes import (N_PARAM_SLOTS, N_WORK_SLOTS, NEEDS_INPUT, O_D, O_G, O_H, O_Z, P_B, P_DB, P_DW,
@@ -20,7 +22,7 @@ def _address(a, name, dtype, shape, flat=False):
                         f"{type(a).__name__} {getattr(a, 'dtype', '')}")
     if flat and a.ndim == 1 and a.size == 0:
         return 0
-    if a.shape != ((int(np.prod(shape)),) if flat else shape):
+    if a.shape != ((math.prod(shape),) if flat else shape):
         raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
     return a.ctypes.data
 
