@@ -222,9 +222,9 @@ def _optimizer(name, n_in, n_out):
         p, g = _normal(rng, size, np.sqrt(2 / n_in)), _normal(rng, size, 1e-2)
         if name == "adam_update":  # state as after a few steps: m ~ g, v ~ g**2 > 0
             m, v = _normal(rng, size, 1e-2), (_normal(rng, size, 1e-2) ** 2 + 1e-6).astype(F32)
-            return p, g, m, v, 3, 1e-3, 0.9, 0.999, 1e-8, 0.0, False
+            return p, g, m, v, 3, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False
         momentum = 0.9 if name == "sgd_update_momentum" else 0.0
-        return p, g, np.zeros(size, F32), 0.01, momentum, 0.0, False
+        return p, g, np.zeros(size, F32), 0.01, momentum, 0.0, False, False
     outputs = (0, 2, 3) if name == "adam_update" else (0, 2)
     kernel = "adam_update" if name == "adam_update" else "sgd_update"
     return Case(name, kernel, _shape(n_in, n_out), None, make, outputs, stateful=True)

@@ -1,8 +1,8 @@
 """The training loop: batching, metrics, validation, early stopping, progress. Thin by design.
 
-The work of a run of batches is one call, ``run(order, b0, b1)``, built once per
+The work of a run of batches is one call of a :class:`fastnn.core.TrainingCore`, built once per
 ``fit``: the compiled step of :mod:`fastnn.fused` when the model, loss and
-optimizer allow it, else the general layer-by-layer path here.
+optimizer allow it, else the layer-by-layer path.
 """
 import collections
 import contextlib
@@ -17,6 +17,7 @@ import weakref
 import numpy as np
 
 from fastnn import fused
+from fastnn.core import TrainingCore, accuracy_units, hits, labels_for_accuracy
 from fastnn.checkpoint import check_allow_changes, fingerprint, locked, read_checkpoint, write_checkpoint
 from fastnn.kernels import codes, get_backend, layout
 from fastnn._validation import check_matrix, check_positive_int, check_sample_weight, class_weights_for
@@ -76,6 +77,8 @@ class History:
         Epoch at which early stopping or a callback ended training.
     fast_path : bool
         Whether the compiled training step of :mod:`fastnn.fused` ran (else layer by layer).
+    fallback : str or None
+        Why it did not (None when it did): e.g. a layer, loss or optimizer it has no form for.
     compiled_by : str or None
         Which code ran it: ``"aot"`` (built at install, :mod:`fastnn.kernels.aot`), ``"jit"`` (Numba's JIT),
         ``"numpy"`` (the NumPy twin); None layer by layer. For the same seed, data, dtype and BLAS threads,
@@ -87,6 +90,7 @@ class History:
         self.epoch = []
         self.stopped_epoch = None
         self.fast_path = False
+        self.fallback = None
         self.compiled_by = None
 
     def _append(self, epoch, logs):
@@ -188,31 +192,12 @@ def _check_data(model, loss, X, y, name, convert=True):
     return X, T
 
 
-def _labels_for_accuracy(T):
-    return T if T.ndim == 1 else T.argmax(axis=1)
-
-
-def _hits(loss, out, T):
-    """Right answers in a batch: rows whose argmax is the label, or binary outputs on the right side of 1/2."""
-    if loss.accuracy == "argmax":
-        return int((out.argmax(axis=1) == _labels_for_accuracy(T)).sum())
-    if loss.accuracy == "binary":
-        cut = 0.0 if loss.step_code(T) == codes.LOSS_BCE_LOGITS else 0.5
-        return int(((out > cut) == (T > 0.5)).sum())
-    return 0
-
-
-def _accuracy_units(loss, T):
-    """What ``_hits`` counts out of: one decision per row, or per output for binary losses."""
-    return T.shape[0] * (T.shape[1] if loss.accuracy == "binary" else 1)
-
-
 def _weights(loss, T, sample_weight, class_weight, name, n_classes=None):
     """The per-sample weights ``fit`` trains with (None: unweighted): ``sample_weight`` times the class weights."""
     w = None if sample_weight is None else check_sample_weight(sample_weight, T.shape[0], f"sample_weight{name}")
     if class_weight is not None:
         if loss.accuracy == "argmax":
-            labels = _labels_for_accuracy(T)
+            labels = labels_for_accuracy(T)
         elif loss.accuracy == "binary" and T.shape[1] == 1:
             labels, n_classes = (T[:, 0] > 0.5).astype(np.int64), 2
         else:
@@ -223,53 +208,6 @@ def _weights(loss, T, sample_weight, class_weight, name, n_classes=None):
     if w is not None and not w.sum() > 0:
         raise ValueError(f"sample_weight{name} sums to 0: no sample would count")
     return w
-
-
-def _dropouts(model):
-    """``[(Dropout layer, number of Linear layers before it)]``: the index the step keys its masks by."""
-    found, linears = [], 0
-    for layer in model.layers:
-        if isinstance(layer, Dropout):
-            found.append((layer, linears))
-        linears += isinstance(layer, Linear)
-    return found
-
-
-def _general_runner(model, loss, optimizer, X, T, sw, batch_size, clip_norm=None):
-    """Layer-by-layer ``run(order, b0, b1, after_step=None, seed=0)`` with the fused runner's contract."""
-    rows = min(batch_size, X.shape[0])
-    xbuf = np.empty((rows, X.shape[1]), model.dtype)
-    tbuf = np.empty((rows,) + T.shape[1:], T.dtype)
-    dropouts = _dropouts(model)
-
-    def run(order, b0, b1, after_step=None, seed=0):
-        sums, correct = [], 0
-        for b in range(b0, b1):
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            m = idx.shape[0]
-            Xb, Tb = xbuf[:m], np.take(T, idx, axis=0, out=tbuf[:m])
-            if X.dtype == Xb.dtype:
-                np.take(X, idx, axis=0, out=Xb)
-            else:
-                Xb[...] = X[idx]  # a batch at a time, converted to the model's dtype
-            wb = None if sw is None else sw[idx]
-            for layer, l in dropouts:  # the compiled step's masks: the same key and row offset
-                layer._key = (Dropout.stream_key(seed, l), b * batch_size)
-            out = model._forward(Xb)
-            value = loss._forward(out, Tb, wb)
-            sums.append(value * (m if wb is None else wb.sum()))
-            if not math.isfinite(value):
-                return np.array(sums), correct, b - b0
-            model._backward(loss.backward())
-            if clip_norm:
-                _clip_grad_norm(optimizer.params, clip_norm)
-            optimizer.step()
-            if after_step is not None:
-                after_step()
-            correct += _hits(loss, out, Tb)
-        return np.array(sums), correct, b1 - b0
-
-    return run
 
 
 def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
@@ -334,13 +272,10 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
     model._fit_loss = loss  # predict_proba's default: what the outputs mean
     n = X.shape[0]
     total_weight = n if sw is None else float(sw.sum())
-    labels = _labels_for_accuracy(T) if loss.accuracy == "argmax" else None
     history = History()
-    run = fused.make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, max_norm)
-    history.fast_path = run is not None
-    if run is None:
-        run = _general_runner(model, loss, optimizer, X, T, sw, batch_size, max_norm)
-    has_dropout = bool(_dropouts(model))
+    core = TrainingCore(model, loss, optimizer, X, T, sw, batch_size, max_norm)
+    history.fast_path, history.fallback = core.fast_path, core.fallback
+    has_dropout = bool(core.dropouts)
 
     rng = np.random.default_rng(seed)
     if early_stopping is not None:
@@ -382,7 +317,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
             while b0 < n_batches:
                 b1 = min(b0 + chunk, n_batches)
                 called = time.perf_counter()
-                sums, c, done = _in_training_mode(model, run, order, b0, b1, after_step, epoch_seed)
+                sums, _, c, done = _in_training_mode(model, core.run, order, b0, b1, after_step, epoch_seed)
                 if done < b1 - b0:
                     _diverged(model, at_start.params, sums[done], epoch, epochs, b0 + done, n_batches, history)
                 if history.fast_path and bar is None:
@@ -399,10 +334,10 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
             if bar is not None:
                 bar.close()
             if history.fast_path:
-                history.compiled_by = run.compiled_by
+                history.compiled_by = core.compiled_by
             logs = {"loss": float(batch_losses.sum()) / total_weight}
             if loss.accuracy is not None:
-                logs["accuracy"] = correct / _accuracy_units(loss, T)
+                logs["accuracy"] = correct / accuracy_units(loss, T)
             if validation_data is not None:
                 logs.update({f"val_{k}": v for k, v in evaluate(model, Xv, Tv, loss, sample_weight=swv,
                                                                    _checked=True).items()})
@@ -678,5 +613,5 @@ def evaluate(model, X, y, loss, batch_size=1024, sample_weight=None, _checked=Fa
     result = {"loss": loss._forward(out, y, sample_weight)}
     loss._grad = None
     if loss.accuracy is not None:
-        result["accuracy"] = _hits(loss, out, y) / _accuracy_units(loss, y)
+        result["accuracy"] = hits(loss, out, y) / accuracy_units(loss, y)
     return result
