@@ -16,7 +16,7 @@ from fastnn.kernels import codes
 from fastnn.layers import Dropout, Linear
 from fastnn.optim import clip_grad_norm as _clip_grad_norm
 
-__all__ = ["TrainingCore"]
+__all__ = ["TrainingCore", "linears", "dropouts", "hits", "accuracy_units", "labels_for_accuracy"]
 
 
 def dropouts(model):
@@ -27,6 +27,11 @@ def dropouts(model):
             found.append((layer, linears))
         linears += isinstance(layer, Linear)
     return found
+
+
+def linears(model):
+    """The model's ``Linear`` layers, in order."""
+    return [layer for layer in model.layers if isinstance(layer, Linear)]
 
 
 def _rows(X, idx, out):
@@ -186,15 +191,15 @@ class TrainingCore:
         acc = [np.zeros_like(p.grad) for p in params] if step < n else None
         total = 0.0
         for start in range(0, n, step):
-            idx = np.arange(start, min(start + step, n))
-            Xb = np.empty((idx.shape[0], X.shape[1]), model.dtype)
-            _rows(X, idx, Xb)
+            idx = slice(start, min(start + step, n))
+            Xb = X[idx].toarray() if sp.issparse(X) else np.ascontiguousarray(X[idx], model.dtype)
             wb = None if self.sw is None else self.sw[idx]
-            block_weight = idx.shape[0] if wb is None else float(wb.sum())
-            value = self.loss._forward(model._forward(Xb), self.T[idx], wb)
+            block_weight = Xb.shape[0] if wb is None else float(wb.sum())
+            value = self.loss._forward(model._forward(Xb.astype(model.dtype, copy=False)), self.T[idx], wb)
             total += value * block_weight
             grad = self.loss.backward()
-            grad *= grad.dtype.type(block_weight / total_weight)  # the block's mean -> its share of the whole
+            if block_weight != total_weight:  # the block's mean -> its share of the whole
+                grad *= grad.dtype.type(block_weight / total_weight)
             model._backward(grad)
             if acc is not None:
                 for a, p in zip(acc, params):

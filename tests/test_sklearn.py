@@ -139,7 +139,7 @@ def test_sample_weight_is_repetition():
     assert a.loss_ == pytest.approx(b.loss_, rel=1e-9)
     np.testing.assert_allclose(a.coefs_[0], b.coefs_[0], rtol=1e-6, atol=1e-9)
     sgd = MLPClassifier(hidden_layer_sizes=(5,), solver="sgd", max_iter=3, random_state=0)
-    assert not sgd.fit(X, y, sample_weight=w).fast_path_  # weighted losses are not on the compiled step yet
+    assert sgd.fit(X, y, sample_weight=w).fast_path_  # weighted losses train on the compiled step too
     ones = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, batch_size=10, random_state=0)
     np.testing.assert_allclose(ones.fit(X, y, sample_weight=np.ones(len(y))).predict_proba(X),
                                ones.fit(X, y).predict_proba(X), rtol=1e-10)  # batch by batch == compiled step
@@ -153,12 +153,12 @@ def test_sample_weight_is_repetition():
 def test_sparse_input_equals_dense(solver):
     X, y = _blobs(n=60, k=3)
     X[X < 0] = 0
-    # sgd and adam run on the compiled step for dense X, batch by batch on the kernels for sparse X; both paths
+    # sgd and adam run on the compiled step for dense X and, densified a batch at a time, for sparse X; both
     # shuffle alike.
     kw = dict(hidden_layer_sizes=(6,), solver=solver, max_iter=5, batch_size=20, random_state=0)
     a = MLPClassifier(**kw).fit(X, y)
     b = MLPClassifier(**kw).fit(sparse.csr_matrix(X), y)
-    assert not b.fast_path_
+    assert b.fast_path_ == (solver != "lbfgs")
     np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(sparse.csr_matrix(X)), rtol=1e-10)
 
 
