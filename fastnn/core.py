@@ -72,6 +72,9 @@ class TrainingCore:
         Why it does not (None when it does).
     compiled_by : str or None
         ``"aot"``, ``"jit"`` or ``"numpy"``: which code ran the compiled step's last call.
+    n_batches : int
+    batch_rows : int64 ndarray of shape (n_batches,)
+        The rows of each batch (the last may be smaller).
     """
 
     def __init__(self, model, loss, optimizer, X, T, sample_weight, batch_size, clip_norm=None, nonfinite="stop"):
@@ -80,6 +83,7 @@ class TrainingCore:
         self.nonfinite = nonfinite
         self.n_samples = X.shape[0]
         self.n_batches = -(-self.n_samples // batch_size)
+        self.batch_rows = np.minimum(batch_size, self.n_samples - batch_size * np.arange(self.n_batches))
         self.labels = labels_for_accuracy(T) if loss.accuracy == "argmax" else None  # what the step counts hits by
         self.dropouts = dropouts(model)
         self._general = None

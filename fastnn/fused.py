@@ -83,8 +83,10 @@ def refusal(model, loss, optimizer, T, plan=False):
     ``plan`` is ``_plan(model)`` when the caller has it."""
     plan = _plan(model) if plan is False else plan
     if plan is None:
-        return ("the layers are not Linear layers each with at most one activation of layers.ACTIVATIONS (and "
-                "a Dropout before), ending in a Linear")
+        bad = next((f"layer {i} ({type(layer).__name__})" for i, layer in enumerate(model.layers)
+                    if type(layer) not in (Linear, Dropout, *_FUSABLE_ACTIVATIONS)), "the order of the layers")
+        return (f"{bad} has no form on the compiled step, which takes ([Dropout] Linear [an activation of "
+                "layers.ACTIVATIONS])*")
     if type(loss) not in LOSSES.values():  # exact types, as for layers: a subclass may compute something else
         return f"the loss {type(loss).__name__} is not one of fastnn's own ({', '.join(LOSSES)})"
     if type(optimizer) not in OPTIMIZERS.values():  # a subclass may override step()

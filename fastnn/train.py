@@ -19,13 +19,12 @@ import numpy as np
 from fastnn import fused
 from fastnn.core import TrainingCore, accuracy_units, hits, labels_for_accuracy
 from fastnn.checkpoint import check_allow_changes, fingerprint, locked, read_checkpoint, write_checkpoint
-from fastnn.kernels import codes, get_backend, layout
+from fastnn.kernels import get_backend, layout
 from fastnn._validation import check_matrix, check_positive_int, check_sample_weight, class_weights_for
 from fastnn.losses import LOSSES, Loss
-from fastnn.layers import INFERENCE, Dropout, Linear
+from fastnn.layers import INFERENCE
 from fastnn.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from fastnn.optim import Optimizer
-from fastnn.optim import clip_grad_norm as _clip_grad_norm
 
 __all__ = ["History", "EarlyStopping", "TrainingTerminated", "fit", "predict", "evaluate"]
 

@@ -90,6 +90,30 @@ def test_adam_trajectory_matches_sklearn(kind):
         b._optimizer.learning_rate, rel=1e-15)
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("case", ["weighted", "poisson", "sparse", "binary"])
+def test_weighted_poisson_sparse_trajectories_match_sklearn(case, solver):
+    """Sample weights (the L2 term over each batch's weight), the Poisson loss, sparse rows and the one logistic
+    unit all train on the compiled step and follow scikit-learn's weights over 20 epochs in float64, unshuffled
+    (a last batch smaller than the others, alpha > 0: loss_curve_ carries the L2 term of the end-of-epoch
+    weights, so rtol is loose there)."""
+    if case in ("weighted", "sparse", "binary"):
+        X, y = _blobs(n=130, k=2 if case == "binary" else 3)
+        ours, theirs, kw = MLPClassifier, neural_network.MLPClassifier, {}
+    else:
+        X, y = make_regression(n_samples=130, n_features=5, n_targets=2, noise=0.1, random_state=0)
+        y = np.exp(y / y.std())
+        ours, theirs, kw = MLPRegressor, neural_network.MLPRegressor, dict(loss="poisson")
+    fit = dict(sample_weight=np.random.default_rng(0).random(len(y)) * 2) if case == "weighted" else {}
+    if case == "sparse":
+        X = sparse.csr_matrix(np.where(X > 0, X, 0))
+    kw.update(hidden_layer_sizes=(7,), solver=solver, alpha=0.3, batch_size=32, shuffle=False, max_iter=20,
+              learning_rate_init=0.01, random_state=3, tol=0.0, n_iter_no_change=50, momentum=0.9)
+    a, b = ours(**kw).fit(X, y, **fit), theirs(**kw).fit(X, y, **fit)
+    assert a.fast_path_
+    _assert_same_fit(a, b, atol=1e-13, rtol=2e-2)
+
+
 @pytest.mark.parametrize("activation", ["relu", "logistic"])
 @pytest.mark.parametrize("kind", ["binary", "multilabel", "regressor", "poisson"])
 def test_lbfgs_matches_sklearn(kind, activation):

@@ -137,7 +137,7 @@ class StochasticMixin:
             self.fast_path_ = False
             rest = core.run(order, done, core.n_batches)
             sums, weights = np.concatenate([head[0], rest[0]]), np.concatenate([head[1], rest[1]])
-        rows = np.minimum(core.batch_size, core.n_samples - core.batch_size * np.arange(core.n_batches))
+        rows = core.batch_rows
         # The L2 term of the end-of-epoch weights stands in for each batch's.
         penalty = self._optimizer.optimizer.l2_penalty()
         return float(np.dot(sums / weights / self._report_outputs(), rows) + penalty * np.sum(rows / weights)) \
