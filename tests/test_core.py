@@ -21,8 +21,19 @@ def _params(seed=0, shapes=((4, 3), (3,))):
     return [fn.Parameter(rng.standard_normal(s)) for s in shapes]
 
 
-def _grads(params, rng):
-    return [rng.standard_normal(p.data.shape) for p in params]
+def _same_steps(ours, ref, params, theirs, steps, change_rate_at=None):
+    """``steps`` updates by fastnn's optimizer and scikit-learn's on the same random gradients: the same weights."""
+    rng = np.random.default_rng(1)
+    for step in range(steps):
+        if step == change_rate_at:
+            ours.lr = ref.learning_rate = 0.02
+        grads = [rng.standard_normal(p.data.shape) for p in params]
+        for p, g in zip(params, grads):
+            p.grad[...] = g
+        ours.step()
+        ref.update_params(theirs, grads)
+    for p, q in zip(params, theirs):
+        np.testing.assert_allclose(p.data, q, rtol=0, atol=1e-14)
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -33,17 +44,7 @@ def test_sgd_velocity_is_sklearns_sgd_through_a_change_of_rate(backend, nesterov
     theirs = [p.data.copy() for p in params]
     ours = fn.SGD(params, lr=0.1, momentum=0.9, nesterov=nesterov, velocity=True)
     ref = sk_opt.SGDOptimizer(theirs, learning_rate_init=0.1, momentum=0.9, nesterov=nesterov)
-    rng = np.random.default_rng(1)
-    for step in range(8):
-        if step == 4:
-            ours.lr = ref.learning_rate = 0.02
-        grads = _grads(params, rng)
-        for p, g in zip(params, grads):
-            p.grad[...] = g
-        ours.step()
-        ref.update_params(theirs, grads)
-    for p, q in zip(params, theirs):
-        np.testing.assert_allclose(p.data, q, rtol=0, atol=1e-14)
+    _same_steps(ours, ref, params, theirs, 8, change_rate_at=4)
 
 
 def test_adam_eps_hat_is_sklearns_adam(backend):
@@ -51,15 +52,7 @@ def test_adam_eps_hat_is_sklearns_adam(backend):
     theirs = [p.data.copy() for p in params]
     ours = fn.Adam(params, lr=0.01, betas=(0.9, 0.99), eps=1e-3, eps_hat=True)
     ref = sk_opt.AdamOptimizer(theirs, learning_rate_init=0.01, beta_1=0.9, beta_2=0.99, epsilon=1e-3)
-    rng = np.random.default_rng(1)
-    for _ in range(10):
-        grads = _grads(params, rng)
-        for p, g in zip(params, grads):
-            p.grad[...] = g
-        ours.step()
-        ref.update_params(theirs, grads)
-    for p, q in zip(params, theirs):
-        np.testing.assert_allclose(p.data, q, rtol=0, atol=1e-14)
+    _same_steps(ours, ref, params, theirs, 10)
     assert ours.get_config()["eps_hat"] is True and "eps_hat" not in fn.Adam(_params()).get_config()
 
 
