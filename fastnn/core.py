@@ -16,6 +16,10 @@ from fastnn.kernels import codes
 from fastnn.layers import Dropout, Linear
 from fastnn.optim import clip_grad_norm as _clip_grad_norm
 
+# A sparse X goes to the compiled step densified a run of whole batches at a time, into a buffer of about this
+# size: one call (and one toarray) per run instead of per batch.
+SPARSE_BYTES = 32 << 20
+
 __all__ = ["TrainingCore", "linears", "dropouts", "hits", "accuracy_units", "labels_for_accuracy"]
 
 
@@ -96,7 +100,10 @@ class TrainingCore:
             self.fallback = None if self._compiled is not None else (
                 fused.refusal(model, loss, optimizer, T) or "the compiled step is not available")
         if self._compiled is not None and sp.issparse(X):
-            self._batch = np.empty((min(batch_size, self.n_samples), X.shape[1]), model.dtype)
+            itemsize = np.dtype(model.dtype).itemsize
+            rows = max(1, SPARSE_BYTES // (itemsize * max(X.shape[1], 1)) // batch_size) * batch_size
+            self._batch = np.empty((min(rows, self.n_samples), X.shape[1]), model.dtype)
+            self._order = np.arange(self._batch.shape[0])
             self._sums, self._weights = np.empty(self.n_batches), np.empty(self.n_batches)
 
     @property
@@ -126,22 +133,26 @@ class TrainingCore:
         return out
 
     def _run_sparse(self, order, b0, b1, after_step, seed):
-        """The compiled step one batch per call, each densified from the sparse rows into one buffer: the step
-        takes dense rows only (CSR arrays would widen its one signature)."""
-        correct, bs = 0, self.batch_size
-        for b in range(b0, b1):
-            idx = order[b * bs:(b + 1) * bs]
+        """The compiled step over runs of batches densified from the sparse rows into one buffer (about
+        ``SPARSE_BYTES``): the step takes dense rows only (CSR arrays would widen its one signature)."""
+        correct, bs, done_all = 0, self.batch_size, 0
+        per_call = max(1, self._batch.shape[0] // bs)
+        for c0 in range(b0, b1, per_call):
+            c1 = min(c0 + per_call, b1)
+            idx = order[c0 * bs:c1 * bs]
             m = idx.shape[0]
             _rows(self.X, idx, self._batch[:m])
             data = fused.step_data(self._batch[:m], self.T[idx], None if self.labels is None else self.labels[idx],
                                    None if self.sw is None else self.sw[idx], self.model.dtype)
-            sums, weights, c, done = self._compiled(np.arange(m), 0, 1, after_step, seed, data)
-            self._sums[b - b0], self._weights[b - b0] = sums[0], weights[0]
+            sums, weights, c, done = self._compiled(self._order[:m], 0, c1 - c0, after_step, seed, data)
+            k = sums.shape[0]
+            self._sums[done_all:done_all + k], self._weights[done_all:done_all + k] = sums, weights
             correct += c
-            if not done:
-                return self._sums[:b - b0 + 1], self._weights[:b - b0 + 1], correct, b - b0
+            done_all += done
+            if done < c1 - c0:
+                return self._sums[:done_all + 1], self._weights[:done_all + 1], correct, done_all
         self.compiled_by = self._compiled.compiled_by
-        return self._sums[:b1 - b0], self._weights[:b1 - b0], correct, b1 - b0
+        return self._sums[:done_all], self._weights[:done_all], correct, done_all
 
     def _general_runner(self):
         """Layer-by-layer ``run`` with the compiled runner's contract, on buffers made once."""

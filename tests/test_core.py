@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 import fastnn as fn
+from fastnn import core as core_module
 from fastnn import fused
 from fastnn.core import TrainingCore
 
@@ -167,7 +168,10 @@ def test_history_says_why_the_compiled_step_did_not_run():
     assert h.fast_path and h.fallback is None
 
 
-def test_sparse_rows_train_on_the_compiled_step_as_dense_ones(backend):
+@pytest.mark.parametrize("budget", [None, 2 * 16 * 5 * 8], ids=["one call", "two batches a call"])
+def test_sparse_rows_train_on_the_compiled_step_as_dense_ones(backend, monkeypatch, budget):
+    if budget is not None:
+        monkeypatch.setattr(core_module, "SPARSE_BYTES", budget)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((45, 5))
     X[X < 0.3] = 0
