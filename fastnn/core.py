@@ -195,8 +195,8 @@ class TrainingCore:
         """``(loss, penalty)`` of the full data, layer by layer; their gradient left in every parameter's ``grad``.
 
         ``loss`` is the weighted mean loss; ``penalty`` scikit-learn's L2 term ``sum wd ||p||^2 / 2`` over the
-        data's total weight, for ``weight_decays`` (one per parameter of ``model.parameters()``, or empty). Dense ``X`` is one
-        block (as scikit-learn computes it); a sparse one is densified ``block_rows`` rows at a time, the
+        data's total weight, for ``weight_decays`` (one per parameter of ``model.parameters()``, or empty).
+        Dense ``X`` is one block (as scikit-learn computes it); a sparse one is densified ``block_rows`` rows at a time, the
         gradients summed over the blocks.
         """
         model, X, n = self.model, self.X, self.n_samples

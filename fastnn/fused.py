@@ -1,15 +1,15 @@
-"""The compiled training step: workspaces for ``train_batches`` and the runner ``fit`` calls.
+"""The compiled training step: workspaces for ``train_batches`` and the runner :class:`fastnn.core.TrainingCore` calls.
 
 Each object describes itself: layers by their type and activation ``code`` (and ``alpha``), the loss by
 :meth:`fastnn.losses.Loss.step_code`, the optimizer by :meth:`fastnn.optim.Optimizer.describe`, asked
 afresh at every call.
 
 Eligible: ``Linear`` layers, each optionally preceded by a ``Dropout`` and followed by one activation of
-``layers.ACTIVATIONS``, the last ``Linear`` producing logits for ``SoftmaxCrossEntropy``, ``BCEWithLogitsLoss``
-or ``MSELoss`` (or followed by a ``Sigmoid`` for ``BCELoss``); ``SGD``, ``Adam`` or ``AdamW`` over exactly the
-model's parameters (in any order of parameter groups); sample weights, per-batch schedules, gradient clipping,
-and data of another dtype (converted batch by batch). Anything else trains through the layer-by-layer path in
-:mod:`fastnn.train`.
+``layers.ACTIVATIONS``, the last ``Linear`` producing logits for ``SoftmaxCrossEntropy``, ``BCEWithLogitsLoss``,
+``MSELoss`` or ``PoissonLoss`` (or followed by a ``Sigmoid`` for ``BCELoss``); ``SGD``, ``Adam`` or ``AdamW`` over
+exactly the model's parameters (in any order of parameter groups); sample weights, per-batch schedules, gradient
+clipping, and data of another dtype (converted batch by batch). Anything else trains through the layer-by-layer path of
+:mod:`fastnn.core`, and :func:`refusal` says why.
 """
 import contextlib
 import sys

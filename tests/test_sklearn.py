@@ -1,4 +1,5 @@
 """fastnn.estimators: scikit-learn's estimator checks, equivalence with scikit-learn's MLP, and workflows."""
+import pickle
 import warnings
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 from scipy.special import softmax
 from scipy import sparse
 from sklearn import neural_network
+from sklearn.base import clone
 from sklearn.datasets import load_digits, make_blobs, make_multilabel_classification, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, train_test_split
@@ -184,6 +186,24 @@ def test_sparse_input_equals_dense(solver):
     b = MLPClassifier(**kw).fit(sparse.csr_matrix(X), y)
     assert b.fast_path_ == (solver != "lbfgs")
     np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(sparse.csr_matrix(X)), rtol=1e-10)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_pickle_and_clone_keep_training_state(solver):
+    """A pickled estimator names the public module and goes on with partial_fit exactly as the original (its
+    optimizer state travels with it); clone gives the same parameters, unfitted."""
+    X, y = _blobs()
+    a = MLPClassifier(hidden_layer_sizes=(6,), solver=solver, random_state=0).partial_fit(X, y, classes=[0, 1, 2])
+    data = pickle.dumps(a)
+    assert b"fastnn.estimators" in data and b"MLPClassifier" in data
+    b = pickle.loads(data)
+    for est in (a, b):
+        est.partial_fit(X, y)
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(p, q)
+    c = clone(a)
+    assert c.get_params() == a.get_params() and not hasattr(c, "coefs_")
+    assert type(pickle.loads(pickle.dumps(c))) is fastnn.MLPClassifier
 
 
 def test_partial_fit_hidden_for_lbfgs():

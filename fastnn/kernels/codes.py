@@ -7,9 +7,10 @@ nothing else maps names to numbers.
 import numpy as np
 
 __all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "LEAKY_RELU", "ELU", "GELU", "ACTIVATION_CODES", "NEEDS_INPUT",
-           "H_LR", "H_MOMENTUM", "H_NESTEROV", "H_BETA1", "H_BETA2", "H_EPS", "H_DECOUPLED", "H_CLIP_NORM", "H_VELOCITY",
-           "H_EPS_HAT", "H_SAMPLE_DECAY", "H_LOSS_SCALE",
-           "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE", "LOSS_BCE_LOGITS", "LOSS_BCE", "LOSS_POISSON", "OPT_SGD", "OPT_ADAM",
+           "H_LR", "H_MOMENTUM", "H_NESTEROV", "H_BETA1", "H_BETA2", "H_EPS", "H_DECOUPLED", "H_CLIP_NORM",
+           "H_VELOCITY", "H_EPS_HAT", "H_SAMPLE_DECAY", "H_LOSS_SCALE",
+           "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE", "LOSS_BCE_LOGITS", "LOSS_BCE", "LOSS_POISSON", "OPT_SGD",
+           "OPT_ADAM",
            "HYPER", "pack_hyper", "P_W", "P_B", "P_DW", "P_DB", "P_S1W", "P_S1B", "P_S2W", "P_S2B", "N_PARAM_SLOTS",
            "O_H", "O_Z", "O_D", "O_G", "N_WORK_SLOTS", "RAW_F32", "RAW_F64", "RAW_U8", "RAW_I32", "RAW_I64",
            "RAW_DTYPES"]
