@@ -40,9 +40,11 @@ def linears(model):
 
 def _rows(X, idx, out):
     """``out[:] = X[idx]`` in ``out``'s dtype; a sparse ``X`` densified here, a batch at a time."""
-    if sp.issparse(X):
+    if sp.issparse(X) and X.dtype == out.dtype:
         out[...] = 0
-        X[idx].toarray(out=out)
+        X[idx].toarray(out=out)  # adds into out
+    elif sp.issparse(X):
+        out[...] = X[idx].toarray()
     elif X.dtype == out.dtype:
         np.take(X, idx, axis=0, out=out)
     else:
