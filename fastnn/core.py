@@ -3,8 +3,9 @@
 :class:`TrainingCore` owns the compiled step of :mod:`fastnn.fused` (its plan, workspace and buffers) when the
 model, loss and optimizer allow it, else the layer-by-layer path on the layers', loss's and optimizer's own
 kernels, and says why (:attr:`TrainingCore.fallback`). :func:`fastnn.train.fit` (``Sequential.fit``) and the
-scikit-learn estimators' ``fit`` and ``partial_fit`` all train through it: nothing is re-checked, re-allocated or
-translated between epochs.
+scikit-learn estimators' ``fit`` and ``partial_fit`` all train through it: the data is not checked again, the
+buffers not made again and no optimizer state translated between epochs (the optimizer and the parameter arrays
+still describe themselves to the step at every call, so a changed rate or a replaced array takes effect).
 """
 import math
 
@@ -61,7 +62,8 @@ class TrainingCore:
     optimizer : Optimizer or None
         None: no training, only :meth:`loss_and_gradient` (the full-batch L-BFGS of the estimators).
     X : ndarray or scipy sparse matrix of shape (n_samples, n_features), checked by the caller
-        A sparse ``X`` (CSR) is densified a batch at a time and handed to the compiled step batch by batch.
+        A sparse ``X`` (CSR) is densified a run of whole batches at a time (:data:`SPARSE_BYTES`) and handed to
+        the compiled step a run per call.
     T : ndarray of shape (n_samples,) int labels or (n_samples, n_outputs), as ``loss.check_target`` gives it
     sample_weight : float64 ndarray of shape (n_samples,) or None
     batch_size : int

@@ -60,7 +60,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         As in scikit-learn. ``coefs_``/``intercepts_`` may be assigned.
     fast_path_ : bool
         Whether every epoch of the last ``fit``/``partial_fit`` ran on fastnn's compiled training step (else
-        some or all ran batch by batch on the per-op kernels, or on L-BFGS).
+        some or all ran layer by layer, as after a diverged loss, or on L-BFGS).
     model_ : fastnn.Sequential
         The network without its output activation, sharing ``coefs_``/``intercepts_``.
     """
