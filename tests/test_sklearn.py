@@ -65,8 +65,8 @@ def _assert_same_fit(a, b, atol, rtol):
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
 def test_sgd_trajectory_matches_sklearn(kind, learning_rate):
     """float64, alpha=0, unshuffled, Nesterov momentum: 30 epochs on fastnn's compiled step give scikit-learn's
-    weights and loss_curve_ to rounding, including the learning rate changing between epochs (fastnn's momentum
-    buffer is rescaled so that scikit-learn's velocity carries over)."""
+    weights and loss_curve_ to rounding, including the learning rate changing between epochs (SGD(velocity=True)
+    keeps scikit-learn's velocity across the change)."""
     X, y, ours, theirs = _pair(kind)
     kw = dict(hidden_layer_sizes=(7,), solver="sgd", alpha=0.0, batch_size=32, shuffle=False, max_iter=30,
               learning_rate=learning_rate, learning_rate_init=0.05, power_t=0.3, momentum=0.9, random_state=3,
@@ -80,8 +80,8 @@ def test_sgd_trajectory_matches_sklearn(kind, learning_rate):
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
 def test_adam_trajectory_matches_sklearn(kind):
     """Adam on the compiled step with scikit-learn's epsilon placement (on sqrt(v), not on the bias-corrected
-    sqrt(v_hat): set batch by batch), alpha > 0 on the weights only (equal batches: the step divides the L2 term
-    by the batch size, scikit-learn by each batch's rows), unshuffled: scikit-learn's weights over 30 epochs."""
+    sqrt(v_hat): Adam(eps_hat=True)), alpha > 0 on the weights only (sample_decay=True: over each batch's rows),
+    unshuffled: scikit-learn's weights over 30 epochs."""
     X, y, ours, theirs = _pair(kind)
     kw = dict(hidden_layer_sizes=(7,), solver="adam", alpha=0.5, batch_size=30, max_iter=30, epsilon=1e-3,
               learning_rate_init=0.01, random_state=3, tol=0.0, n_iter_no_change=50, shuffle=False)
