@@ -132,6 +132,9 @@ class SoftmaxCrossEntropy(Loss):
 
     accuracy = "argmax"
 
+    def __init__(self):
+        super().__init__()  # a row's loss is already one number over its classes: no ``outputs``
+
     def step_code(self, T):
         return codes.LOSS_SCE_LABELS if T.ndim == 1 else codes.LOSS_SCE_DENSE
 

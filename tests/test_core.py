@@ -93,6 +93,14 @@ def test_sum_over_outputs_gives_sklearns_gradient(backend, out, loss):
     name = {"logistic": "binary_log_loss", "identity": "squared_loss", "exp": "poisson_loss"}[out]
     expected = getattr(sk_base, name)(y, p)
     assert value / (3 if out == "identity" else 1) == pytest.approx(expected, rel=1e-11)
+    assert loss.get_config()["outputs"] == "sum" and "outputs" not in type(loss)().get_config()
+
+
+def test_outputs_is_checked():
+    with pytest.raises(ValueError, match="outputs must be 'mean' or 'sum'"):
+        fn.MSELoss(outputs="max")
+    with pytest.raises(TypeError):
+        fn.SoftmaxCrossEntropy(outputs="sum")  # a softmax row's loss is one number over its classes
 
 
 def test_poisson_loss_matches_torch_gradient_and_sklearn_value(backend):
