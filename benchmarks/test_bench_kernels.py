@@ -209,9 +209,10 @@ def _loss(name, n, m):
         "bce_logits": lambda rng: (_normal(rng, (n, m), 2.0), np.eye(m, dtype=F32)[_labels(rng, n, m)], w,
                                    _buffer((n, m))),
         "bce": lambda rng: (_probs(rng, n, m), np.eye(m, dtype=F32)[_labels(rng, n, m)], w, _buffer((n, m))),
+        "poisson": lambda rng: (_normal(rng, (n, m)), np.abs(_normal(rng, (n, m))), w, _buffer((n, m))),
     }
     outputs = {"softmax_xent_labels": (3, 4), "softmax_xent_dense": (3, 4), "nll_labels": (4,), "nll_dense": (4,),
-               "mse": (3,), "bce_logits": (3,), "bce": (3,)}[name]
+               "mse": (3,), "bce_logits": (3,), "bce": (3,), "poisson": (3,)}[name]
     return Case(name, name, str(m), n, makers[name], outputs)
 
 
@@ -222,9 +223,9 @@ def _optimizer(name, n_in, n_out):
         p, g = _normal(rng, size, np.sqrt(2 / n_in)), _normal(rng, size, 1e-2)
         if name == "adam_update":  # state as after a few steps: m ~ g, v ~ g**2 > 0
             m, v = _normal(rng, size, 1e-2), (_normal(rng, size, 1e-2) ** 2 + 1e-6).astype(F32)
-            return p, g, m, v, 3, 1e-3, 0.9, 0.999, 1e-8, 0.0, False
+            return p, g, m, v, 3, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False
         momentum = 0.9 if name == "sgd_update_momentum" else 0.0
-        return p, g, np.zeros(size, F32), 0.01, momentum, 0.0, False
+        return p, g, np.zeros(size, F32), 0.01, momentum, 0.0, False, False
     outputs = (0, 2, 3) if name == "adam_update" else (0, 2)
     kernel = "adam_update" if name == "adam_update" else "sgd_update"
     return Case(name, kernel, _shape(n_in, n_out), None, make, outputs, stateful=True)
@@ -272,7 +273,7 @@ def _batch_cases(n):
     cases += [_softmax(d, n, 10) for d in ("forward", "backward")]
     cases += [_dropout(n, 128), _mlp_forward(n)]
     cases += [_loss(name, n, 10) for name in ("softmax_xent_labels", "softmax_xent_dense", "nll_labels",
-                                              "nll_dense", "mse", "bce_logits", "bce")]
+                                              "nll_dense", "mse", "bce_logits", "bce", "poisson")]
     cases.append(_train_batches(n))
     return cases
 

@@ -3,7 +3,7 @@ from fastnn.export import export_onnx
 from fastnn.gradcheck import gradcheck
 from fastnn.kernels import backend, get_backend, set_backend
 from fastnn.layers import ELU, GELU, Dropout, Layer, LeakyReLU, Linear, Parameter, ReLU, Sigmoid, Softmax, Tanh
-from fastnn.losses import BCELoss, BCEWithLogitsLoss, Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
+from fastnn.losses import BCELoss, BCEWithLogitsLoss, Loss, MSELoss, NLLLoss, PoissonLoss, SoftmaxCrossEntropy
 from fastnn.model import Sequential
 from fastnn.optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm
 from fastnn import preprocessing
@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Layer", "Linear", "Parameter", "ReLU", "Sigmoid", "Softmax", "Tanh", "LeakyReLU", "ELU", "GELU",
-    "Loss", "MSELoss", "NLLLoss", "SoftmaxCrossEntropy", "BCEWithLogitsLoss", "BCELoss",
+    "Loss", "MSELoss", "NLLLoss", "SoftmaxCrossEntropy", "BCEWithLogitsLoss", "BCELoss", "PoissonLoss",
     "Sequential", "load",
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "Dropout",
     "EarlyStopping", "History", "TrainingTerminated",

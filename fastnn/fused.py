@@ -1,15 +1,15 @@
-"""The compiled training step: workspaces for ``train_batches`` and the runner ``fit`` calls.
+"""The compiled training step: workspaces for ``train_batches`` and the runner :class:`fastnn.core.TrainingCore` calls.
 
 Each object describes itself: layers by their type and activation ``code`` (and ``alpha``), the loss by
 :meth:`fastnn.losses.Loss.step_code`, the optimizer by :meth:`fastnn.optim.Optimizer.describe`, asked
 afresh at every call.
 
 Eligible: ``Linear`` layers, each optionally preceded by a ``Dropout`` and followed by one activation of
-``layers.ACTIVATIONS``, the last ``Linear`` producing logits for ``SoftmaxCrossEntropy``, ``BCEWithLogitsLoss``
-or ``MSELoss`` (or followed by a ``Sigmoid`` for ``BCELoss``); ``SGD``, ``Adam`` or ``AdamW`` over exactly the
-model's parameters (in any order of parameter groups); sample weights, per-batch schedules, gradient clipping,
-and data of another dtype (converted batch by batch). Anything else trains through the layer-by-layer path in
-:mod:`fastnn.train`.
+``layers.ACTIVATIONS``, the last ``Linear`` producing logits for ``SoftmaxCrossEntropy``, ``BCEWithLogitsLoss``,
+``MSELoss`` or ``PoissonLoss`` (or followed by a ``Sigmoid`` for ``BCELoss``); ``SGD``, ``Adam`` or ``AdamW`` over
+exactly the model's parameters (in any order of parameter groups); sample weights, per-batch schedules, gradient
+clipping, and data of another dtype (converted batch by batch). Anything else trains through the layer-by-layer path of
+:mod:`fastnn.core`, and :func:`refusal` says why.
 """
 import contextlib
 import sys
@@ -22,7 +22,7 @@ from fastnn.layers import ACTIVATIONS, Dropout, Linear
 from fastnn.losses import LOSSES
 from fastnn.optim import OPTIMIZERS
 
-__all__ = ["make_runner"]
+__all__ = ["make_runner", "refusal", "step_data"]
 
 # Exact types: a subclass may compute something else.
 _FUSABLE_ACTIVATIONS = tuple(cls for cls, _ in ACTIVATIONS.values())
@@ -78,31 +78,36 @@ def _plan(model):
     return linears, np.array(acts, np.int64), np.array(alphas, np.float64), drops
 
 
-def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=None):
-    """Return ``run(order, b0, b1, after_step=None, seed=0) -> (loss_sums, n_correct, n_done)`` for the
-    compiled step, or None.
-
-    ``loss_sums`` and ``n_correct`` are per-batch arrays of length ``n_done``
-    (plus the failing batch when ``n_done < b1 - b0``). The optimizer describes itself for every
-    batch, so hyper-parameters changed between calls apply; ``after_step()`` (a per-batch schedule)
-    is called after describing each batch, ahead of the compiled call that trains them all. ``seed``
-    keys the dropout masks of the epoch (:meth:`fastnn.layers.Dropout.stream_key`).
-    """
-    plan = _plan(model)
-    loss_kind = loss.step_code(T) if type(loss) in LOSSES.values() else None  # exact types, as for layers
-    if plan is None or loss_kind is None:
-        return None
+def refusal(model, loss, optimizer, T, plan=False):
+    """Why the compiled step cannot train this fit (None when it can): what ``History.fallback`` shows.
+    ``plan`` is ``_plan(model)`` when the caller has it."""
+    plan = _plan(model) if plan is False else plan
+    if plan is None:
+        bad = next((f"layer {i} ({type(layer).__name__})" for i, layer in enumerate(model.layers)
+                    if type(layer) not in (Linear, Dropout, *_FUSABLE_ACTIVATIONS)), "the order of the layers")
+        return (f"{bad} has no form on the compiled step, which takes ([Dropout] Linear [an activation of "
+                "layers.ACTIVATIONS])*")
+    if type(loss) not in LOSSES.values():  # exact types, as for layers: a subclass may compute something else
+        return f"the loss {type(loss).__name__} is not one of fastnn's own ({', '.join(LOSSES)})"
     if type(optimizer) not in OPTIMIZERS.values():  # a subclass may override step()
-        return None
-    # The step takes optimizer state in the model's parameter order; parameter groups may list them otherwise.
-    position = {id(p): i for i, p in enumerate(optimizer.params)}
+        return f"the optimizer {type(optimizer).__name__} is not one of fastnn's own ({', '.join(OPTIMIZERS)})"
+    position = {id(p) for p in optimizer.params}
     if len(position) != len(model.parameters()) or any(id(p) not in position for p in model.parameters()):
-        return None
-    by_model = [position[id(p)] for p in model.parameters()]
-    linears, acts, alphas, dropouts = plan
-    dtype = model.dtype
-    n_samples, widths = X.shape[0], [X.shape[1]] + [lin.out_features for lin in linears]
-    # X of another dtype (float64 data, uint8 pixels) is gathered and converted batch by batch by the step.
+        return "the optimizer holds parameters other than the model's"
+    kind, last = loss.step_code(T), plan[1][-1]
+    if kind is None:
+        return f"{type(loss).__name__} has no fused form on the compiled step"
+    if last != (codes.SIGMOID if kind == codes.LOSS_BCE else codes.IDENTITY):
+        return ("BCELoss needs the model to end in Linear, Sigmoid" if kind == codes.LOSS_BCE else
+                f"{type(loss).__name__} takes the last Linear's outputs, and the model ends in an activation")
+    return None
+
+
+def step_data(X, T, labels, sw, dtype):
+    """The training data as the step takes it: ``(X, Xraw, raw_kind, labels, dense targets, sample weights)``.
+
+    X of another dtype (float64 data, uint8 pixels) is passed as its bytes and converted batch by batch by the
+    step; dense targets are float64 whatever their dtype (exact for every input type, and one compiled step)."""
     if X.dtype == dtype:
         Xraw, raw_kind = np.zeros((0, 0), np.uint8), 0
     elif X.dtype in codes.RAW_DTYPES:  # its bytes: the step views them in their dtype
@@ -110,12 +115,34 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
         X = np.zeros((0, 0), dtype)
     else:  # a rarer dtype (float16, int16, ...) is converted once
         X, Xraw, raw_kind = np.ascontiguousarray(X, dtype), np.zeros((0, 0), np.uint8), 0
-    if acts[-1] != (codes.SIGMOID if loss_kind == codes.LOSS_BCE else codes.IDENTITY):
-        return None  # the loss takes logits; BCELoss the output of a last Sigmoid, whose backward it folds in
     labels = labels if labels is not None else np.zeros(0, np.int64)
-    # Dense targets in float64 whatever their dtype: exact for every input type, and one compiled step.
     dense = np.ascontiguousarray(T, np.float64) if T.ndim == 2 else np.zeros((0, 0))
-    sw = sw if sw is not None else np.zeros(0)
+    return X, Xraw, raw_kind, labels, dense, sw if sw is not None else np.zeros(0)
+
+
+def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=None):
+    """The compiled step's runner for this fit, or None (:func:`refusal` says why).
+
+    ``run(order, b0, b1, after_step=None, seed=0, data=None) -> (loss_sums, weight_sums, n_correct, n_done)``:
+    ``loss_sums`` and ``weight_sums`` are per-batch arrays of length ``n_done`` (plus the failing batch when
+    ``n_done < b1 - b0``), views of the runner's buffers valid until its next call. The optimizer describes
+    itself for every batch, so hyper-parameters changed between calls apply; ``after_step()`` (a per-batch
+    schedule) is called after describing each batch, ahead of the compiled call that trains them all. ``seed``
+    keys the dropout masks of the epoch (:meth:`fastnn.layers.Dropout.stream_key`). ``data`` (a
+    :func:`step_data` tuple) replaces the fit's data for one call: a batch densified from sparse rows.
+    """
+    plan = _plan(model)
+    if refusal(model, loss, optimizer, T, plan) is not None:
+        return None
+    position = {id(p): i for i, p in enumerate(optimizer.params)}
+    # The step takes optimizer state in the model's parameter order; parameter groups may list them otherwise.
+    by_model = [position[id(p)] for p in model.parameters()]
+    linears, acts, alphas, dropouts = plan
+    dtype = model.dtype
+    n_samples, widths = X.shape[0], [X.shape[1]] + [lin.out_features for lin in linears]
+    loss_kind = loss.step_code(T)
+    fit_data = None if X.ndim != 2 or not isinstance(X, np.ndarray) else step_data(X, T, labels, sw, dtype)
+    loss_scale = loss.row_scale(widths[-1])
     step = get_step()
     rows = min(batch_size, n_samples)  # a batch larger than the data is the whole data
     drops = np.array([0.0 if d is None else d.p for d in dropouts])
@@ -126,7 +153,7 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
     hyper = np.empty((n_batches, len(codes.HYPER)))
     threads = blas_threads(batch_size)
 
-    def run(order, b0, b1, after_step=None, seed=0):
+    def run(order, b0, b1, after_step=None, seed=0, data=None):
         spec = optimizer.describe()
         rows = hyper[:b1 - b0]
         if after_step is None:
@@ -136,6 +163,7 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
                 codes.pack_hyper(optimizer.hyper(), rows[i])
                 after_step()
         rows[:, codes.H_CLIP_NORM] = clip_norm or 0.0
+        rows[:, codes.H_LOSS_SCALE] = loss_scale
         keys[:] = [Dropout.stream_key(seed, l) for l in range(len(keys))]
         # The table is rebuilt (and every array checked) at each call: a parameter or state array replaced
         # between calls is read where it now is.
@@ -143,14 +171,15 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
         dims, params = layout.param_table([lin.W.data for lin in linears], [lin.b.data for lin in linears],
                                           [lin.W.grad for lin in linears], [lin.b.grad for lin in linears], S1, S2)
         decays = np.array([spec.weight_decays[k] for k in by_model], np.float64)
+        Xs, Xraw, raw_kind, labels, dense, sw = fit_data if data is None else data
         train = step.train_batches  # before the notice: looking it up may import Numba
         with limit_blas(threads), _compile_notice():
-            done = train(X, Xraw, raw_kind, labels, dense, sw, order, batch_size, b0, b1, dims, acts, alphas, drops,
+            done = train(Xs, Xraw, raw_kind, labels, dense, sw, order, batch_size, b0, b1, dims, acts, alphas, drops,
                          keys, params, work, woff, loss_kind, spec.kind, rows, decays, spec.steps, losses, weights,
                          correct)
         run.compiled_by = getattr(train, "last", "numpy" if step is get_step("numpy") else "jit")
         k = min(done + 1, b1 - b0)
-        return losses[:k], int(correct[:done].sum()), done
+        return losses[:k], weights[:k], int(correct[:done].sum()), done
 
     run.compiled_by = None
 

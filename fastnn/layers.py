@@ -340,6 +340,10 @@ class Dropout(Layer):
     def _clear_cache(self):
         self._mask_key = self._shape = None
 
+    def set_mask_key(self, key, row):
+        """Draw the next forward's mask from stream ``key`` at row offset ``row``, as the compiled step does."""
+        self._key = (key, row)
+
     @staticmethod
     def stream_key(seed, layer):
         """The mask stream of the Dropout before Linear number ``layer``, for an epoch's ``seed``:

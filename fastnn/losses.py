@@ -10,13 +10,20 @@ import numpy as np
 from fastnn._validation import as_numeric, check_dense_target, check_labels, check_matrix, check_sample_weight
 from fastnn.kernels import codes, get_backend
 
-__all__ = ["Loss", "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "LOSSES"]
+__all__ = ["Loss", "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "PoissonLoss", "LOSSES"]
 
 _UNWEIGHTED = np.zeros(0)
 
 
 class Loss:
     """Base class: validates inputs, calls a kernel, keeps the gradient for ``backward``.
+
+    Parameters
+    ----------
+    outputs : {"mean", "sum"}
+        How each row's loss combines its ``k`` outputs: their mean (PyTorch's) or their sum (scikit-learn's
+        ``MLPClassifier``/``MLPRegressor``, whose gradient is ``(p - y) / n``); the row losses are averaged
+        (weighted) either way.
 
     Attributes
     ----------
@@ -29,9 +36,23 @@ class Loss:
 
     classification = False
     accuracy = None
+    outputs = "mean"  # how a row's k outputs combine: "mean" (PyTorch's) or "sum" (scikit-learn's)
 
-    def __init__(self):
+    def __init__(self, outputs="mean"):
+        if outputs not in ("mean", "sum"):
+            raise ValueError(f"outputs must be 'mean' or 'sum', got {outputs!r}")
+        self.outputs = outputs
         self._grad = None
+
+    def row_scale(self, n_outputs):
+        """The factor on each row's loss and gradient, as the compiled step takes it (``codes.HYPER``'s
+        ``loss_scale``): ``n_outputs`` for ``outputs="sum"`` (the kernels compute the mean), else 1."""
+        return float(n_outputs) if self.outputs == "sum" else 1.0
+
+    def output(self, Z):
+        """What the model's outputs ``Z`` mean, in place: probabilities for the losses on logits, the mean
+        (``exp``) for :class:`PoissonLoss`; the outputs themselves for the others."""
+        return Z
 
     def forward(self, prediction, target, sample_weight=None):
         """Mean loss over the batch (weighted by ``sample_weight`` when given).
@@ -51,6 +72,10 @@ class Loss:
         """``forward`` on an already validated prediction, target and weights (None: unweighted)."""
         grad = np.empty_like(P)
         loss = self._compute(P, T, _UNWEIGHTED if w is None else w, grad)
+        c = self.row_scale(P.shape[1])
+        if c != 1:
+            grad *= grad.dtype.type(c)
+            loss *= c
         self._grad = grad
         return loss
 
@@ -86,10 +111,10 @@ class Loss:
         return T
 
     def get_config(self):
-        return {}
+        return {} if self.outputs == "mean" else {"outputs": self.outputs}
 
     def __repr__(self):
-        return f"{type(self).__name__}()"
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -107,6 +132,9 @@ class SoftmaxCrossEntropy(Loss):
 
     accuracy = "argmax"
 
+    def __init__(self):
+        super().__init__()  # a row's loss is already one number over its classes: no ``outputs``
+
     def step_code(self, T):
         return codes.LOSS_SCE_LABELS if T.ndim == 1 else codes.LOSS_SCE_DENSE
 
@@ -116,6 +144,9 @@ class SoftmaxCrossEntropy(Loss):
         if T.ndim == 1:
             return K.softmax_xent_labels(Z, T, w, self.probs_, grad)
         return K.softmax_xent_dense(Z, T, w, self.probs_, grad)
+
+    def output(self, Z):
+        return get_backend().softmax_forward(Z, Z)
 
 
 class NLLLoss(Loss):
@@ -140,7 +171,7 @@ class NLLLoss(Loss):
         self.eps = float(eps)
 
     def get_config(self):
-        return {"eps": self.eps}
+        return {"eps": self.eps, **super().get_config()}
 
     def _compute(self, P, T, w, grad):
         _check_probabilities(P, "NLLLoss", "Softmax", "SoftmaxCrossEntropy")
@@ -156,13 +187,28 @@ class MSELoss(Loss):
     .. math:: L = \\tfrac1{N} \\textstyle\\sum (y - y^*)^2,\\quad \\partial L / \\partial y = \\tfrac2N (y - y^*)
 
     with ``N = n_samples * n_outputs``. A 1-D target is accepted for a single output.
+
+    Parameters
+    ----------
+    outputs : {"mean", "sum"}
+        ``"sum"``: each row's squared errors are summed over the outputs (``N = n_samples``).
+    half : bool
+        Half the squared error, ``(y - y^*)^2 / 2`` (gradient ``y - y^*``): with ``outputs="sum"`` the gradient
+        scikit-learn's ``MLPRegressor`` follows.
     """
 
+    def __init__(self, outputs="mean", half=False):
+        super().__init__(outputs)
+        self.half = bool(half)
+
+    def row_scale(self, n_outputs):
+        return super().row_scale(n_outputs) * (0.5 if self.half else 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), **({"half": True} if self.half else {})}
+
     def check_target(self, target, shape, dtype, name="target"):
-        T = as_numeric(target, name)
-        if T.ndim == 1 and shape[1] == 1:
-            T = T.reshape(-1, 1)
-        return super().check_target(T, shape, dtype, name)
+        return super().check_target(_rows(as_numeric(target, name), shape), shape, dtype, name)
 
     def step_code(self, T):
         return codes.LOSS_MSE
@@ -178,9 +224,7 @@ class _BinaryLoss(Loss):
     accuracy = "binary"
 
     def check_target(self, target, shape, dtype, name="target"):
-        T = as_numeric(target, name)
-        if T.ndim == 1 and shape[1] == 1:
-            T = T.reshape(-1, 1)
+        T = _rows(as_numeric(target, name), shape)
         if T.ndim != 2:
             raise ValueError(f"{type(self).__name__} takes {name} of shape (n_samples, {shape[1]}) of 0/1 labels or "
                              f"probabilities (or (n_samples,) for one output), got shape {T.shape}")
@@ -206,6 +250,9 @@ class BCEWithLogitsLoss(_BinaryLoss):
     def _compute(self, Z, T, w, grad):
         return get_backend().bce_logits(Z, T, w, grad)
 
+    def output(self, Z):
+        return get_backend().sigmoid_forward(Z, Z)
+
 
 class BCELoss(_BinaryLoss):
     """Binary cross-entropy of probabilities (after a :class:`Sigmoid` output), PyTorch's ``BCELoss``.
@@ -225,6 +272,42 @@ class BCELoss(_BinaryLoss):
         return get_backend().bce(P, T, w, grad)
 
 
+class PoissonLoss(Loss):
+    """Half the Poisson deviance of log-rate outputs ``z`` (the mean ``exp(z)``), scikit-learn's ``poisson`` loss.
+
+    .. math:: L = \\tfrac1{nk} \\textstyle\\sum e^z - y z + y \\log y - y,\\quad
+              \\partial L / \\partial z = (e^z - y) / (nk)
+
+    PyTorch's ``PoissonNLLLoss(log_input=True)`` has the same gradient; its loss lacks the constant
+    ``y log y - y``, which makes a perfect prediction score 0. Targets are non-negative.
+
+    Parameters
+    ----------
+    outputs : {"mean", "sum"}
+        ``"sum"``: each row's loss is the sum over its outputs (scikit-learn's).
+    """
+
+    def check_target(self, target, shape, dtype, name="target"):
+        T = super().check_target(_rows(as_numeric(target, name), shape), shape, dtype, name)
+        if (T < 0).any():
+            raise ValueError(f"PoissonLoss takes non-negative {name}")
+        return T
+
+    def step_code(self, T):
+        return codes.LOSS_POISSON
+
+    def _compute(self, Z, T, w, grad):
+        return get_backend().poisson(Z, T, w, grad)
+
+    def output(self, Z):
+        return np.exp(Z, out=Z)
+
+
+def _rows(T, shape):
+    """A 1-D target as one column, for a prediction of one output."""
+    return T.reshape(-1, 1) if T.ndim == 1 and shape[1] == 1 else T
+
+
 def _check_probabilities(P, loss, layer, instead):
     lo, hi = P.min(), P.max()
     if lo < 0 or hi > 1 + 1e-5:
@@ -232,4 +315,5 @@ def _check_probabilities(P, loss, layer, instead):
                          f"[{lo:g}, {hi:g}]; pass logits to {instead} instead")
 
 
-LOSSES = {cls.__name__: cls for cls in (SoftmaxCrossEntropy, NLLLoss, MSELoss, BCEWithLogitsLoss, BCELoss)}
+LOSSES = {cls.__name__: cls for cls in (SoftmaxCrossEntropy, NLLLoss, MSELoss, BCEWithLogitsLoss, BCELoss,
+                                         PoissonLoss)}

@@ -274,9 +274,10 @@ class Sequential:
         -----
         Stacks of ``Linear`` (each optionally followed by an activation of ``layers.ACTIVATIONS``
         and preceded by a ``Dropout``) ending in a ``Linear``, with ``SoftmaxCrossEntropy``,
-        ``BCEWithLogitsLoss`` or ``MSELoss`` (or a last ``Sigmoid`` with ``BCELoss``) and ``SGD``,
+        ``BCEWithLogitsLoss``, ``MSELoss`` or ``PoissonLoss`` (or a last ``Sigmoid`` with ``BCELoss``) and ``SGD``,
         ``Adam`` or ``AdamW``, train through one compiled call per epoch, schedules, sample
-        weights, dropout and clipping included (``History.fast_path``). With plain SGD
+        weights, dropout and clipping included (``History.fast_path``; ``History.fallback`` says why
+        not). With plain SGD
         (no momentum) the update is applied inside the backward GEMM, so ``Parameter.grad``
         is not filled by such a fit.
 

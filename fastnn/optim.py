@@ -110,11 +110,34 @@ class Optimizer:
         wd = _check_number(self.weight_decay, "weight_decay")
         return [wd if d is None else d for d in self._group_decay]
 
+    def _decay_step(self, batch_weight):
+        """The factor on each weight decay for a batch of total weight ``batch_weight``: ``1 / batch_weight``
+        with ``sample_decay`` (scikit-learn's ``alpha``: the L2 term belongs to the batch's summed loss), else 1."""
+        if not self.sample_decay:
+            return 1.0
+        if batch_weight is None:
+            raise ValueError(f"{type(self).__name__}(sample_decay=True).step needs batch_weight, the batch's weight "
+                             "sum (its rows when unweighted)")
+        return 1.0 / batch_weight if batch_weight > 0 else 0.0
+
+    def l2_penalty(self):
+        """``sum_p wd_p ||p||^2 / 2``: with ``sample_decay`` the L2 term of a batch's summed loss (0 without it)."""
+        if not self.sample_decay:
+            return 0.0
+        return sum(0.5 * wd * float(np.vdot(p.data, p.data)) for p, wd in zip(self.params, self.weight_decays())
+                   if wd != 0)
+
+    def _options(self):
+        """The scikit-learn options that are on, by name (left out when off: older files and fingerprints stay)."""
+        return {name: True for name in self.OPTIONS if getattr(self, name)}
+
     def current_lr(self):
         """``self.lr``, checked: a scheduler or callback may have set it since the last call."""
         return _check_number(self.lr, "lr")
 
     kind = None  # the codes.OPT_* update rule
+    OPTIONS = ()  # scikit-learn's variants of the rule this optimizer takes
+    sample_decay = False
 
     def hyper(self):
         """The hyper-parameters by their :data:`fastnn.kernels.codes.HYPER` names, as they are now (checked)."""
@@ -166,12 +189,25 @@ class SGD(Optimizer):
 
     .. math:: g \\leftarrow g + \\lambda p,\\; b \\leftarrow \\mu b + g,\\;
               p \\leftarrow p - \\eta\\,(g + \\mu b \\text{ if nesterov else } b)
+
+    Parameters
+    ----------
+    velocity : bool
+        Keep scikit-learn's velocity ``v <- momentum v - lr g; p <- p + v`` (Nesterov: ``p <- p + momentum v - lr
+        g``) instead of PyTorch's buffer: the same steps while ``lr`` is constant (``v = -lr b``); after a change
+        of ``lr`` the velocity keeps the steps taken at the old rate, as in scikit-learn.
+    sample_decay : bool
+        ``weight_decay`` is per sample, as scikit-learn's ``alpha``: each batch's decay is ``weight_decay`` over
+        the batch's weight (its rows when unweighted).
     """
 
     kind = codes.OPT_SGD
+    OPTIONS = ("velocity", "sample_decay")
 
-    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0, velocity=False,
+                 sample_decay=False):
         super().__init__(params)
+        self.velocity, self.sample_decay = bool(velocity), bool(sample_decay)
         self.lr = _check_number(lr, "lr")
         self.momentum = _check_number(momentum, "momentum")
         self.weight_decay = _check_number(weight_decay, "weight_decay")
@@ -183,7 +219,7 @@ class SGD(Optimizer):
 
     def get_config(self):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
-                "weight_decay": self.weight_decay}
+                "weight_decay": self.weight_decay, **self._options()}
 
     def _buffers(self):
         return {"momentum_buffer": self.buffers}
@@ -192,16 +228,20 @@ class SGD(Optimizer):
         momentum = _check_number(self.momentum, "momentum")
         if self.nesterov and momentum == 0:
             raise ValueError("nesterov=True requires momentum > 0")
-        return {"lr": self.current_lr(), "momentum": momentum, "nesterov": float(self.nesterov)}
+        return {"lr": self.current_lr(), "momentum": momentum, "nesterov": float(self.nesterov),
+                "velocity": float(self.velocity), "sample_decay": float(self.sample_decay)}
 
     def _state_pair(self):
         return self.buffers, [np.zeros(0, p.data.dtype) for p in self.params]
 
-    def step(self):
+    def step(self, batch_weight=None):
+        """One update from the parameters' gradients; ``batch_weight`` (the batch's weight sum) with
+        ``sample_decay``."""
         K, spec = get_backend(), self.describe()
-        h = spec.hyper
+        h, scale = spec.hyper, self._decay_step(batch_weight)
         for p, buf, wd in zip(self.params, self.buffers, spec.weight_decays):
-            K.sgd_update(p.data.reshape(-1), p.grad.reshape(-1), buf, h["lr"], h["momentum"], wd, self.nesterov)
+            K.sgd_update(p.data.reshape(-1), p.grad.reshape(-1), buf, h["lr"], h["momentum"], wd * scale,
+                         self.nesterov, self.velocity)
         self._steps[0] += 1
 
 
@@ -210,13 +250,24 @@ class Adam(Optimizer):
 
     .. math:: m \\leftarrow \\beta_1 m + (1-\\beta_1) g,\\; v \\leftarrow \\beta_2 v + (1-\\beta_2) g^2,\\;
               p \\leftarrow p - \\eta\\, \\hat m / (\\sqrt{\\hat v} + \\epsilon)
+
+    Parameters
+    ----------
+    eps_hat : bool
+        Add ``eps`` to ``sqrt(v)`` rather than to ``sqrt(v_hat)``: Kingma & Ba's epsilon-hat, the placement of
+        scikit-learn and TensorFlow, ``p <- p - lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)``.
+    sample_decay : bool
+        ``weight_decay`` is per sample, as scikit-learn's ``alpha`` (see :class:`SGD`).
     """
 
     kind = codes.OPT_ADAM
     decoupled = False
+    OPTIONS = ("eps_hat", "sample_decay")
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, eps_hat=False,
+                 sample_decay=False):
         super().__init__(params)
+        self.eps_hat, self.sample_decay = bool(eps_hat), bool(sample_decay)
         self.lr = _check_number(lr, "lr")
         self.betas = self._check_betas(betas)
         self.eps = _check_number(eps, "eps", low_open=True)
@@ -232,7 +283,8 @@ class Adam(Optimizer):
         return (_check_number(b1, "betas[0]", high=1.0), _check_number(b2, "betas[1]", high=1.0))
 
     def get_config(self):
-        return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
+        return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay,
+                **self._options()}
 
     def _buffers(self):
         return {"m": self.m, "v": self.v}
@@ -240,18 +292,21 @@ class Adam(Optimizer):
     def hyper(self):
         b1, b2 = self._check_betas(self.betas)
         return {"lr": self.current_lr(), "beta1": b1, "beta2": b2,
-                "eps": _check_number(self.eps, "eps", low_open=True), "decoupled": float(self.decoupled)}
+                "eps": _check_number(self.eps, "eps", low_open=True), "decoupled": float(self.decoupled),
+                "eps_hat": float(self.eps_hat), "sample_decay": float(self.sample_decay)}
 
     def _state_pair(self):
         return self.m, self.v
 
-    def step(self):
+    def step(self, batch_weight=None):
+        """One update from the parameters' gradients; ``batch_weight`` (the batch's weight sum) with
+        ``sample_decay``."""
         K, spec = get_backend(), self.describe()
-        h = spec.hyper
+        h, scale = spec.hyper, self._decay_step(batch_weight)
         self._steps[0] += 1
         for p, m, v, wd in zip(self.params, self.m, self.v, spec.weight_decays):
             K.adam_update(p.data.reshape(-1), p.grad.reshape(-1), m, v, self.t, h["lr"], h["beta1"], h["beta2"],
-                          h["eps"], wd, self.decoupled)
+                          h["eps"], wd * scale, self.decoupled, self.eps_hat)
 
 
 class AdamW(Adam):
@@ -259,8 +314,10 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, eps_hat=False,
+                 sample_decay=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, eps_hat=eps_hat,
+                         sample_decay=sample_decay)
 
 
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW)}

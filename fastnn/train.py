@@ -1,8 +1,8 @@
 """The training loop: batching, metrics, validation, early stopping, progress. Thin by design.
 
-The work of a run of batches is one call, ``run(order, b0, b1)``, built once per
+The work of a run of batches is one call of a :class:`fastnn.core.TrainingCore`, built once per
 ``fit``: the compiled step of :mod:`fastnn.fused` when the model, loss and
-optimizer allow it, else the general layer-by-layer path here.
+optimizer allow it, else the layer-by-layer path.
 """
 import collections
 import contextlib
@@ -17,14 +17,14 @@ import weakref
 import numpy as np
 
 from fastnn import fused
+from fastnn.core import TrainingCore, accuracy_units, hits, labels_for_accuracy
 from fastnn.checkpoint import check_allow_changes, fingerprint, locked, read_checkpoint, write_checkpoint
-from fastnn.kernels import codes, get_backend, layout
+from fastnn.kernels import get_backend, layout
 from fastnn._validation import check_matrix, check_positive_int, check_sample_weight, class_weights_for
 from fastnn.losses import LOSSES, Loss
-from fastnn.layers import INFERENCE, Dropout, Linear
+from fastnn.layers import INFERENCE
 from fastnn.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from fastnn.optim import Optimizer
-from fastnn.optim import clip_grad_norm as _clip_grad_norm
 
 __all__ = ["History", "EarlyStopping", "TrainingTerminated", "fit", "predict", "evaluate"]
 
@@ -76,6 +76,8 @@ class History:
         Epoch at which early stopping or a callback ended training.
     fast_path : bool
         Whether the compiled training step of :mod:`fastnn.fused` ran (else layer by layer).
+    fallback : str or None
+        Why it did not (None when it did): e.g. a layer, loss or optimizer it has no form for.
     compiled_by : str or None
         Which code ran it: ``"aot"`` (built at install, :mod:`fastnn.kernels.aot`), ``"jit"`` (Numba's JIT),
         ``"numpy"`` (the NumPy twin); None layer by layer. For the same seed, data, dtype and BLAS threads,
@@ -87,6 +89,7 @@ class History:
         self.epoch = []
         self.stopped_epoch = None
         self.fast_path = False
+        self.fallback = None
         self.compiled_by = None
 
     def _append(self, epoch, logs):
@@ -188,31 +191,12 @@ def _check_data(model, loss, X, y, name, convert=True):
     return X, T
 
 
-def _labels_for_accuracy(T):
-    return T if T.ndim == 1 else T.argmax(axis=1)
-
-
-def _hits(loss, out, T):
-    """Right answers in a batch: rows whose argmax is the label, or binary outputs on the right side of 1/2."""
-    if loss.accuracy == "argmax":
-        return int((out.argmax(axis=1) == _labels_for_accuracy(T)).sum())
-    if loss.accuracy == "binary":
-        cut = 0.0 if loss.step_code(T) == codes.LOSS_BCE_LOGITS else 0.5
-        return int(((out > cut) == (T > 0.5)).sum())
-    return 0
-
-
-def _accuracy_units(loss, T):
-    """What ``_hits`` counts out of: one decision per row, or per output for binary losses."""
-    return T.shape[0] * (T.shape[1] if loss.accuracy == "binary" else 1)
-
-
 def _weights(loss, T, sample_weight, class_weight, name, n_classes=None):
     """The per-sample weights ``fit`` trains with (None: unweighted): ``sample_weight`` times the class weights."""
     w = None if sample_weight is None else check_sample_weight(sample_weight, T.shape[0], f"sample_weight{name}")
     if class_weight is not None:
         if loss.accuracy == "argmax":
-            labels = _labels_for_accuracy(T)
+            labels = labels_for_accuracy(T)
         elif loss.accuracy == "binary" and T.shape[1] == 1:
             labels, n_classes = (T[:, 0] > 0.5).astype(np.int64), 2
         else:
@@ -225,57 +209,104 @@ def _weights(loss, T, sample_weight, class_weight, name, n_classes=None):
     return w
 
 
-def _dropouts(model):
-    """``[(Dropout layer, number of Linear layers before it)]``: the index the step keys its masks by."""
-    found, linears = [], 0
-    for layer in model.layers:
-        if isinstance(layer, Dropout):
-            found.append((layer, linears))
-        linears += isinstance(layer, Linear)
-    return found
-
-
-def _general_runner(model, loss, optimizer, X, T, sw, batch_size, clip_norm=None):
-    """Layer-by-layer ``run(order, b0, b1, after_step=None, seed=0)`` with the fused runner's contract."""
-    rows = min(batch_size, X.shape[0])
-    xbuf = np.empty((rows, X.shape[1]), model.dtype)
-    tbuf = np.empty((rows,) + T.shape[1:], T.dtype)
-    dropouts = _dropouts(model)
-
-    def run(order, b0, b1, after_step=None, seed=0):
-        sums, correct = [], 0
-        for b in range(b0, b1):
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            m = idx.shape[0]
-            Xb, Tb = xbuf[:m], np.take(T, idx, axis=0, out=tbuf[:m])
-            if X.dtype == Xb.dtype:
-                np.take(X, idx, axis=0, out=Xb)
-            else:
-                Xb[...] = X[idx]  # a batch at a time, converted to the model's dtype
-            wb = None if sw is None else sw[idx]
-            for layer, l in dropouts:  # the compiled step's masks: the same key and row offset
-                layer._key = (Dropout.stream_key(seed, l), b * batch_size)
-            out = model._forward(Xb)
-            value = loss._forward(out, Tb, wb)
-            sums.append(value * (m if wb is None else wb.sum()))
-            if not math.isfinite(value):
-                return np.array(sums), correct, b - b0
-            model._backward(loss.backward())
-            if clip_norm:
-                _clip_grad_norm(optimizer.params, clip_norm)
-            optimizer.step()
-            if after_step is not None:
-                after_step()
-            correct += _hits(loss, out, Tb)
-        return np.array(sums), correct, b1 - b0
-
-    return run
-
-
 def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
         validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None, sample_weight=None,
         class_weight=None, clip_grad_norm=None, checkpoint=None, resume=False, allow_changes=None):
     """Train ``model`` in place; see :meth:`fastnn.Sequential.fit` for the parameters."""
+    loss, epochs, batch_size, early_stopping, callbacks, schedulers, max_norm, allow_changes = _check_options(
+        model, loss, optimizer, epochs, batch_size, verbose, validation_data, validation_split, early_stopping,
+        callbacks, clip_grad_norm, checkpoint, resume, allow_changes)
+    # Another dtype (float64 data for a float32 model, uint8 pixels, a memmap) is converted batch by batch
+    # inside the step: the data is never copied whole.
+    X, T = _check_data(model, loss, X, y, "", convert=False)
+    sw = _weights(loss, T, sample_weight, class_weight, "", model.n_outputs)
+    run_id = None if checkpoint is None else fingerprint(
+        model, loss, optimizer, X, T, sw, batch_size=batch_size, shuffle=shuffle, seed=seed,
+        clip_grad_norm=max_norm, validation=validation_data if validation_data is not None else validation_split,
+        schedulers=schedulers, early_stopping=early_stopping)
+    X, T, sw, validation = _split_validation(model, loss, X, T, sw, validation_data, validation_split)
+
+    model._fit_loss = loss  # predict_proba's default: what the outputs mean
+    n = X.shape[0]
+    total_weight = n if sw is None else float(sw.sum())
+    history = History()
+    core = TrainingCore(model, loss, optimizer, X, T, sw, batch_size, max_norm)
+    history.fast_path, history.fallback = core.fast_path, core.fallback
+    rng = np.random.default_rng(seed)
+    if early_stopping is not None:
+        early_stopping._start(model.parameters(), validation is not None)
+    for cb in callbacks:
+        if hasattr(cb, "set_optimizer"):
+            cb.set_optimizer(optimizer)
+    per_batch = [s for s in schedulers if s.interval == "batch"]
+    after_step = (lambda: [s.step() for s in per_batch]) if per_batch else None
+    # One run at a time on a checkpoint path: a second fails here, naming the first, before touching anything.
+    with locked(checkpoint) if checkpoint is not None else contextlib.nullcontext(), \
+            _deferred_interrupts() as interrupted:
+        first = 0
+        if resume and os.path.exists(checkpoint):  # no file yet: the run starts, and checkpoints, afresh
+            done, saved, rng.bit_generator.state = read_checkpoint(
+                checkpoint, model, optimizer, schedulers=schedulers, early_stopping=early_stopping, run=run_id,
+                allow_changes=allow_changes)
+            history.history, history.epoch = saved["history"], saved["epoch"]
+            history.stopped_epoch = saved["stopped_epoch"]
+            first = epochs if history.stopped_epoch is not None else done + 1
+        for epoch in range(first, epochs):
+            start = time.perf_counter()
+            for cb in callbacks:
+                if hasattr(cb, "on_epoch_begin"):
+                    cb.on_epoch_begin(epoch, {})
+            lr = optimizer.current_lr()
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            epoch_seed = int(rng.integers(2**63, dtype=np.uint64)) if core.dropouts else 0  # keys the dropout masks
+            at_start = _EpochStart(model, optimizer, schedulers)
+            bar = _progress(core.n_batches, epoch, epochs, verbose)
+            batch_losses, correct = _train_epoch(core, order, after_step, epoch_seed, bar, interrupted, at_start,
+                                                 (history, epoch, epochs, checkpoint))
+            logs = _epoch_logs(model, loss, T, float(batch_losses.sum()) / total_weight, correct, validation, lr)
+            history._append(epoch, logs)
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.2f}s - "
+                      + " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}" for k, v in logs.items()),
+                      flush=True)
+            for sched in schedulers:
+                if isinstance(sched, ReduceLROnPlateau):
+                    sched.step(_monitored(sched, logs, validation is not None))
+                elif sched.interval == "epoch":
+                    sched.step()
+            stop = early_stopping is not None and early_stopping._update(epoch, logs)
+            stop = any([bool(cb.on_epoch_end(epoch, dict(logs))) for cb in callbacks
+                        if hasattr(cb, "on_epoch_end")]) or stop
+            if stop:
+                history.stopped_epoch = epoch
+            if checkpoint is not None:
+                write_checkpoint(checkpoint, model, optimizer, epoch=epoch, history=history, rng=rng,
+                                 schedulers=schedulers, early_stopping=early_stopping, run=run_id)
+            if interrupted():
+                raise _interruption(history, epoch + 1, checkpoint, interrupted())
+            if stop:
+                break
+    if early_stopping is not None:
+        early_stopping._restore()
+    return history
+
+
+def _epoch_logs(model, loss, T, mean_loss, correct, validation, lr):
+    """An epoch's ``History`` entry: loss, accuracy, the validation metrics, the learning rate it started with."""
+    logs = {"loss": mean_loss}
+    if loss.accuracy is not None:
+        logs["accuracy"] = correct / accuracy_units(loss, T)
+    if validation is not None:
+        logs.update({f"val_{k}": v for k, v in evaluate(model, *validation[:2], loss, sample_weight=validation[2],
+                                                           _checked=True).items()})
+    logs["lr"] = lr
+    return logs
+
+
+def _check_options(model, loss, optimizer, epochs, batch_size, verbose, validation_data, validation_split,
+                   early_stopping, callbacks, clip_grad_norm, checkpoint, resume, allow_changes):
+    """fit's options, checked: ``(loss, epochs, batch_size, early_stopping, callbacks, schedulers, max_norm,
+    allow_changes)``."""
     loss = resolve_loss(loss)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a fastnn Optimizer (SGD, Adam, AdamW), got {type(optimizer).__name__}")
@@ -301,15 +332,11 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
     allow_changes = check_allow_changes(allow_changes, optimizer)
     if allow_changes and not resume:
         raise ValueError("allow_changes applies to resume=True: the fields a resumed run may change")
+    return loss, epochs, batch_size, early_stopping, callbacks, schedulers, max_norm, allow_changes
 
-    # Another dtype (float64 data for a float32 model, uint8 pixels, a memmap) is converted batch by batch
-    # inside the step: the data is never copied whole.
-    X, T = _check_data(model, loss, X, y, "", convert=False)
-    sw = _weights(loss, T, sample_weight, class_weight, "", model.n_outputs)
-    run_id = None if checkpoint is None else fingerprint(
-        model, loss, optimizer, X, T, sw, batch_size=batch_size, shuffle=shuffle, seed=seed,
-        clip_grad_norm=max_norm, validation=validation_data if validation_data is not None else validation_split,
-        schedulers=schedulers, early_stopping=early_stopping)
+
+def _split_validation(model, loss, X, T, sw, validation_data, validation_split):
+    """``(X, T, sw, validation)``: the rows to train on and ``(X_val, T_val, sw_val)`` (or None), checked."""
     swv = None
     if validation_split:
         # Keras' convention: the last fraction of the data, before any shuffling.
@@ -323,115 +350,51 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
             sw, swv = sw[:-n_val], sw[-n_val:]
             if not sw.sum() > 0:
                 raise ValueError("sample_weight sums to 0 on the training part of validation_split")
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data must be a pair (X_val, y_val) or a triple (X_val, y_val, "
-                             "sample_weight_val)")
-        Xv, Tv = _check_data(model, loss, validation_data[0], validation_data[1], "_val")
-        if len(validation_data) == 3:
-            swv = _weights(loss, Tv, validation_data[2], None, "_val")
+    if validation_data is None:
+        return X, T, sw, None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValueError("validation_data must be a pair (X_val, y_val) or a triple (X_val, y_val, "
+                         "sample_weight_val)")
+    Xv, Tv = _check_data(model, loss, validation_data[0], validation_data[1], "_val")
+    if len(validation_data) == 3:
+        swv = _weights(loss, Tv, validation_data[2], None, "_val")
+    return X, T, sw, (Xv, Tv, swv)
 
-    model._fit_loss = loss  # predict_proba's default: what the outputs mean
-    n = X.shape[0]
-    total_weight = n if sw is None else float(sw.sum())
-    labels = _labels_for_accuracy(T) if loss.accuracy == "argmax" else None
-    history = History()
-    run = fused.make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, max_norm)
-    history.fast_path = run is not None
-    if run is None:
-        run = _general_runner(model, loss, optimizer, X, T, sw, batch_size, max_norm)
-    has_dropout = bool(_dropouts(model))
 
-    rng = np.random.default_rng(seed)
-    if early_stopping is not None:
-        early_stopping._start(model.parameters(), validation_data is not None)
-    for cb in callbacks:
-        if hasattr(cb, "set_optimizer"):
-            cb.set_optimizer(optimizer)
-    per_batch = [s for s in schedulers if s.interval == "batch"]
-    after_step = (lambda: [s.step() for s in per_batch]) if per_batch else None
-    n_batches = -(-n // batch_size)
-    # One run at a time on a checkpoint path: a second fails here, naming the first, before touching anything.
-    with locked(checkpoint) if checkpoint is not None else contextlib.nullcontext(), \
-            _deferred_interrupts() as interrupted:
-        first = 0
-        if resume and os.path.exists(checkpoint):  # no file yet: the run starts, and checkpoints, afresh
-            done, saved, rng.bit_generator.state = read_checkpoint(
-                checkpoint, model, optimizer, schedulers=schedulers, early_stopping=early_stopping, run=run_id,
-                allow_changes=allow_changes)
-            history.history, history.epoch = saved["history"], saved["epoch"]
-            history.stopped_epoch = saved["stopped_epoch"]
-            first = epochs if history.stopped_epoch is not None else done + 1
-        for epoch in range(first, epochs):
-            start = time.perf_counter()
-            for cb in callbacks:
-                if hasattr(cb, "on_epoch_begin"):
-                    cb.on_epoch_begin(epoch, {})
-            lr = optimizer.current_lr()
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            epoch_seed = int(rng.integers(2**63, dtype=np.uint64)) if has_dropout else 0  # keys the dropout masks
-            at_start = _EpochStart(model, optimizer, schedulers)
-            batch_losses, correct = np.empty(n_batches), 0  # summed once: the same sum however the epoch is cut
-            bar = _progress(n_batches, epoch, epochs, verbose)
-            # One compiled call per epoch (~50 with a progress bar); layer by layer, a batch per call, so
-            # Ctrl-C is taken at the next batch.
-            # Layer by layer, a batch per call. Compiled, calls of about _CALL_SECONDS each (about 50 per epoch
-            # with a progress bar), so a signal is taken within that time, never mid-update.
-            chunk = 1 if not history.fast_path else _FIRST_CALL_BATCHES if bar is None else max(1, n_batches // 50)
-            b0 = 0
-            while b0 < n_batches:
-                b1 = min(b0 + chunk, n_batches)
-                called = time.perf_counter()
-                sums, c, done = _in_training_mode(model, run, order, b0, b1, after_step, epoch_seed)
-                if done < b1 - b0:
-                    _diverged(model, at_start.params, sums[done], epoch, epochs, b0 + done, n_batches, history)
-                if history.fast_path and bar is None:
-                    each = (time.perf_counter() - called) / max(done, 1)  # seconds per batch
-                    chunk = max(1, int(_CALL_SECONDS / each)) if each > 0 else n_batches
-                batch_losses[b0:b0 + done] = sums[:done]
-                correct += c
-                if bar is not None:
-                    bar.update(done)
-                if interrupted():
-                    at_start.restore()
-                    raise _interruption(history, epoch, checkpoint, interrupted())
-                b0 = b1
-            if bar is not None:
-                bar.close()
-            if history.fast_path:
-                history.compiled_by = run.compiled_by
-            logs = {"loss": float(batch_losses.sum()) / total_weight}
-            if loss.accuracy is not None:
-                logs["accuracy"] = correct / _accuracy_units(loss, T)
-            if validation_data is not None:
-                logs.update({f"val_{k}": v for k, v in evaluate(model, Xv, Tv, loss, sample_weight=swv,
-                                                                   _checked=True).items()})
-            logs["lr"] = lr
-            history._append(epoch, logs)
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.2f}s - "
-                      + " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}" for k, v in logs.items()),
-                      flush=True)
-            for sched in schedulers:
-                if isinstance(sched, ReduceLROnPlateau):
-                    sched.step(_monitored(sched, logs, validation_data is not None))
-                elif sched.interval == "epoch":
-                    sched.step()
-            stop = early_stopping is not None and early_stopping._update(epoch, logs)
-            stop = any([bool(cb.on_epoch_end(epoch, dict(logs))) for cb in callbacks
-                        if hasattr(cb, "on_epoch_end")]) or stop
-            if stop:
-                history.stopped_epoch = epoch
-            if checkpoint is not None:
-                write_checkpoint(checkpoint, model, optimizer, epoch=epoch, history=history, rng=rng,
-                                 schedulers=schedulers, early_stopping=early_stopping, run=run_id)
-            if interrupted():
-                raise _interruption(history, epoch + 1, checkpoint, interrupted())
-            if stop:
-                break
-    if early_stopping is not None:
-        early_stopping._restore()
-    return history
+def _train_epoch(core, order, after_step, epoch_seed, bar, interrupted, at_start, where):
+    """One epoch's batches on the core: ``(batch loss sums, right answers)``. ``where`` is ``(history, epoch,
+    epochs, checkpoint)``, for the errors a divergence or a signal raises.
+
+    Layer by layer, a batch per call. Compiled, calls of about _CALL_SECONDS each (about 50 per epoch with a
+    progress bar), so a signal is taken within that time, never mid-update.
+    """
+    history, epoch, epochs, checkpoint = where
+    n_batches, model = core.n_batches, core.model
+    batch_losses, correct = np.empty(n_batches), 0  # summed once: the same sum however the epoch is cut
+    chunk = 1 if not core.fast_path else _FIRST_CALL_BATCHES if bar is None else max(1, n_batches // 50)
+    b0 = 0
+    while b0 < n_batches:
+        b1 = min(b0 + chunk, n_batches)
+        called = time.perf_counter()
+        sums, _, c, done = _in_training_mode(model, core.run, order, b0, b1, after_step, epoch_seed)
+        if done < b1 - b0:
+            _diverged(model, at_start.params, sums[done], epoch, epochs, b0 + done, n_batches, history)
+        if core.fast_path and bar is None:
+            each = (time.perf_counter() - called) / max(done, 1)  # seconds per batch
+            chunk = max(1, int(_CALL_SECONDS / each)) if each > 0 else n_batches
+        batch_losses[b0:b0 + done] = sums[:done]
+        correct += c
+        if bar is not None:
+            bar.update(done)
+        if interrupted():
+            at_start.restore()
+            raise _interruption(history, epoch, checkpoint, interrupted())
+        b0 = b1
+    if bar is not None:
+        bar.close()
+    if core.fast_path:
+        history.compiled_by = core.compiled_by
+    return batch_losses, correct
 
 
 class _EpochStart:
@@ -678,5 +641,5 @@ def evaluate(model, X, y, loss, batch_size=1024, sample_weight=None, _checked=Fa
     result = {"loss": loss._forward(out, y, sample_weight)}
     loss._grad = None
     if loss.accuracy is not None:
-        result["accuracy"] = _hits(loss, out, y) / _accuracy_units(loss, y)
+        result["accuracy"] = hits(loss, out, y) / accuracy_units(loss, y)
     return result

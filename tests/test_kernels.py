@@ -109,7 +109,7 @@ def test_optimizer_updates_match(module, dtype):
     # SGD, momentum 0.9, Nesterov, weight decay 0.01, two steps.
     p, buf = p0.astype(dtype), np.zeros(7, dtype)
     for _ in range(2):
-        module.sgd_update(p, g.astype(dtype), buf, 0.1, 0.9, 0.01, True)
+        module.sgd_update(p, g.astype(dtype), buf, 0.1, 0.9, 0.01, True, False)
     e, b = p0.copy(), np.zeros(7)
     for _ in range(2):
         d = g.astype(dtype) + 0.01 * e
@@ -119,7 +119,7 @@ def test_optimizer_updates_match(module, dtype):
     # AdamW, two steps.
     p, m, v = p0.astype(dtype), np.zeros(7, dtype), np.zeros(7, dtype)
     for t in (1, 2):
-        module.adam_update(p, g.astype(dtype), m, v, t, 0.01, 0.9, 0.999, 1e-8, 0.1, True)
+        module.adam_update(p, g.astype(dtype), m, v, t, 0.01, 0.9, 0.999, 1e-8, 0.1, True, False)
     e, mm, vv = p0.copy(), np.zeros(7), np.zeros(7)
     for t in (1, 2):
         e = e * (1 - 0.01 * 0.1)
@@ -145,8 +145,8 @@ def test_linear_backward_sgd_is_backward_then_sgd(dtype, strided, with_dx, n, d,
     dW, db, dX_ref = np.empty_like(W0), np.empty_like(b0), np.empty((n, d), dtype)
     numpy_ref.linear_backward(X, W0, g, dW, db, dX_ref)
     W_ref, b_ref = W0.copy(), b0.copy()
-    numpy_ref.sgd_update(W_ref.reshape(-1), dW.reshape(-1), np.zeros(0, dtype), lr, 0.0, wd, False)
-    numpy_ref.sgd_update(b_ref, db, np.zeros(0, dtype), lr, 0.0, wd_b, False)
+    numpy_ref.sgd_update(W_ref.reshape(-1), dW.reshape(-1), np.zeros(0, dtype), lr, 0.0, wd, False, False)
+    numpy_ref.sgd_update(b_ref, db, np.zeros(0, dtype), lr, 0.0, wd_b, False, False)
     for module in (COMPILED, numpy_ref):
         W, b = W0.copy(), b0.copy()
         dX = np.empty((n, d), dtype) if with_dx else None

@@ -1,4 +1,5 @@
 """fastnn.estimators: scikit-learn's estimator checks, equivalence with scikit-learn's MLP, and workflows."""
+import pickle
 import warnings
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 from scipy.special import softmax
 from scipy import sparse
 from sklearn import neural_network
+from sklearn.base import clone
 from sklearn.datasets import load_digits, make_blobs, make_multilabel_classification, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, train_test_split
@@ -63,8 +65,8 @@ def _assert_same_fit(a, b, atol, rtol):
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
 def test_sgd_trajectory_matches_sklearn(kind, learning_rate):
     """float64, alpha=0, unshuffled, Nesterov momentum: 30 epochs on fastnn's compiled step give scikit-learn's
-    weights and loss_curve_ to rounding, including the learning rate changing between epochs (fastnn's momentum
-    buffer is rescaled so that scikit-learn's velocity carries over)."""
+    weights and loss_curve_ to rounding, including the learning rate changing between epochs (SGD(velocity=True)
+    keeps scikit-learn's velocity across the change)."""
     X, y, ours, theirs = _pair(kind)
     kw = dict(hidden_layer_sizes=(7,), solver="sgd", alpha=0.0, batch_size=32, shuffle=False, max_iter=30,
               learning_rate=learning_rate, learning_rate_init=0.05, power_t=0.3, momentum=0.9, random_state=3,
@@ -78,8 +80,8 @@ def test_sgd_trajectory_matches_sklearn(kind, learning_rate):
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
 def test_adam_trajectory_matches_sklearn(kind):
     """Adam on the compiled step with scikit-learn's epsilon placement (on sqrt(v), not on the bias-corrected
-    sqrt(v_hat): set batch by batch), alpha > 0 on the weights only (equal batches: the step divides the L2 term
-    by the batch size, scikit-learn by each batch's rows), unshuffled: scikit-learn's weights over 30 epochs."""
+    sqrt(v_hat): Adam(eps_hat=True)), alpha > 0 on the weights only (sample_decay=True: over each batch's rows),
+    unshuffled: scikit-learn's weights over 30 epochs."""
     X, y, ours, theirs = _pair(kind)
     kw = dict(hidden_layer_sizes=(7,), solver="adam", alpha=0.5, batch_size=30, max_iter=30, epsilon=1e-3,
               learning_rate_init=0.01, random_state=3, tol=0.0, n_iter_no_change=50, shuffle=False)
@@ -88,6 +90,30 @@ def test_adam_trajectory_matches_sklearn(kind):
     _assert_same_fit(a, b, atol=5e-14, rtol=2e-2)
     assert a._optimizer.t == b._optimizer.t and a._optimizer.learning_rate == pytest.approx(
         b._optimizer.learning_rate, rel=1e-15)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("case", ["weighted", "poisson", "sparse", "binary"])
+def test_weighted_poisson_sparse_trajectories_match_sklearn(case, solver):
+    """Sample weights (the L2 term over each batch's weight), the Poisson loss, sparse rows and the one logistic
+    unit all train on the compiled step and follow scikit-learn's weights over 20 epochs in float64, unshuffled
+    (a last batch smaller than the others, alpha > 0: loss_curve_ carries the L2 term of the end-of-epoch
+    weights, so rtol is loose there)."""
+    if case in ("weighted", "sparse", "binary"):
+        X, y = _blobs(n=130, k=2 if case == "binary" else 3)
+        ours, theirs, kw = MLPClassifier, neural_network.MLPClassifier, {}
+    else:
+        X, y = make_regression(n_samples=130, n_features=5, n_targets=2, noise=0.1, random_state=0)
+        y = np.exp(y / y.std())
+        ours, theirs, kw = MLPRegressor, neural_network.MLPRegressor, dict(loss="poisson")
+    fit = dict(sample_weight=np.random.default_rng(0).random(len(y)) * 2) if case == "weighted" else {}
+    if case == "sparse":
+        X = sparse.csr_matrix(np.where(X > 0, X, 0))
+    kw.update(hidden_layer_sizes=(7,), solver=solver, alpha=0.3, batch_size=32, shuffle=False, max_iter=20,
+              learning_rate_init=0.01, random_state=3, tol=0.0, n_iter_no_change=50, momentum=0.9)
+    a, b = ours(**kw).fit(X, y, **fit), theirs(**kw).fit(X, y, **fit)
+    assert a.fast_path_
+    _assert_same_fit(a, b, atol=1e-13, rtol=2e-2)
 
 
 @pytest.mark.parametrize("activation", ["relu", "logistic"])
@@ -139,7 +165,7 @@ def test_sample_weight_is_repetition():
     assert a.loss_ == pytest.approx(b.loss_, rel=1e-9)
     np.testing.assert_allclose(a.coefs_[0], b.coefs_[0], rtol=1e-6, atol=1e-9)
     sgd = MLPClassifier(hidden_layer_sizes=(5,), solver="sgd", max_iter=3, random_state=0)
-    assert not sgd.fit(X, y, sample_weight=w).fast_path_  # weighted losses are not on the compiled step yet
+    assert sgd.fit(X, y, sample_weight=w).fast_path_  # weighted losses train on the compiled step too
     ones = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, batch_size=10, random_state=0)
     np.testing.assert_allclose(ones.fit(X, y, sample_weight=np.ones(len(y))).predict_proba(X),
                                ones.fit(X, y).predict_proba(X), rtol=1e-10)  # batch by batch == compiled step
@@ -153,13 +179,31 @@ def test_sample_weight_is_repetition():
 def test_sparse_input_equals_dense(solver):
     X, y = _blobs(n=60, k=3)
     X[X < 0] = 0
-    # sgd and adam run on the compiled step for dense X, batch by batch on the kernels for sparse X; both paths
+    # sgd and adam run on the compiled step for dense X and, densified a batch at a time, for sparse X; both
     # shuffle alike.
     kw = dict(hidden_layer_sizes=(6,), solver=solver, max_iter=5, batch_size=20, random_state=0)
     a = MLPClassifier(**kw).fit(X, y)
     b = MLPClassifier(**kw).fit(sparse.csr_matrix(X), y)
-    assert not b.fast_path_
+    assert b.fast_path_ == (solver != "lbfgs")
     np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(sparse.csr_matrix(X)), rtol=1e-10)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_pickle_and_clone_keep_training_state(solver):
+    """A pickled estimator names the public module and goes on with partial_fit exactly as the original (its
+    optimizer state travels with it); clone gives the same parameters, unfitted."""
+    X, y = _blobs()
+    a = MLPClassifier(hidden_layer_sizes=(6,), solver=solver, random_state=0).partial_fit(X, y, classes=[0, 1, 2])
+    data = pickle.dumps(a)
+    assert b"fastnn.estimators" in data and b"MLPClassifier" in data
+    b = pickle.loads(data)
+    for est in (a, b):
+        est.partial_fit(X, y)
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(p, q)
+    c = clone(a)
+    assert c.get_params() == a.get_params() and not hasattr(c, "coefs_")
+    assert type(pickle.loads(pickle.dumps(c))) is fastnn.MLPClassifier
 
 
 def test_partial_fit_hidden_for_lbfgs():

@@ -55,6 +55,7 @@ EXPORTS = {
     "mse": (f"f8({_M}, {_M}, f8[::1], {_M})", None),
     "bce_logits": (f"f8({_M}, {_M}, f8[::1], {_M})", None),
     "bce": (f"f8({_M}, {_M}, f8[::1], {_M})", None),
+    "poisson": (f"f8({_M}, {_M}, f8[::1], {_M})", None),
     "linear_forward": (f"void({_M}, {_M}, {_V}, i8, f8, {_M})", 5),
     "softmax_forward": (f"void({_M}, {_M})", 1),
     "sigmoid_forward": (f"void({_M}, {_M})", 1),
@@ -71,8 +72,8 @@ EXPORTS = {
     "tanh_backward": (f"void({_M}, {_M}, {_M})", 2),
     "softmax_backward": (f"void({_M}, {_M}, {_M})", 2),
     "dropout": (f"void({_M}, f8, u8, i8, {_M})", 4),
-    "sgd_update": (f"void({_V}, {_V}, {_V}, f8, f8, f8, b1)", None),
-    "adam_update": (f"void({_V}, {_V}, {_V}, {_V}, i8, f8, f8, f8, f8, f8, b1)", None),
+    "sgd_update": (f"void({_V}, {_V}, {_V}, f8, f8, f8, b1, b1)", None),
+    "adam_update": (f"void({_V}, {_V}, {_V}, {_V}, i8, f8, f8, f8, f8, f8, b1, b1)", None),
 }
 DTYPES = {"f4": np.dtype(np.float32), "f8": np.dtype(np.float64)}
 _CODES = {"f4": np.float32, "f8": np.float64, "u1": np.uint8, "u8": np.uint64, "i8": np.int64}

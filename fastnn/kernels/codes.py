@@ -8,7 +8,9 @@ import numpy as np
 
 __all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "LEAKY_RELU", "ELU", "GELU", "ACTIVATION_CODES", "NEEDS_INPUT",
            "H_LR", "H_MOMENTUM", "H_NESTEROV", "H_BETA1", "H_BETA2", "H_EPS", "H_DECOUPLED", "H_CLIP_NORM",
-           "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE", "LOSS_BCE_LOGITS", "LOSS_BCE", "OPT_SGD", "OPT_ADAM",
+           "H_VELOCITY", "H_EPS_HAT", "H_SAMPLE_DECAY", "H_LOSS_SCALE",
+           "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE", "LOSS_BCE_LOGITS", "LOSS_BCE", "LOSS_POISSON", "OPT_SGD",
+           "OPT_ADAM",
            "HYPER", "pack_hyper", "P_W", "P_B", "P_DW", "P_DB", "P_S1W", "P_S1B", "P_S2W", "P_S2B", "N_PARAM_SLOTS",
            "O_H", "O_Z", "O_D", "O_G", "N_WORK_SLOTS", "RAW_F32", "RAW_F64", "RAW_U8", "RAW_I32", "RAW_I64",
            "RAW_DTYPES"]
@@ -22,8 +24,8 @@ NEEDS_INPUT = (ELU, GELU)
 
 # Losses the training step computes fused with its gradient w.r.t. the last layer's pre-activation:
 # softmax cross-entropy (labels or dense targets), MSE, sigmoid + BCE on logits, and BCE on the output of
-# a last-layer Sigmoid (its backward folded in).
-LOSS_SCE_LABELS, LOSS_SCE_DENSE, LOSS_MSE, LOSS_BCE_LOGITS, LOSS_BCE = 0, 1, 2, 3, 4
+# a last-layer Sigmoid (its backward folded in), and half the Poisson deviance of log-rates.
+LOSS_SCE_LABELS, LOSS_SCE_DENSE, LOSS_MSE, LOSS_BCE_LOGITS, LOSS_BCE, LOSS_POISSON = 0, 1, 2, 3, 4, 5
 
 # Update rules of the training step.
 OPT_SGD, OPT_ADAM = 0, 1
@@ -31,19 +33,24 @@ OPT_SGD, OPT_ADAM = 0, 1
 # Columns of the step's ``hyper`` array (one row per batch, so a schedule may change any of them from
 # batch to batch), by name. Weight decay is not here: the step takes one per parameter.
 # ``clip_norm`` (0: off) is fit's gradient clipping by global norm, applied before the update.
-HYPER = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "decoupled", "clip_norm")
-(H_LR, H_MOMENTUM, H_NESTEROV, H_BETA1, H_BETA2, H_EPS, H_DECOUPLED, H_CLIP_NORM) = range(len(HYPER))
+# ``velocity`` (SGD), ``eps_hat`` (Adam) and ``sample_decay`` are the optimizers' scikit-learn options
+# (:class:`fastnn.optim.SGD`, :class:`fastnn.optim.Adam`); ``loss_scale`` is the loss's factor on each row's
+# loss and gradient (:meth:`fastnn.losses.Loss.row_scale`: 1 for a mean over the outputs).
+HYPER = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "decoupled", "clip_norm", "velocity", "eps_hat",
+         "sample_decay", "loss_scale")
+(H_LR, H_MOMENTUM, H_NESTEROV, H_BETA1, H_BETA2, H_EPS, H_DECOUPLED, H_CLIP_NORM, H_VELOCITY, H_EPS_HAT,
+ H_SAMPLE_DECAY, H_LOSS_SCALE) = range(len(HYPER))
 
 
 def pack_hyper(values, out=None):
-    """``values`` (a dict of :data:`HYPER` names to numbers; missing ones are 0) as one float64 row of the
-    step's ``hyper`` array, written into ``out`` when given."""
+    """``values`` (a dict of :data:`HYPER` names to numbers; missing ones are 0, ``loss_scale`` 1) as one float64
+    row of the step's ``hyper`` array, written into ``out`` when given."""
     unknown = set(values) - set(HYPER)
     if unknown:
         raise KeyError(f"unknown hyper-parameters {sorted(unknown)}; the step knows {list(HYPER)}")
     row = np.empty(len(HYPER), np.float64) if out is None else out
     for i, name in enumerate(HYPER):
-        row[i] = values.get(name, 0.0)
+        row[i] = values.get(name, 1.0 if name == "loss_scale" else 0.0)
     return row
 
 

@@ -20,7 +20,7 @@ from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, P_B, P_W, RELU, SIGMOID,
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
            "softmax_backward", "dropout", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense",
-           "mse", "bce_logits", "bce", "clip_grad_norm", "sgd_update", "adam_update", "activation_forward",
+           "mse", "bce_logits", "bce", "poisson", "clip_grad_norm", "sgd_update", "adam_update", "activation_forward",
            "act_backward", "mlp_forward"]
 
 # Registered by fastnn.kernels._blas at import: NumPy's cblas_?gemm, or an adapter to Numba's.
@@ -409,6 +409,21 @@ def _mse_row(y, i, t, grad, scale):
 
 
 @jit
+def _poisson_row(z, i, t, grad, scale):
+    """Row ``i`` of half the Poisson deviance of log-rates ``z``: ``grad[i] = (exp(z) - t) scale / k``; returns
+    the row's mean of ``exp(z) - t z + t log t - t`` (0 for a perfect prediction; ``t log t`` is 0 at t = 0)."""
+    k = z.shape[1]
+    loss = 0.0
+    for j in range(k):
+        v = z[i, j] * 1.0
+        tj = t[j] * 1.0
+        p = math.exp(v)
+        loss += p - tj * v + (tj * math.log(tj) - tj if tj > 0 else 0.0)
+        grad[i, j] = (p - tj) * (scale / k)
+    return loss / k
+
+
+@jit
 def _nll_row_label(P, i, y, eps, grad, scale):
     """Row ``i`` of NLL with label ``y``: ``-log max(p_y, eps)``; a NaN probability propagates."""
     for j in range(P.shape[1]):
@@ -534,6 +549,16 @@ def bce(P, T, w, grad):
 
 
 @jit
+def poisson(z, T, w, grad):
+    inv = _inv_weight_sum(w, z.shape[0])
+    loss = 0.0
+    for i in range(z.shape[0]):
+        wi = _weight(w, i)
+        loss = _add_weighted(loss, wi, _poisson_row(z, i, T[i], grad, wi * inv))
+    return loss * inv
+
+
+@jit
 def clip_grad_norm(dWs, dbs, max_norm):
     total = 0.0
     for l in range(len(dWs)):
@@ -556,9 +581,14 @@ def clip_grad_norm(dWs, dbs, max_norm):
 
 
 @jit(fast=True)
-def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
+def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov, velocity):
     for k in range(p.shape[0]):
         d = g[k] + weight_decay * p[k]
+        if momentum != 0 and velocity:  # buf is the velocity v = momentum v - lr d
+            v = momentum * buf[k] - lr * d
+            buf[k] = v
+            p[k] = p[k] + (momentum * v - lr * d if nesterov else v)
+            continue
         if momentum != 0:
             b = momentum * buf[k] + d
             buf[k] = b
@@ -567,7 +597,7 @@ def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
 
 
 @jit(fast=True)
-def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled, eps_hat):
     # Arithmetic in the parameters' dtype, as PyTorch does: float64 sqrt and division run at half
     # the vector width and made this loop compute-bound (float32: 0.130 -> 0.039 ms for the
     # network's 109k parameters). Bias corrections are folded into two scalars, also as PyTorch.
@@ -575,6 +605,8 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
     c1 = T(1.0 / (1.0 - beta1**step))
     c2 = T(1.0 / math.sqrt(1.0 - beta2**step))
     b1, b2, one_b1, one_b2 = T(beta1), T(beta2), T(1.0 - beta1), T(1.0 - beta2)
+    if eps_hat:  # eps added to sqrt(v), not to sqrt(v_hat) = sqrt(v) c2: the same step with eps c2
+        eps = eps / math.sqrt(1.0 - beta2**step)
     lr_, eps_, wd, shrink = T(lr), T(eps), T(weight_decay), T(1.0 - lr * weight_decay)
     for k in range(p.shape[0]):
         w = p[k]

@@ -16,7 +16,7 @@ from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, P_B, P_W, RELU, SIGMOID,
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
            "softmax_backward", "dropout", "softmax_xent_labels", "softmax_xent_dense", "nll_labels", "nll_dense",
-           "mse", "bce_logits", "bce", "clip_grad_norm", "sgd_update", "adam_update", "activation_forward",
+           "mse", "bce_logits", "bce", "poisson", "clip_grad_norm", "sgd_update", "adam_update", "activation_forward",
            "act_backward", "mlp_forward"]
 
 
@@ -311,6 +311,21 @@ def bce(P, T, w, grad):
     return _weighted_mean(rows, scale)
 
 
+def poisson(z, T, w, grad):
+    """Half the Poisson deviance of log-rates ``z`` (scikit-learn's ``poisson_loss`` of ``exp(z)``), the mean
+    over outputs per row, weighted over rows. Row loss ``mean_j exp(z) - t z + t log t - t``; gradient
+    ``(exp(z) - t) w_i / (sum(w) k)``, PyTorch's ``PoissonNLLLoss(log_input=True)`` (whose loss lacks the
+    constant ``t log t - t``)."""
+    k = z.shape[1]
+    scale = _row_weights(w, z.shape[0])
+    v = z.astype(np.float64)
+    t = T.astype(np.float64)
+    p = np.exp(v)
+    np.multiply(p - t, scale / k, out=grad, casting="same_kind")
+    const = np.where(t > 0, t * np.log(np.where(t > 0, t, 1.0)) - t, 0.0)
+    return _weighted_mean((p - t * v + const).mean(axis=1), scale)
+
+
 def clip_grad_norm(dWs, dbs, max_norm):
     """Scale every gradient by ``max_norm / (norm + 1e-6)`` when that is below 1, PyTorch's
     ``clip_grad_norm_``; ``norm`` is the 2-norm of all of them together, returned."""
@@ -322,14 +337,21 @@ def clip_grad_norm(dWs, dbs, max_norm):
     return norm
 
 
-def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
+def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov, velocity):
     """One SGD step on 1-D views, PyTorch's rule (dampening 0).
 
     ``g += wd p; buf = momentum buf + g; p -= lr (g + momentum buf if nesterov else buf)``.
     ``buf`` starts at zero, so the first step sets ``buf = g`` as PyTorch does.
-    With ``momentum == 0`` ``buf`` is not touched.
+    With ``momentum == 0`` ``buf`` is not touched. ``velocity``: ``buf`` is scikit-learn's velocity,
+    ``buf = momentum buf - lr g; p += (momentum buf - lr g if nesterov else buf)`` (the same steps while
+    ``lr`` is constant, with ``buf`` = -lr times PyTorch's).
     """
     d = g.astype(np.float64) + weight_decay * p
+    if momentum != 0 and velocity:
+        v = momentum * buf - lr * d
+        buf[...] = v
+        p[...] = p + (momentum * v - lr * d if nesterov else v)
+        return
     if momentum != 0:
         b = momentum * buf + d
         buf[...] = b
@@ -337,8 +359,11 @@ def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
     p[...] = p - lr * d  # one rounding, in float64, as the compiled twin does
 
 
-def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled, eps_hat):
     """One Adam (``decoupled=False``) or AdamW (``decoupled=True``) step, PyTorch's rule.
+
+    ``eps_hat``: ``eps`` is added to ``sqrt(v)`` instead of ``sqrt(v_hat)`` (Kingma & Ba's epsilon-hat,
+    scikit-learn's and TensorFlow's placement): ``p -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)``.
 
     ``step`` is the 1-based step count used for bias correction. Computed in float64 here;
     the compiled twin computes in the parameters' dtype, as PyTorch does, so float32
@@ -356,6 +381,8 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
     v[...] = vt
     mhat = mt / (1 - beta1**step)
     vhat = vt / (1 - beta2**step)
+    if eps_hat:
+        eps = eps / math.sqrt(1 - beta2**step)
     p[...] = w - lr * mhat / (np.sqrt(vhat) + eps)
 
 

@@ -11,19 +11,20 @@ import numpy as np
 
 from fastnn._config import jit
 from fastnn.kernels.codes import (
-    ELU, GELU, RELU, H_BETA1, H_CLIP_NORM, H_BETA2, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_BCE,
-    LOSS_BCE_LOGITS, LOSS_MSE, LOSS_SCE_LABELS, RAW_F32, RAW_F64, RAW_I32, RAW_U8, O_D, O_G, O_H, O_Z, OPT_SGD, P_B, P_DB, P_DW, P_S1B, P_S1W, P_S2B,
+    ELU, GELU, RELU, H_BETA1, H_CLIP_NORM, H_BETA2, H_DECOUPLED, H_EPS, H_EPS_HAT, H_LOSS_SCALE, H_LR, H_MOMENTUM,
+    H_NESTEROV, H_SAMPLE_DECAY, H_VELOCITY, IDENTITY, LOSS_BCE, LOSS_BCE_LOGITS, LOSS_MSE, LOSS_POISSON, LOSS_SCE_LABELS, RAW_F32, RAW_F64, RAW_I32, RAW_U8, O_D, O_G, O_H, O_Z, OPT_SGD, P_B, P_DB, P_DW, P_S1B, P_S1W, P_S2B,
     P_S2W, P_W)
 from fastnn.kernels.numba_cpu import (
-    _add_weighted, _bce_logits_row, _bce_row, _mat, _mse_row, _vec, _xent_row_dense, _xent_row_label, act_backward,
+    _add_weighted, _bce_logits_row, _bce_row, _mat, _mse_row, _poisson_row, _vec, _xent_row_dense, _xent_row_label, act_backward,
     activation_forward, adam_update, dropout, linear_backward, linear_backward_sgd, linear_forward, sgd_update)
 
 __all__ = ["train_batches"]
 
 
 @jit
-def _loss_grad(loss_kind, z, labels, T, sw, rows, grad):
-    """``(sum_i w_i l_i, sum_i w_i, hits)`` over the batch and ``grad`` = d(weighted mean loss)/d(pre-activation).
+def _loss_grad(loss_kind, z, labels, T, sw, rows, grad, c):
+    """``(sum_i w_i l_i, sum_i w_i, hits)`` over the batch and ``grad`` = d(weighted mean loss)/d(pre-activation),
+    each row's loss and gradient times ``c`` (the loss's ``row_scale``).
 
     Hits: argmax equal to the label for softmax losses; outputs on the right side of 1/2 for the binary ones.
     """
@@ -36,9 +37,11 @@ def _loss_grad(loss_kind, z, labels, T, sw, rows, grad):
     for i in range(m):
         r = rows[i]
         wi = sw[r] * 1.0 if sw.shape[0] else 1.0
-        scale = wi * inv
+        scale = wi * inv * c
         if loss_kind == LOSS_MSE:
             li = _mse_row(z, i, T[r], grad, scale)
+        elif loss_kind == LOSS_POISSON:
+            li = _poisson_row(z, i, T[r], grad, scale)
         elif loss_kind == LOSS_BCE_LOGITS or loss_kind == LOSS_BCE:
             cut = 0.0 if loss_kind == LOSS_BCE_LOGITS else 0.5
             for j in range(k):
@@ -63,8 +66,9 @@ def _loss_grad(loss_kind, z, labels, T, sw, rows, grad):
                 li = _xent_row_label(z, i, labels[r], grad, grad, scale)
             else:
                 li = _xent_row_dense(z, i, T[r], grad, grad, scale)
-        total = _add_weighted(total, wi, li)
+        total = _add_weighted(total, wi, li * c)
     return total, wsum, correct
+
 
 
 @jit(fast=True)
@@ -132,7 +136,7 @@ def train_batches(X, Xraw, raw_kind, labels, T, sw, order, batch_size, b0, b1, d
         h = hyper[b - b0]
         lr, momentum, nesterov = h[H_LR], h[H_MOMENTUM], h[H_NESTEROV] != 0
         beta1, beta2, eps, decoupled = h[H_BETA1], h[H_BETA2], h[H_EPS], h[H_DECOUPLED] != 0
-        clip = h[H_CLIP_NORM]
+        clip, velocity, eps_hat = h[H_CLIP_NORM], h[H_VELOCITY] != 0, h[H_EPS_HAT] != 0
         # Plain SGD goes into the weight-gradient GEMM (W -= lr X^T g): W is written once per step
         # instead of three times, and dW never exists. Clipping needs every gradient first.
         fold = opt_kind == OPT_SGD and momentum == 0 and clip == 0
@@ -173,7 +177,12 @@ def train_batches(X, Xraw, raw_kind, labels, T, sw, order, batch_size, b0, b1, d
             else:
                 linear_forward(a, W, bias, acts[l], alphas[l], out)
         total, wsum, hits = _loss_grad(loss_kind, _work(work, woff, L, O_H, m, dims[L]), labels, T, sw, rows,
-                                       _work(work, woff, L, O_G, m, dims[L]))
+                                       _work(work, woff, L, O_G, m, dims[L]), h[H_LOSS_SCALE])
+        # sample_decay (scikit-learn's alpha): the L2 term belongs to the batch's summed loss, so each decay is
+        # divided by the batch's weight.
+        decay = 1.0
+        if h[H_SAMPLE_DECAY] != 0:
+            decay = 1.0 / wsum if wsum > 0 else 0.0
         losses[b - b0] = total
         weights[b - b0] = wsum
         correct[b - b0] = hits
@@ -187,7 +196,7 @@ def train_batches(X, Xraw, raw_kind, labels, T, sw, order, batch_size, b0, b1, d
             # The input needs no gradient: no dX for the first layer, the largest GEMM saved.
             dX = _work(work, woff, l, O_G, m, dims[l]) if l > 0 else None
             if fold:
-                linear_backward_sgd(a, W, g, bias, lr, wds[2 * l], wds[2 * l + 1], dX)
+                linear_backward_sgd(a, W, g, bias, lr, wds[2 * l] * decay, wds[2 * l + 1] * decay, dX)
             else:
                 linear_backward(a, W, g, _mat(params[l, P_DW], dims[l], dims[l + 1], zero),
                                 _vec(params[l, P_DB], dims[l + 1], zero), dX)
@@ -210,13 +219,13 @@ def train_batches(X, Xraw, raw_kind, labels, T, sw, order, batch_size, b0, b1, d
             nw, nb = dims[l] * dims[l + 1], dims[l + 1]
             W, dW = _vec(params[l, P_W], nw, zero), _vec(params[l, P_DW], nw, zero)
             bias, db = _vec(params[l, P_B], nb, zero), _vec(params[l, P_DB], nb, zero)
-            wd_W, wd_b = wds[2 * l], wds[2 * l + 1]
+            wd_W, wd_b = wds[2 * l] * decay, wds[2 * l + 1] * decay
             if opt_kind == OPT_SGD:
-                sgd_update(W, dW, _state(params, l, P_S1W, nw, zero), lr, momentum, wd_W, nesterov)
-                sgd_update(bias, db, _state(params, l, P_S1B, nb, zero), lr, momentum, wd_b, nesterov)
+                sgd_update(W, dW, _state(params, l, P_S1W, nw, zero), lr, momentum, wd_W, nesterov, velocity)
+                sgd_update(bias, db, _state(params, l, P_S1B, nb, zero), lr, momentum, wd_b, nesterov, velocity)
             else:
                 adam_update(W, dW, _state(params, l, P_S1W, nw, zero), _state(params, l, P_S2W, nw, zero), t, lr,
-                            beta1, beta2, eps, wd_W, decoupled)
+                            beta1, beta2, eps, wd_W, decoupled, eps_hat)
                 adam_update(bias, db, _state(params, l, P_S1B, nb, zero), _state(params, l, P_S2B, nb, zero), t, lr,
-                            beta1, beta2, eps, wd_b, decoupled)
+                            beta1, beta2, eps, wd_b, decoupled, eps_hat)
     return b1 - b0

@@ -6,18 +6,19 @@ Built from the per-op kernels of :mod:`numpy_ref` exactly as the compiled twin i
 import numpy as np
 
 from fastnn.kernels.codes import (
-    H_BETA1, H_BETA2, H_CLIP_NORM, H_DECOUPLED, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, IDENTITY, LOSS_BCE_LOGITS,
-    LOSS_MSE, LOSS_SCE_DENSE, LOSS_SCE_LABELS, NEEDS_INPUT, RAW_DTYPES, O_D, O_G, O_H, O_Z, OPT_SGD, P_B, P_DB, P_DW, P_S1B,
+    H_BETA1, H_BETA2, H_CLIP_NORM, H_DECOUPLED, H_EPS, H_EPS_HAT, H_LOSS_SCALE, H_LR, H_MOMENTUM, H_NESTEROV,
+    H_SAMPLE_DECAY, H_VELOCITY, IDENTITY, LOSS_BCE_LOGITS, LOSS_MSE, LOSS_POISSON, LOSS_SCE_DENSE, LOSS_SCE_LABELS, NEEDS_INPUT, RAW_DTYPES, O_D, O_G, O_H, O_Z, OPT_SGD, P_B, P_DB, P_DW, P_S1B,
     P_S1W, P_S2B, P_S2W, P_W)
 from fastnn.kernels.numpy_ref import (
     _view, act_backward, activation_forward, adam_update, bce, bce_logits, clip_grad_norm, dropout, linear_backward,
-    linear_backward_sgd, linear_forward, mse, sgd_update, softmax_xent_dense, softmax_xent_labels)
+    linear_backward_sgd, linear_forward, mse, poisson, sgd_update, softmax_xent_dense, softmax_xent_labels)
 
 __all__ = ["train_batches"]
 
 
-def _loss_grad(loss_kind, z, labels, T, w, rows, grad):
-    """``(sum_i w_i l_i, sum_i w_i, hits)`` for the batch ``rows``; ``grad`` = d(weighted mean)/d(pre-activation)."""
+def _loss_grad(loss_kind, z, labels, T, w, rows, grad, c):
+    """``(sum_i w_i l_i, sum_i w_i, hits)`` for the batch ``rows``; ``grad`` = d(weighted mean)/d(pre-activation),
+    each row's loss and gradient times ``c`` (the loss's ``row_scale``)."""
     m = z.shape[0]
     wsum = float(w.sum(dtype=np.float64)) if w.shape[0] else float(m)
     if loss_kind == LOSS_SCE_LABELS or loss_kind == LOSS_SCE_DENSE:
@@ -26,6 +27,8 @@ def _loss_grad(loss_kind, z, labels, T, w, rows, grad):
         hits = int((z.argmax(axis=1) == labels[rows]).sum()) if labels.shape[0] else 0
     elif loss_kind == LOSS_MSE:
         mean, hits = mse(z, T[rows], w, grad), 0
+    elif loss_kind == LOSS_POISSON:
+        mean, hits = poisson(z, T[rows], w, grad), 0
     else:
         cut = 0.0 if loss_kind == LOSS_BCE_LOGITS else 0.5
         hits = int(((z > cut) == (T[rows] > 0.5)).sum())
@@ -34,7 +37,9 @@ def _loss_grad(loss_kind, z, labels, T, w, rows, grad):
         else:  # through the last layer's Sigmoid, from its output
             mean = bce(z, T[rows], w, grad)
             grad *= z * (1 - z)
-    return mean * wsum, wsum, hits
+    if c != 1:
+        grad *= grad.dtype.type(c)
+    return mean * wsum * c, wsum, hits
 
 
 def train_batches(X, Xraw, raw_kind, labels, T, sw, order, batch_size, b0, b1, dims, acts, alphas, drops, keys, params, work,
@@ -85,7 +90,8 @@ def train_batches(X, Xraw, raw_kind, labels, T, sw, order, batch_size, b0, b1, d
     opt_kind : ``OPT_SGD`` or ``OPT_ADAM``.
     hyper : float64 ndarray of shape (b1 - b0, len(codes.HYPER))
         Each batch's optimizer hyper-parameters (learning rate, momentum, ...) in the columns of
-        :data:`codes.HYPER`: a schedule may change them from batch to batch.
+        :data:`codes.HYPER`: a schedule may change them from batch to batch. ``loss_scale`` multiplies each row's
+        loss and gradient; ``sample_decay`` divides each decay by the batch's weight (``sum w_i``).
     wds : float64 ndarray of shape (2 L,)
         Weight decay of each parameter, in the order W0, b0, W1, b1, ...
     steps : int64 ndarray of shape (1,)
@@ -147,14 +153,19 @@ def train_batches(X, Xraw, raw_kind, labels, T, sw, order, batch_size, b0, b1, d
                 linear_forward(inputs[l], Ws[l], bs[l], acts[l], alphas[l], buf(l + 1, O_H, m))
         z, grad = buf(L, O_H, m), buf(L, O_G, m)
         w = sw[rows] if sw.shape[0] else sw
-        losses[b - b0], weights[b - b0], correct[b - b0] = _loss_grad(loss_kind, z, labels, T, w, rows, grad)
+        losses[b - b0], weights[b - b0], correct[b - b0] = _loss_grad(loss_kind, z, labels, T, w, rows, grad,
+                                                                      h[H_LOSS_SCALE])
+        decay = 1.0  # sample_decay: each decay over the batch's weight
+        if h[H_SAMPLE_DECAY] != 0:
+            decay = 1.0 / weights[b - b0] if weights[b - b0] > 0 else 0.0
         total = losses[b - b0]
         if not np.isfinite(total):
             return b - b0
         for l in range(L - 1, -1, -1):
             dX = buf(l, O_G, m) if l > 0 else None
             if fold:
-                linear_backward_sgd(inputs[l], Ws[l], buf(l + 1, O_G, m), bs[l], lr, wds[2 * l], wds[2 * l + 1], dX)
+                linear_backward_sgd(inputs[l], Ws[l], buf(l + 1, O_G, m), bs[l], lr, wds[2 * l] * decay,
+                                    wds[2 * l + 1] * decay, dX)
             else:
                 linear_backward(inputs[l], Ws[l], buf(l + 1, O_G, m), dWs[l], dbs[l], dX)
             if l > 0:
@@ -171,8 +182,9 @@ def train_batches(X, Xraw, raw_kind, labels, T, sw, order, batch_size, b0, b1, d
         for l in range(L):
             for p, dp, k in ((Ws[l].reshape(-1), dWs[l].reshape(-1), 2 * l), (bs[l], dbs[l], 2 * l + 1)):
                 if opt_kind == OPT_SGD:
-                    sgd_update(p, dp, S1[k], lr, h[H_MOMENTUM], wds[k], h[H_NESTEROV] != 0)
+                    sgd_update(p, dp, S1[k], lr, h[H_MOMENTUM], wds[k] * decay, h[H_NESTEROV] != 0,
+                               h[H_VELOCITY] != 0)
                 else:
-                    adam_update(p, dp, S1[k], S2[k], steps[0], lr, h[H_BETA1], h[H_BETA2], h[H_EPS], wds[k],
-                                h[H_DECOUPLED] != 0)
+                    adam_update(p, dp, S1[k], S2[k], steps[0], lr, h[H_BETA1], h[H_BETA2], h[H_EPS], wds[k] * decay,
+                                h[H_DECOUPLED] != 0, h[H_EPS_HAT] != 0)
     return b1 - b0
