@@ -32,7 +32,7 @@ import threading
 import warnings
 
 __all__ = ["CACHE", "FAST_FLAGS", "BLAS", "BLAS_THREADS", "env_flag", "blas_threads", "thread_limit", "limit_blas",
-           "jit"]
+           "limit_blas_for", "blas_libraries", "jit"]
 
 
 def env_flag(name, default):
@@ -79,6 +79,18 @@ def _env_threads(name):
     return int(first) if first.isdigit() and int(first) > 0 else None
 
 
+# -- BLAS threads: the one module that talks to threadpoolctl ----------------------------------------------
+def blas_libraries():
+    """threadpoolctl's description of each BLAS library loaded now (``filepath``, ``num_threads``, ...).
+
+    A fresh look at every call (milliseconds), unlike the limiter's controller, which is made once: for code that
+    must see a library loaded since, such as finding NumPy's ``cblas_?gemm`` (:mod:`fastnn.kernels._cblas`).
+    """
+    import threadpoolctl  # noqa: PLC0415
+
+    return [info for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"]
+
+
 _controller = None
 
 
@@ -122,6 +134,11 @@ def limit_blas(n_threads):
                 controller.limit(limits=min(_limits), user_api="blas")
             else:
                 _before_limits.pop("limiter").restore_original_limits()
+
+
+def limit_blas_for(rows):
+    """:func:`limit_blas` at the threads the training step takes for GEMMs of ``rows`` rows (:func:`blas_threads`)."""
+    return limit_blas(blas_threads(rows))
 
 
 def _blas_limit_in_force():
