@@ -1,16 +1,18 @@
 """Run fastnn's benchmark suite and report it: markdown tables of medians and ratios, and a PNG chart.
 
-The suite lives in the source repository's ``benchmarks/`` directory (pytest-benchmark), not in the installed
-package. :func:`run` times it in a subprocess and writes pytest-benchmark's JSON; :func:`render` turns such a JSON
-into markdown and, optionally, a chart. ``fastnn bench`` and ``scripts/bench_report.py`` are thin layers over both.
+The suite (pytest-benchmark) ships with the package, in :mod:`fastnn.benchmarks`, so it runs from an installed
+fastnn as from a checkout. :func:`run` times it in a subprocess and writes pytest-benchmark's JSON; :func:`render`
+turns such a JSON into markdown and, optionally, a chart. ``fastnn bench`` and ``scripts/bench_report.py`` are thin
+layers over both.
 
 Kernel rows pair the Numba and NumPy twins of one case and shape by ``extra_info`` (written by
 ``benchmarks/test_bench_kernels.py``); epoch rows put fastnn, the NumPy reference, PyTorch and the peers of
 ``benchmarks/peers.py`` (JAX jit + ``lax.scan``, JAX per-step jit, torch.compile) side by side per batch size
 (``benchmarks/test_bench_epoch.py``); workload rows (``benchmarks/test_bench_workloads.py``) put fastnn, its NumPy
 twin, those peers and scikit-learn beside the sgemm floor per shape, batch and order, plus ``predict`` and start-up;
-any other benchmark (e.g. the sklearn-API fits) is listed by group and median. All times are medians, and a ratio
-only ever divides two medians of the same run: ``peer/fastnn`` (above 1: fastnn is faster) and ``fastnn/floor``.
+any other benchmark (e.g. the sklearn-API fits) is listed by group and median (``benchmarks/`` is
+``fastnn/benchmarks/``). All times are medians, and a ratio only ever divides two medians of the same run:
+``peer/fastnn`` (above 1: fastnn is faster) and ``fastnn/floor``.
 """
 import argparse
 import collections
@@ -25,7 +27,7 @@ __all__ = ["BenchError", "SUITES", "check_dependencies", "find_bench_dir", "run"
            "kernel_table", "epoch_rows", "epoch_table", "sgemm_rates", "workload_rows", "workload_table",
            "other_table", "report", "plot", "render", "main"]
 
-PEERS = ("jax", "jax_step", "torch_compile")  # benchmarks/peers.py
+PEERS = ("jax", "jax_step", "torch_compile")  # fastnn/benchmarks/peers.py
 FRAMEWORKS = ("fastnn", "numpy", "torch", *PEERS)
 WORKLOAD_FRAMEWORKS = ("fastnn", "numpy", "jax", "jax_step", "torch", "torch_compile", "sklearn")
 _NAMES = {"fastnn": "fastnn", "numpy": "NumPy twin", "torch": "PyTorch", "sklearn": "scikit-learn",
@@ -61,26 +63,35 @@ def check_dependencies(*, run=False, png=False):
 
 
 def find_bench_dir(bench_dir=None, suite="all"):
-    """The benchmarks directory: ``bench_dir``, or by default ``benchmarks/`` beside the package (a source checkout).
+    """The benchmarks directory: ``bench_dir``, or by default the suite installed with fastnn (``fastnn/benchmarks``).
 
     Raises :class:`BenchError` if it, or the file ``suite`` runs, is not there.
     """
-    path = Path(bench_dir) if bench_dir is not None else Path(__file__).resolve().parent.parent / "benchmarks"
+    path = Path(bench_dir) if bench_dir is not None else Path(__file__).resolve().parent / "benchmarks"
     if not (path / "conftest.py").is_file() or not (path / SUITES[suite]).exists():
         wanted = "conftest.py" + ("" if suite == "all" else f" and {SUITES[suite]}")
-        where = f"--bench-dir {path}" if bench_dir is not None else f"{path} (beside the fastnn package)"
-        raise BenchError(f"{where}: no fastnn benchmark suite there ({wanted}); the benchmarks ship with the "
-                         f"source repository, not the installed package: run from a checkout installed with "
-                         f"'pip install -e .', or pass --bench-dir CHECKOUT/benchmarks")
+        where = f"--bench-dir {path}" if bench_dir is not None else f"{path} (inside the fastnn package)"
+        raise BenchError(f"{where}: no fastnn benchmark suite there ({wanted}); the benchmarks ship with fastnn "
+                         f"as fastnn/benchmarks/: reinstall fastnn if they are missing, or pass --bench-dir "
+                         f"DIR/fastnn/benchmarks of a source checkout")
     return path.resolve()
+
+
+def _import_root(path):
+    """The directory from which ``path``'s package imports: the first ancestor that is not a package itself."""
+    while (path / "__init__.py").is_file():
+        path = path.parent
+    return path
 
 
 def run(json_path, suite="kernels", bench_dir=None, *, k=None, threads=None, pytest_args=(), stream=None):
     """Time one suite with pytest-benchmark in a subprocess, writing its JSON to ``json_path``.
 
     Runs ``python -m pytest <bench_dir>/<suite file> --benchmark-enable --benchmark-json=<json_path> -q
-    -p no:cacheprovider -m "slow or not slow" [-k K] [pytest_args]`` from the repository root (so its
-    ``pyproject.toml`` applies; the ``-m`` keeps the rows a correctness run marks ``slow``).
+    -p no:cacheprovider -m "slow or not slow" [-k K] [pytest_args]`` from the directory the suite's package
+    imports from (a checkout's root, whose ``pyproject.toml`` then applies, or site-packages; never the fastnn
+    package itself, whose ``io.py`` and ``tables.py`` would shadow other modules); the ``-m`` keeps the rows a
+    correctness run marks ``slow``.
 
     Parameters
     ----------
@@ -109,8 +120,8 @@ def run(json_path, suite="kernels", bench_dir=None, *, k=None, threads=None, pyt
     if threads is not None:
         env["FASTNN_BENCH_THREADS"] = str(threads)
     tail = collections.deque(maxlen=25)
-    with subprocess.Popen(cmd, cwd=bench_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as proc:
+    with subprocess.Popen(cmd, cwd=_import_root(bench_dir), env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc:
         try:
             for line in proc.stdout:
                 tail.append(line)
@@ -269,7 +280,7 @@ def sgemm_rates(benchmarks):
 
 
 def workload_rows(benchmarks):
-    """One dict per row of ``benchmarks/test_bench_workloads.py``, in the order rows first appear.
+    """One dict per row of ``fastnn/benchmarks/test_bench_workloads.py``, in the order rows first appear.
 
     Keys: ``kind`` (``"epoch"``, ``"predict1"``, ``"predict"``, ``"startup"``), ``workload``, ``layers``,
     ``batch``, ``order``, ``threads`` (fastnn's), ``samples``, ``flop``; per framework ``{fw}_s`` (median seconds),

@@ -207,8 +207,8 @@ def _add_bench(subparsers, common):
     p = subparsers.add_parser(
         "bench", help="time the Numba kernels against their NumPy twins, and epochs against NumPy, PyTorch and JAX",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run fastnn's pytest-benchmark suite (benchmarks/ of the source repository) and print markdown\n"
-                    "tables of the median times; optionally draw them as a PNG chart. The suites:\n\n"
+        description="Run fastnn's pytest-benchmark suite (fastnn/benchmarks/, installed with fastnn) and print\n"
+                    "markdown tables of the median times; optionally draw them as a PNG chart. The suites:\n\n"
                     "  kernels  every kernel of fastnn.kernels, the Numba twin beside the NumPy twin, at the float32\n"
                     "           shapes of a 784-128-64-10 MLP with batch 16, 64 and 256: median ms of each and\n"
                     "           the ratio Numba/NumPy (< 1: Numba is faster)\n"
@@ -224,8 +224,8 @@ def _add_bench(subparsers, common):
                     "           Numba cache: fastnn, its NumPy twin, JAX (jit + lax.scan, per-step jit), PyTorch,\n"
                     "           torch.compile and scikit-learn beside the sgemm floor of the same run (ratios\n"
                     "           fastnn/floor, JAX/fastnn, PyTorch/fastnn, ..., the fastest peer/fastnn)\n"
-                    "  all      everything in benchmarks/ (also the scikit-learn-API fits, if Fashion-MNIST is\n"
-                    "           installed)\n\n"
+                    "  all      everything in fastnn/benchmarks/ (also the scikit-learn-API fits, if Fashion-MNIST\n"
+                    "           is installed)\n\n"
                     "Every time is a median over rounds, taken after the kernels are compiled, and every ratio\n"
                     "divides two medians from the same run: ratios carry over between machines, absolute times do\n"
                     "not. A whole suite takes minutes; -k narrows it to the benchmarks whose ids match, e.g.\n"
@@ -241,7 +241,7 @@ def _add_bench(subparsers, common):
     what.add_argument("--threads", type=_positive_int, metavar="N",
                       help="BLAS threads per benchmark, via FASTNN_BENCH_THREADS (default: the libraries' own)")
     what.add_argument("--bench-dir", metavar="DIR",
-                      help="the benchmarks directory (default: benchmarks/ of the checkout fastnn is installed from)")
+                      help="the benchmarks directory (default: fastnn/benchmarks/ of the fastnn imported)")
     what.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARG",
                       help="further pytest options, after --, e.g. -- --benchmark-max-time=0.2")
     out = p.add_argument_group("output")

@@ -1,6 +1,6 @@
 """The strongest peers a user would try for a fast CPU MLP: JAX and torch.compile.
 
-Three trainers with the interface of ``benchmarks/test_bench_workloads.py``'s (``Trainer(sizes, loss, lr, X, y,
+Three trainers with the interface of ``fastnn/benchmarks/test_bench_workloads.py``'s (``Trainer(sizes, loss, lr, X, y,
 batch, shuffle, init)``; ``setup() -> (args, kwargs)``, ``run(*args) -> (params, None)``), each doing what fastnn's
 ``fit`` does: plain SGD on a ReLU MLP ``sizes`` from the weights ``init = [W1, b1, ...]`` (``W`` of shape
 (n_in, n_out)), mean softmax cross-entropy (``loss="sce"``, int labels) or mean squared error over all elements
