@@ -66,9 +66,8 @@ BLAS = os.environ.get("FASTNN_BLAS", "").strip().lower() or "numpy"
 if BLAS not in ("numpy", "numba"):
     raise ValueError(f"FASTNN_BLAS must be 'numpy' or 'numba', got {BLAS!r}")
 BLAS_THREADS = _env_int("FASTNN_BLAS_THREADS")
-# Measured (README, Speed; 2-vCPU AVX2 machine): a second BLAS thread cuts the epoch
-# from 0.42 to 0.28 s at batch 32 and 0.40 to 0.25 s at 64, but only 0.53 to 0.47 s at 16,
-# where with one core busy elsewhere it made the epoch 2.5x slower (1.25 s; one thread: 0.51 s).
+# A second BLAS thread pays from batch 32; at 16 it gains little on a quiet machine and, with one
+# core busy elsewhere, costs several times that (docs/performance.md, "What made it fast").
 MIN_BATCH_FOR_THREADS = 32
 
 

@@ -36,7 +36,8 @@ _MAX_HEADER_BYTES = 10_000  # numpy's own limit for a .npy header
 _DEFLATE_MAX_RATIO = 1032
 _CHUNK = 1 << 20
 # Members a model file may have: two per Linear layer. zipfile parses the whole central directory when it
-# opens an archive (~15 us per member), so a file of 100,000 tiny members would cost seconds before any check.
+# opens an archive, so a file of millions of tiny members would cost seconds before any check (the cost per
+# member: docs/performance.md).
 _MAX_MEMBERS = 10_000
 _TMP_SUFFIX = ".tmp"
 

@@ -16,8 +16,8 @@ draws when ``shuffle`` (:func:`batch_order`), consecutive batches of ``batch`` r
 ``torch_compile``
     ``torch.compile(fullgraph=True, dynamic=False)`` of the whole step -- gather, forward, backward
     (``torch.func.grad_and_value``) and the SGD update -- called once per batch; one graph per batch shape.
-    ``backend="aot_eager"`` traces the same graph without Inductor's C++ code generation (~20 s cold), for the
-    correctness runs.
+    ``backend="aot_eager"`` traces the same graph without Inductor's C++ code generation (seconds per shape on a
+    cold start: docs/performance.md), for the correctness runs.
 
 Compilation happens in :meth:`compile` (called by the first ``run`` if not before), outside any timed region, and
 its seconds are kept in ``compile_s``. Each ``run`` ends with the results on the host (``block_until_ready``), so
