@@ -103,12 +103,18 @@ def linear_backward_sgd(X, W, g, b, lr, wd_W, wd_b, dX):
     .. math:: W \leftarrow W - \eta (X^T g + \lambda_W W),\quad b \leftarrow b - \eta (\textstyle\sum_{rows} g + \lambda_b b)
 
     which is ``sgd_update`` applied to ``linear_backward``'s ``dW``/``db``. The compiled
-    twin does the gradient part of the weight update as one BLAS call (alpha = -lr, beta = 1).
+    twin does the gradient part of the weight update as one BLAS call (alpha = -lr, beta = 1),
+    after the decay as its own pass; this twin rounds as it does: the decay first, then
+    ``W + alpha X^T g`` with ``alpha`` in the parameters' dtype, rounded once, and the bias's
+    sum of ``g`` row by row.
     """
     if dX is not None:
         np.dot(g, W.T, out=dX)
-    b[...] = b - lr * (g.sum(axis=0, dtype=np.float64) + wd_b * b)
-    W[...] = W - lr * (np.dot(X.T, g).astype(np.float64) + wd_W * W)
+    b[...] = b - lr * (np.cumsum(g, axis=0, dtype=np.float64)[-1] + wd_b * b)
+    if wd_W != 0:
+        W[...] = W - (lr * wd_W) * W
+    alpha = np.float64(W.dtype.type(-lr))
+    W[...] = W.astype(np.float64) + alpha * np.dot(X.T, g).astype(np.float64)
 
 
 def relu_forward(x, out):
