@@ -32,7 +32,7 @@ import threading
 import warnings
 
 __all__ = ["CACHE", "FAST_FLAGS", "BLAS", "BLAS_THREADS", "env_flag", "blas_threads", "thread_limit", "limit_blas",
-           "jit"]
+           "limit_blas_for", "blas_libraries", "jit"]
 
 
 def env_flag(name, default):
@@ -66,9 +66,8 @@ BLAS = os.environ.get("FASTNN_BLAS", "").strip().lower() or "numpy"
 if BLAS not in ("numpy", "numba"):
     raise ValueError(f"FASTNN_BLAS must be 'numpy' or 'numba', got {BLAS!r}")
 BLAS_THREADS = _env_int("FASTNN_BLAS_THREADS")
-# Measured (README, Speed; 2-vCPU AVX2 machine): a second BLAS thread cuts the epoch
-# from 0.42 to 0.28 s at batch 32 and 0.40 to 0.25 s at 64, but only 0.53 to 0.47 s at 16,
-# where with one core busy elsewhere it made the epoch 2.5x slower (1.25 s; one thread: 0.51 s).
+# A second BLAS thread pays from batch 32; at 16 it gains little on a quiet machine and, with one
+# core busy elsewhere, costs several times that (docs/performance.md, "What made it fast").
 MIN_BATCH_FOR_THREADS = 32
 
 
@@ -77,6 +76,18 @@ def _env_threads(name):
     unset or unreadable: the libraries that own these variables ignore such values too."""
     first = os.environ.get(name, "").split(",")[0].strip()
     return int(first) if first.isdigit() and int(first) > 0 else None
+
+
+# -- BLAS threads: the one module that talks to threadpoolctl ----------------------------------------------
+def blas_libraries():
+    """threadpoolctl's description of each BLAS library loaded now (``filepath``, ``num_threads``, ...).
+
+    A fresh look at every call (milliseconds), unlike the limiter's controller, which is made once: for code that
+    must see a library loaded since, such as finding NumPy's ``cblas_?gemm`` (:mod:`fastnn.kernels._cblas`).
+    """
+    import threadpoolctl  # noqa: PLC0415
+
+    return [info for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"]
 
 
 _controller = None
@@ -122,6 +133,11 @@ def limit_blas(n_threads):
                 controller.limit(limits=min(_limits), user_api="blas")
             else:
                 _before_limits.pop("limiter").restore_original_limits()
+
+
+def limit_blas_for(rows):
+    """:func:`limit_blas` at the threads the training step takes for GEMMs of ``rows`` rows (:func:`blas_threads`)."""
+    return limit_blas(blas_threads(rows))
 
 
 def _blas_limit_in_force():

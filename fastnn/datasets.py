@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastnn.io import open_regular, physical_memory, remove_stale_temp_files
+from fastnn.io import atomic_write, open_regular, physical_memory
 
 __all__ = ["load_idx", "load_mnist", "load_fashion_mnist", "DownloadError", "MNIST_MIRROR", "FASHION_MNIST_MIRROR"]
 
@@ -330,26 +330,19 @@ def _download(spec, mirror, stem, directory, *, deadline=None, stall=None, max_b
     stall = DOWNLOAD_STALL if stall is None else stall
     url = mirror.rstrip("/") + "/" + stem + ".gz"
     directory.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(directory, f".{stem}.gz.", ".part")
-    # The temporary file sits in the target directory so that os.replace is an atomic rename, never a copy; open
-    # mode "x" (not mkstemp, which makes files 0600) lets the umask set the permissions of the final file. The
-    # pid in its name lets a later download tell a dead process's leftover from a download in progress.
-    tmp = directory / f".{stem}.gz.{os.getpid()}-{os.urandom(4).hex()}.part"
-    try:
-        with open(tmp, "xb") as out:
-            _fetch(url, out, deadline, stall, max_bytes)
+    # The partial file is named ".part", and the pid in its name lets a later download tell a dead process's
+    # leftover from a download in progress; it appears under its name only once verified.
+    with atomic_write(directory / (stem + ".gz"), suffix=".part") as out:
+        _fetch(url, out, deadline, stall, max_bytes)
+        out.flush()
         try:
-            actual = _read_idx(tmp, _sha256) if spec.payload_sha256 else _file_sha256(tmp)
+            actual = _read_idx(out.name, _sha256) if spec.payload_sha256 else _file_sha256(out.name)
         except ValueError as exc:
             raise DownloadError(url, f"the file is not a valid gzip IDX file: {exc}") from exc
         if actual != spec.sha256[stem]:
             covered = "decompressed payload" if spec.payload_sha256 else "file"
             raise DownloadError(url, f"SHA-256 mismatch for {stem}.gz: expected {spec.sha256[stem]}, found "
                                      f"{actual} (digest of the {covered}); nothing was saved")
-        os.replace(tmp, directory / (stem + ".gz"))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _file_sha256(path):

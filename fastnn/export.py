@@ -29,9 +29,10 @@ A ``Sequential`` with preprocessing (:mod:`fastnn.preprocessing`) carries it int
 Every layer class maps to one builder in :data:`BUILDERS`; supporting a new layer is one entry there.
 """
 import math
-import os
 
 import numpy as np
+
+from fastnn.io import atomic_write
 
 __all__ = ["export_onnx", "to_onnx", "BUILDERS", "OPSET"]
 
@@ -323,17 +324,6 @@ def export_onnx(model, path):
     See the module documentation for the graph's inputs and outputs. Returns the ``onnx.ModelProto`` written.
     """
     proto = to_onnx(model)
-    path = os.fspath(path)
-    folder = os.path.dirname(path) or os.curdir
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"cannot write {path!r}: directory {folder!r} does not exist")
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.urandom(6).hex()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(proto.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        f.write(proto.SerializeToString())
     return proto

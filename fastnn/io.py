@@ -1,4 +1,6 @@
-"""Model files: one ``.npz`` holding every parameter plus the architecture as JSON, never a pickle.
+"""Files: model files (one ``.npz`` holding every parameter plus the architecture as JSON, never a pickle), the
+one atomic writer every file fastnn writes goes through (:func:`atomic_write`), and the readers of a user's data
+(:func:`read_arrays` for a ``.npz`` of ``X`` and ``y``, :func:`read_frame` for a ``.csv``/``.parquet`` table).
 
 Members: one per parameter (``"0.W"``, ``"0.b"``, ...) and ``__fastnn__``, a uint8 array of UTF-8 JSON
 ``{"format": "fastnn-model", "version": 1, "architecture": [{"class": ..., "config": {...}}, ...]}``. A model with
@@ -19,7 +21,10 @@ import zipfile
 
 import numpy as np
 
-__all__ = ["write_model", "read_model", "open_regular", "remove_stale_temp_files", "physical_memory"]
+from fastnn import tables
+
+__all__ = ["write_model", "read_model", "atomic_write", "open_regular", "remove_stale_temp_files", "physical_memory",
+           "read_arrays", "read_frame"]
 
 MARKER, FORMAT, VERSION = "__fastnn__", "fastnn-model", 1
 VERSION_PREPROCESSING = 2  # the version of a file with a "preprocessing" entry
@@ -31,7 +36,8 @@ _MAX_HEADER_BYTES = 10_000  # numpy's own limit for a .npy header
 _DEFLATE_MAX_RATIO = 1032
 _CHUNK = 1 << 20
 # Members a model file may have: two per Linear layer. zipfile parses the whole central directory when it
-# opens an archive (~15 us per member), so a file of 100,000 tiny members would cost seconds before any check.
+# opens an archive, so a file of millions of tiny members would cost seconds before any check (the cost per
+# member: docs/performance.md).
 _MAX_MEMBERS = 10_000
 _TMP_SUFFIX = ".tmp"
 
@@ -128,18 +134,45 @@ def write_model(path, architecture, arrays, preprocessing=None):
     if len(meta.encode()) > _MAX_MARKER_BYTES:
         raise ValueError(f"cannot write {path!r}: its description takes {len(meta.encode()):,} bytes of JSON, more "
                          f"than the {_MAX_MARKER_BYTES:,} a model file may hold (too many columns or categories)")
+    with atomic_write(path) as f:  # a file object, so np.savez appends no ".npz"
+        np.savez(f, allow_pickle=False, **arrays, **{MARKER: np.frombuffer(meta.encode(), np.uint8)})
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb", *, suffix=_TMP_SUFFIX, **open_kwargs):
+    """Write ``path`` atomically: yield a new file beside it, and rename it over ``path`` once on disk.
+
+    The file is ``.<name>.<pid>-<random><suffix>`` in ``path``'s directory (so the rename stays within one file
+    system), created exclusively with mode 0o666 before the umask, as a plain ``open()`` would; its ``name`` is
+    that path. When the block ends, the bytes are flushed and fsynced, then renamed over ``path``; when it raises
+    (``KeyboardInterrupt`` too), the file is removed and ``path`` is left as it was. A process killed mid-write
+    leaves its file behind: every write first removes such files of ``path`` whose process is gone
+    (:func:`remove_stale_temp_files`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Used exactly as given. Its directory must exist.
+    mode : {"wb", "w"}
+        Binary or text; ``open_kwargs`` (``newline=``, ``encoding=``) go to ``open``.
+    suffix : str
+        The temporary file's suffix (a download's ``.part``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path``'s directory does not exist; nothing is written.
+    """
+    path = os.fspath(path)
     folder, base = os.path.split(path)
     folder = folder or os.curdir
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot write {path!r}: directory {folder!r} does not exist")
-    remove_stale_temp_files(folder, f".{base}.", _TMP_SUFFIX)
-    # Same directory, so os.replace is an atomic rename within one filesystem. os.open with 0o666 (not
-    # mkstemp's 0o600) lets the umask set the final file's mode, as a plain open() would.
-    tmp = os.path.join(folder, f".{base}.{os.getpid()}-{os.urandom(4).hex()}{_TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    remove_stale_temp_files(folder, f".{base}.", suffix)
+    tmp = os.path.join(folder, f".{base}.{os.getpid()}-{os.urandom(4).hex()}{suffix}")
     try:
-        with os.fdopen(fd, "wb") as f:  # a file object, so np.savez appends no ".npz"
-            np.savez(f, allow_pickle=False, **arrays, **{MARKER: np.frombuffer(meta.encode(), np.uint8)})
+        with open(tmp, mode.replace("w", "x"), **open_kwargs) as f:  # "x": O_EXCL, never someone else's file
+            yield f
             f.flush()
             os.fsync(f.fileno())  # the bytes must be on disk before the rename makes them visible
         os.replace(tmp, path)
@@ -336,3 +369,69 @@ def _parse(f, check, with_preprocessing):
             check(meta["architecture"], {name: (shape, dtype) for name, (shape, _, dtype, _) in headers.items()})
         arrays = {name: _read_member(zf, infos[name], name, *header) for name, header in headers.items()}
     return meta["architecture"], arrays, extra
+
+
+# -- a user's data ------------------------------------------------------------------------------------------
+def read_arrays(path, need_y=True):
+    """``(X, y)`` from the arrays ``X`` and ``y`` of a .npz (``y`` is None if absent and not needed).
+
+    Raises ``ValueError`` naming the file and the fault for a file that is not such an archive (a single .npy, a
+    corrupt or pickled one, missing arrays, non-numeric dtypes, shapes that do not pair up); errors opening it
+    stay ``OSError``.
+    """
+    try:
+        return _arrays(path, need_y)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _arrays(path, need_y):
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single .npy array; expected a .npz archive with arrays X and y")
+        with data:
+            missing = [k for k in ("X", "y") if k not in data.files and (k == "X" or need_y)]
+            if missing:
+                raise ValueError(f"no array {' or '.join(map(repr, missing))}; expected X (n_samples, n_features) "
+                                 f"and y, found {sorted(data.files) or 'no arrays'} (np.savez(path, X=X, y=y))")
+            X, y = data["X"], data["y"] if "y" in data.files else None
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise ValueError(f"not a readable .npz file: {exc}") from None
+    except Exception as exc:  # a corrupt archive: BadZipFile, EOFError, an object array (pickle refused)
+        detail = exc if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        raise ValueError(str(detail)) from None
+    for name, a in (("X", X), ("y", y)):
+        if a is not None and a.dtype.kind not in "biuf":
+            raise ValueError(f"array {name} has dtype {a.dtype}; expected numbers")
+    if X.ndim != 2:
+        raise ValueError(f"array X has shape {X.shape}; expected 2-D (n_samples, n_features)")
+    if y is not None and (y.ndim not in (1, 2) or y.shape[0] != X.shape[0]):
+        raise ValueError(f"array y has shape {y.shape}; expected ({X.shape[0]},) or ({X.shape[0]}, n_targets), "
+                         f"one row per row of X {X.shape}")
+    return X, y
+
+
+def read_frame(path, note=None):
+    """A .csv (header row) or .parquet table as a :class:`fastnn.tables.Frame` of its named columns.
+
+    A leading pandas index (an unnamed column of distinct integers) is dropped, saying so through ``note(text)``
+    when given; any other unnamed first column is a ``ValueError``, as is any fault :func:`fastnn.tables.read_table`
+    finds, each naming the file.
+    """
+    try:
+        frame = tables.read_table(path)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    index = tables.index_column(frame)
+    if index is not None:
+        frame = frame.without(index)
+        if note is not None:
+            note(f"{path}: left out the leading column {index!r} of distinct integers without a name: a pandas "
+                 "index (to_csv(index=False) writes none)")
+    elif frame.names[0] in ("", "Unnamed: 0"):
+        raise ValueError(f"{path}: line 1: column 1 has no name, and it is not a pandas index (distinct integers); "
+                         "name it in the header")
+    return frame

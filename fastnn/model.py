@@ -1,14 +1,11 @@
 """``Sequential``: a stack of layers with forward, backward and parameter access."""
-import inspect
-import math
-
 import numpy as np
 
-from fastnn import init as _init
+from fastnn import architecture as _arch
 from fastnn import io as _io
 from fastnn import preprocessing as _pre
 from fastnn import train as _train
-from fastnn._validation import as_float_dtype, check_matrix, check_positive_int
+from fastnn._validation import check_matrix
 from fastnn.layers import LAYERS, Layer, Linear, Sigmoid, Softmax
 from fastnn.losses import BCEWithLogitsLoss, SoftmaxCrossEntropy
 
@@ -378,12 +375,12 @@ class Sequential:
     def _from_config(cls, architecture, arrays=None):
         """Build the model ``architecture`` describes, its parameters taken from ``arrays`` when given.
 
-        ``architecture`` is validated first (see :func:`_parameter_specs`); no initialiser runs: without
+        ``architecture`` is validated first (see :func:`fastnn.architecture.parameter_specs`); no initialiser runs: without
         ``arrays`` the weights start at zero, for a caller that overwrites them.
         """
-        specs = _parameter_specs(architecture)
+        specs = _arch.parameter_specs(architecture)
         if arrays is not None:
-            _check_arrays(specs, {name: (a.shape, a.dtype) for name, a in arrays.items()})
+            _arch.check_arrays(specs, {name: (a.shape, a.dtype) for name, a in arrays.items()})
         layers = []
         for i, entry in enumerate(architecture):
             layer_cls, config = LAYERS[entry["class"]], dict(entry["config"])
@@ -445,7 +442,7 @@ class Sequential:
             Naming the file and the fault: not a fastnn model, an unknown layer or config value, members
             that disagree with the architecture, or (unless allowed) a parameter with non-finite values.
         """
-        architecture, arrays, extra = _io.read_model(path, check=_check_file, preprocessing=True)
+        architecture, arrays, extra = _io.read_model(path, check=_arch.check_file, preprocessing=True)
         try:
             model = cls._from_config(architecture, arrays)
             if extra is not None:
@@ -479,59 +476,3 @@ class Sequential:
             dst.data = src.data.copy()
             dst.grad = src.grad.copy()
         return clone
-
-
-def _parameter_specs(architecture):
-    """``{name: (shape, dtype)}`` of the parameters ``architecture`` declares, building and allocating nothing.
-
-    Raises ``ValueError`` (or ``TypeError`` for a dtype) naming the layer for an unknown class, an unknown
-    config key, a value its layer would not accept, or parameters larger than this machine's memory.
-    """
-    specs = {}
-    for i, entry in enumerate(architecture):
-        layer_cls = LAYERS.get(entry["class"])
-        if layer_cls is None:
-            raise ValueError(f"layer {i}: unknown layer class {entry['class']!r} (known: {sorted(LAYERS)})")
-        config = entry["config"]
-        accepted = set(inspect.signature(layer_cls).parameters) - {"seed"}  # seeds are not saved
-        if unknown := sorted(set(config) - accepted):
-            raise ValueError(f"layer {i} ({layer_cls.__name__}): unknown config key(s) {unknown}; "
-                             f"expected some of {sorted(accepted)}")
-        try:
-            if layer_cls is Linear:  # its parameters' sizes come from the config: check them before allocating
-                n_in = check_positive_int(config.get("in_features"), "in_features")
-                n_out = check_positive_int(config.get("out_features"), "out_features")
-                dtype = as_float_dtype(config.get("dtype", "float32"))
-                init = config.get("init", "he")
-                if not _init.is_known_name(init):
-                    raise ValueError(f"init must be one of {_init.names()}, got {init!r}")
-                specs[f"{i}.W"], specs[f"{i}.b"] = ((n_in, n_out), dtype), ((n_out,), dtype)
-            else:  # the other layers hold no parameters sized by their config: building one allocates nothing
-                for p in layer_cls(**config).parameters():
-                    specs[f"{i}.{p.name}"] = (p.data.shape, p.data.dtype)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"layer {i} ({layer_cls.__name__}): {exc}") from None
-    total = sum(math.prod(shape) * dtype.itemsize for shape, dtype in specs.values())
-    if total > (memory := _io.physical_memory()):
-        raise ValueError(f"the architecture declares {total:,} bytes of parameters, more than this machine's "
-                         f"{memory:,} bytes of memory")
-    return specs
-
-
-def _check_arrays(specs, found):
-    """Raise ``ValueError`` unless ``found`` (``{name: (shape, dtype)}``) holds exactly the parameters ``specs``."""
-    if set(specs) != set(found):
-        raise ValueError(f"parameters {sorted(found)} do not match the architecture's {sorted(specs)}")
-    for name, (shape, dtype) in specs.items():
-        if tuple(found[name][0]) != shape or found[name][1] != dtype:
-            raise ValueError(f"parameter {name} has shape {tuple(found[name][0])} dtype {found[name][1]}, "
-                             f"expected {shape} {dtype}")
-
-
-def _check_file(architecture, members):
-    """``read_model``'s check: the members must be the architecture's parameters, before any is read."""
-    try:
-        specs = _parameter_specs(architecture)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid architecture in model file: {exc}") from None
-    _check_arrays(specs, members)

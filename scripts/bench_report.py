@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m pytest benchmarks --benchmark-enable --benchmark-json=bench.json
+    python -m pytest fastnn/benchmarks --benchmark-enable --benchmark-json=bench.json
     python scripts/bench_report.py bench.json --out-md table.md --out-png chart.png
 
 The same as ``fastnn bench --from-json bench.json ...`` (which can also run the benchmarks first). The tables and

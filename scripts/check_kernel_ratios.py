@@ -2,9 +2,9 @@
 faster than their NumPy twins by a margin.
 
 Runs the ``kernel_ci`` benchmarks (fixed bs=64 shapes) and the ``workload_ci`` ones (a shuffled epoch
-of 784-128-64-10 at batch 64, a single-row predict: ``benchmarks/test_bench_workloads.py``)
+of 784-128-64-10 at batch 64, a single-row predict: ``fastnn/benchmarks/test_bench_workloads.py``)
 single-threaded in a subprocess, pairs each Numba median with its NumPy twin's median *from the same
-run*, and compares the ratio with ``benchmarks/kernel_thresholds.json`` (case -> largest acceptable
+run*, and compares the ratio with ``fastnn/benchmarks/kernel_thresholds.json`` (case -> largest acceptable
 Numba/NumPy ratio). Absolute times
 are never compared, so a slow or busy machine does not fail the check; a kernel that loses its fusion
 or vectorisation does. Exit status 1 when a ratio exceeds its threshold or a thresholded case was not
@@ -29,15 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_report import kernel_pairs, load  # noqa: E402  (sibling script, not an installed package)
 
 ROOT = Path(__file__).resolve().parents[1]
-THRESHOLDS = ROOT / "benchmarks" / "kernel_thresholds.json"
+THRESHOLDS = ROOT / "fastnn" / "benchmarks" / "kernel_thresholds.json"
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                  "NUMBA_NUM_THREADS": "1", "FASTNN_BENCH_THREADS": "1", "FASTNN_BLAS_THREADS": "1"}
 
 
 def run_benchmarks(json_path, max_time=0.1):
     """Time the ``kernel_ci`` and ``workload_ci`` cases single-threaded into ``json_path``; return pytest's exit code."""
-    cmd = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "test_bench_kernels.py"),
-           str(ROOT / "benchmarks" / "test_bench_workloads.py"), "-m", "kernel_ci or workload_ci",
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "fastnn" / "benchmarks" / "test_bench_kernels.py"),
+           str(ROOT / "fastnn" / "benchmarks" / "test_bench_workloads.py"), "-m", "kernel_ci or workload_ci",
            "-q", "-p", "no:cacheprovider", "--benchmark-enable", f"--benchmark-json={json_path}",
            f"--benchmark-max-time={max_time}", "--benchmark-min-rounds=20", "--benchmark-columns=median,iqr,rounds",
            "--benchmark-sort=name"]

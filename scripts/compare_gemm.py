@@ -11,7 +11,7 @@ Providers (each skipped, with a note, when it is not installed):
     The ``blis`` wheel's ``blis.py.gemm`` (a Cython call into a bundled BLIS; that build is single-threaded,
     so it is timed at one thread only).
 
-For each workload of ``benchmarks/test_bench_workloads.py`` and its batch size, every GEMM of one training step
+For each workload of ``fastnn/benchmarks/test_bench_workloads.py`` and its batch size, every GEMM of one training step
 is timed (forward ``X W``, weight gradient ``X^T g``, input gradient ``g W^T`` for all but the first layer) at 1
 and 2 threads, and the step's GEMM time is scaled to one epoch. A ratio only ever divides two medians of this run.
 
@@ -34,7 +34,7 @@ import numpy as np
 import threadpoolctl
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
-# (name, layer sizes, rows per epoch, batch size): the workloads of benchmarks/test_bench_workloads.py
+# (name, layer sizes, rows per epoch, batch size): the workloads of fastnn/benchmarks/test_bench_workloads.py
 WORKLOADS = (("fmnist", (784, 128, 64, 10), 60_000, 16), ("fmnist", (784, 128, 64, 10), 60_000, 64),
              ("fmnist", (784, 128, 64, 10), 60_000, 256), ("wide", (784, 1024, 1024, 10), 20_000, 256),
              ("tabular", (32, 64, 64, 1), 100_000, 32), ("deep", (64,) * 8 + (10,), 50_000, 64),

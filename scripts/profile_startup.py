@@ -1,6 +1,6 @@
 """Where the first ``fit`` spends its time: import, each Numba compilation, the training itself.
 
-Runs the start-up benchmark's child (``benchmarks/test_bench_startup.py``: import fastnn, build 784-128-64-10,
+Runs the start-up benchmark's child (``fastnn/benchmarks/test_bench_startup.py``: import fastnn, build 784-128-64-10,
 one ``fit`` of 256 rows) in a fresh interpreter with an empty ``NUMBA_CACHE_DIR`` (``--warm``: a second
 interpreter on the cache the first one filled), recording Numba's ``numba:compile`` events. A compilation
 that triggers others (a kernel calling kernels) contains their time: ``self`` subtracts the nested ones.

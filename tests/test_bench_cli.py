@@ -1,6 +1,8 @@
 """``fastnn bench`` and ``scripts/bench_report.py`` on a synthetic pytest-benchmark JSON, plus one tiny real run."""
 import importlib.util
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +20,7 @@ THREADS = {"blas_threads": {"numpy.libs": 1}, "numba_threads": 2, "numba_threadi
 
 
 def kernel(case, backend, median, batch=16, shape="128", suite="full"):
-    """One entry as benchmarks/test_bench_kernels.py records it."""
+    """One entry as fastnn/benchmarks/test_bench_kernels.py records it."""
     group = f"{'ci:' if suite == 'ci' else ''}{case}[bs={batch},{shape}]"
     test = "test_kernel_ci" if suite == "ci" else "test_kernel"
     return {"group": group, "name": f"{test}[{case}-bs{batch}-{shape}-{backend}]", "stats": stats(median),
@@ -27,7 +29,7 @@ def kernel(case, backend, median, batch=16, shape="128", suite="full"):
 
 
 def epoch(framework, median, batch=64, **extra):
-    """One entry as benchmarks/test_bench_epoch.py records it (``extra``: test_epoch_memory's fields, a peer's
+    """One entry as fastnn/benchmarks/test_bench_epoch.py records it (``extra``: test_epoch_memory's fields, a peer's
     ``compile_s``)."""
     group = f"epoch-memory[bs={batch}]" if "peak_extra_mib" in extra else f"epoch[bs={batch}]"
     return {"group": group, "name": f"test_epoch[{batch}-{framework}]", "stats": stats(median),
@@ -36,7 +38,7 @@ def epoch(framework, median, batch=64, **extra):
 
 
 def sgemm(median, n=2048):
-    """The sgemm-peak entry of benchmarks/test_bench_epoch.py."""
+    """The sgemm-peak entry of fastnn/benchmarks/test_bench_epoch.py."""
     return {"group": "sgemm-peak", "name": "test_sgemm_peak", "stats": stats(median),
             "extra_info": {"sgemm": n, "flop": 2 * n**3, **THREADS}}
 
@@ -128,11 +130,11 @@ def test_output_directory_missing_fails_before_running(capsys, bench_json, tmp_p
 def test_missing_bench_dir(capsys, tmp_path, monkeypatch):
     code, out, err = run(capsys, "bench", "--bench-dir", tmp_path / "nope")
     assert code == 1 and out == ""
-    assert err.startswith("fastnn: error: --bench-dir ") and "ship with the source repository" in err
-    # An installed (non-editable) package: no benchmarks/ beside it.
+    assert err.startswith("fastnn: error: --bench-dir ") and "ship with fastnn as fastnn/benchmarks/" in err
+    # An installed package that lost its fastnn/benchmarks/: the error says so, and what to do.
     monkeypatch.setattr(bench, "__file__", str(tmp_path / "site-packages" / "fastnn" / "bench.py"))
     code, out, err = run(capsys, "bench")
-    assert code == 1 and "beside the fastnn package" in err and "--bench-dir" in err
+    assert code == 1 and "inside the fastnn package" in err and "--bench-dir" in err and "reinstall" in err
 
 
 def test_help_says_what_is_measured(capsys):
@@ -143,12 +145,14 @@ def test_help_says_what_is_measured(capsys):
 
 
 @needs_pytest_benchmark
-@pytest.mark.skipif(not (ROOT / "benchmarks" / "test_bench_kernels.py").is_file(), reason="no source checkout")
+@pytest.mark.skipif(not (ROOT / "fastnn" / "benchmarks" / "test_bench_kernels.py").is_file(),
+                    reason="no source checkout")
 def test_tiny_real_run(capsys, tmp_path):
     """Two cheap benchmarks (one Numba/NumPy pair), a few rounds each, one BLAS thread."""
     out_json, out_md = tmp_path / "b.json", tmp_path / "t.md"
     code, out, err = run(capsys, "bench", "--suite", "kernels", "-k", "relu_backward and bs16 and 128",
-                         "--threads", "1", "--json", out_json, "--out-md", out_md, "--bench-dir", ROOT / "benchmarks",
+                         "--threads", "1", "--json", out_json, "--out-md", out_md,
+                         "--bench-dir", ROOT / "fastnn" / "benchmarks",
                          "--", "--benchmark-min-rounds=3", "--benchmark-max-time=0.01")
     assert code == 0, err
     assert "2 passed" in err  # pytest's progress goes to stderr, the markdown to stdout
@@ -160,8 +164,30 @@ def test_tiny_real_run(capsys, tmp_path):
     assert row.startswith("| relu_backward | 128 | 16 |") and float(row.split("|")[-2]) > 0
 
 
+@needs_pytest_benchmark
+def test_bench_runs_from_an_installed_copy_outside_the_checkout(tmp_path):
+    """The suite ships with the package: a copy of fastnn/ alone on the path (as pip installs it, no checkout,
+    no pyproject.toml), run from another directory, times the same two benchmarks."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(ROOT / "fastnn", site / "fastnn", ignore=shutil.ignore_patterns("__pycache__"))
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    code = ("import sys, fastnn.cli, fastnn.benchmarks; assert fastnn.benchmarks.__file__.startswith(sys.argv[1]); "
+            "sys.exit(fastnn.cli.main(sys.argv[2:]))")
+    proc = subprocess.run([sys.executable, "-c", code, str(site), "bench", "--suite", "kernels", "-k",
+                           "relu_backward and bs16 and 128", "--threads", "1", "--json", "b.json", "-q", "--",
+                           "--benchmark-min-rounds=3", "--benchmark-max-time=0.01"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((work / "b.json").read_text())
+    assert sorted(b["extra_info"]["backend"] for b in data["benchmarks"]) == ["numba", "numpy"]
+    assert all(b["fullname"].startswith("fastnn/benchmarks/test_bench_kernels.py::") for b in data["benchmarks"])
+    assert any(line.startswith("| relu_backward | 128 | 16 |") for line in proc.stdout.splitlines())
+
+
 def workload(kind, workload_name, framework, median, batch, threads=2, order=None, flop=None, **extra):
-    """One entry as benchmarks/test_bench_workloads.py records it."""
+    """One entry as fastnn/benchmarks/test_bench_workloads.py records it."""
     return {"group": f"workload {workload_name}", "name": f"test_workload[{workload_name}-{framework}]",
             "stats": stats(median), "extra_info": {"kind": kind, "workload": workload_name, "layers": "784-128-64-10",
                                                    "framework": framework, "batch": batch, "order": order,

@@ -344,6 +344,22 @@ def test_npz_train_evaluate_predict_round_trip(capsys, tmp_path):
     assert np.mean(table[:, 0] == y[200:]) == pytest.approx(result["test_accuracy"])
 
 
+def test_predict_writes_through_the_atomic_writer_and_removes_a_killed_writers_temp_file(capsys, tmp_path):
+    X, y = blobs()
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    assert own(capsys, "train", "--data", tmp_path / "d.npz", "--hidden", "4", "--epochs", "1",
+               "--save", tmp_path / "m.npz", "-q")[0] == 0
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".p.csv.{int(dead.stdout)}-0a1b2c3d.tmp"  # what a predict killed mid-write leaves
+    stale.write_text("label,prob_0\n0,")
+    (tmp_path / "p.csv").write_text("an older file")
+    code, out, err = own(capsys, "predict", tmp_path / "m.npz", "--data", tmp_path / "d.npz", "--out",
+                         tmp_path / "p.csv")
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path)) == ["d.npz", "m.npz", "p.csv"]
+    assert (tmp_path / "p.csv").read_text().startswith("label,prob_0,prob_1,prob_2\n")
+
+
 def test_csv_target_column_anywhere_trains_as_the_npz(capsys, tmp_path):
     X, y = blobs(120)
     np.savez(tmp_path / "d.npz", X=X, y=y)

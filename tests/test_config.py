@@ -183,6 +183,30 @@ def test_threadpoolctl_limit_is_read_live():
     assert _config.thread_limit() == min(len(os.sched_getaffinity(0)), _config._blas_limit_in_force())
 
 
+def test_limit_blas_for_takes_the_steps_threads_and_puts_the_setting_back():
+    """The limiter the estimators use: the thread count blas_threads chooses for the rows, in force inside the
+    block (blas_libraries, a fresh look, sees it), and the user's setting back after."""
+    from fastnn import _config
+
+    import fastnn.kernels  # noqa: F401  (loads NumPy's OpenBLAS)
+
+    before = [info["num_threads"] for info in _config.blas_libraries()]
+    assert before and all(info["filepath"] for info in _config.blas_libraries())
+    with _config.limit_blas_for(_config.MIN_BATCH_FOR_THREADS - 1):
+        assert {info["num_threads"] for info in _config.blas_libraries()} == {_config.blas_threads(16)}
+    assert [info["num_threads"] for info in _config.blas_libraries()] == before
+
+
+def test_only_config_talks_to_threadpoolctl():
+    """One owner of BLAS threads: every other module of the package asks fastnn._config. Not the benchmark suites:
+    they set every framework's pools (PyTorch's, JAX's) per benchmark, libraries loaded after _config's
+    controller was made, so a fresh threadpoolctl limit is theirs."""
+    package = pathlib.Path(fastnn.__file__).parent
+    users = sorted(str(p.relative_to(package)) for p in package.rglob("*.py") if p.parent.name != "benchmarks"
+                   and re.search(r"^\s*(import threadpoolctl|from threadpoolctl)", p.read_text(), re.M))
+    assert users == ["_config.py"]
+
+
 def test_taskset_and_openblas_variable_in_a_fresh_process():
     code = "from fastnn import _config; import fastnn.kernels; print(_config.blas_threads(256))"
     r = _run(code, OPENBLAS_NUM_THREADS="1")

@@ -448,3 +448,51 @@ def test_no_memory_error(tmp_path, monkeypatch):
     monkeypatch.setattr("numpy.zeros_like", no_memory)  # the gradients, allocated when the layers are built
     with pytest.raises(ValueError, match="m.npz: not enough free memory for a model of 92 bytes of parameters"):
         fastnn.Sequential.load(tmp_path / "m.npz")
+
+
+# -- the one atomic writer: every file fastnn writes goes through it ----------------------------------------
+def test_atomic_write_replaces_the_file_only_when_the_block_ends(tmp_path):
+    path = tmp_path / "out.csv"
+    path.write_text("old\n")
+    with fio.atomic_write(path, "w", newline="") as f:
+        f.write("new\n")
+        assert path.read_text() == "old\n"  # not yet: the bytes go to a file beside it
+        assert re.fullmatch(rf"\.out\.csv\.{os.getpid()}-[0-9a-f]{{8}}\.tmp", os.path.basename(f.name))
+    assert path.read_text() == "new\n" and os.listdir(tmp_path) == ["out.csv"]
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+def test_atomic_write_that_fails_leaves_the_old_file_and_no_temp_file(tmp_path, error):
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(type(error)):
+        with fio.atomic_write(path) as f:
+            f.write(b"half")
+            raise error
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_atomic_write_removes_stale_temp_files_of_its_path_only(tmp_path):
+    stale = tmp_path / f".out.part.{dead_pid()}-0a1b2c3d.part"
+    live = tmp_path / f".out.part.{os.getppid()}-0a1b2c3d.part"
+    other = tmp_path / f".other.{dead_pid()}-0a1b2c3d.part"
+    for p in (stale, live, other):
+        p.write_bytes(b"half")
+    with fio.atomic_write(tmp_path / "out.part", suffix=".part") as f:
+        f.write(b"done")
+    assert sorted(os.listdir(tmp_path)) == sorted(["out.part", live.name, other.name])
+
+
+def test_atomic_write_needs_the_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="directory .* does not exist"):
+        with fio.atomic_write(tmp_path / "no" / "out.bin"):
+            pass
+
+
+def test_no_writer_but_atomic_write_renames_files_into_place():
+    """One writer: every os.replace of the package is atomic_write's (models, checkpoints, ONNX, CSV,
+    downloads), so each gets the stale-temp cleanup."""
+    package = Path(fastnn.__file__).parent
+    users = sorted(str(p.relative_to(package)) for p in package.rglob("*.py") if "os.replace(" in p.read_text())
+    assert users == ["io.py"]
+    assert Path(package, "io.py").read_text().count("os.replace(") == 1

@@ -1,5 +1,6 @@
 """Every Numba kernel against its NumPy twin: float32/float64, odd shapes, n=1, d=1, strided inputs."""
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -179,6 +180,65 @@ def test_twins_export_the_same_names_and_signatures(twin, reference):
     for name in reference.__all__:
         compiled = getattr(twin, name)
         assert inspect.signature(compiled.py_func) == inspect.signature(getattr(reference, name)), name
+
+
+def _compiled_functions(module, defined_in=None):
+    """``{name: python function}`` of the compiled functions ``module`` holds (defined in ``defined_in``)."""
+    return {name: obj.py_func for name, obj in vars(module).items() if hasattr(obj, "py_func")
+            and obj.py_func.__module__ == (defined_in or module).__name__}
+
+
+def test_the_step_twins_are_built_alike():
+    """The NumPy step mirrors the compiled one: every helper step_numba defines (the loss gradient, the gather,
+    the workspace and state views, ...) and every helper it takes from numba_cpu (the loss rows, the weights, the
+    views of the layer table) has a twin of the same name and signature, so the NumPy twin specifies the loss
+    part of the step too."""
+    own = _compiled_functions(step_numba)
+    taken = _compiled_functions(step_numba, defined_in=numba_cpu)
+    assert {"_loss_grad", "_gather", "_work", "_state", "_clip_grad_norm", "_relu_dropout_backward"} <= set(own)
+    assert {"_xent_row_label", "_xent_row_dense", "_mse_row", "_bce_logits_row", "_bce_row",
+            "_add_weighted"} <= set(taken)
+    for twins, names in ((step_numpy, own), (numpy_ref, taken)):
+        for name, compiled in names.items():
+            assert hasattr(twins, name), f"{twins.__name__} has no twin of {name}"
+            assert inspect.signature(compiled) == inspect.signature(getattr(twins, name)), name
+    step_numpy_imports = {name for name in vars(step_numpy) if callable(getattr(numpy_ref, name, None))}
+    assert set(taken) <= step_numpy_imports  # taken from numpy_ref as the compiled step takes them from numba_cpu
+
+
+def test_the_loss_kernels_are_built_from_the_same_row_helpers():
+    """Every row helper of the compiled loss kernels has a NumPy twin of the same name and signature."""
+    rows = {name: f for name, f in _compiled_functions(numba_cpu).items()
+            if re.search(r"_row(_|$)", name) or name in ("_weight", "_inv_weight_sum", "_add_weighted")}
+    assert len(rows) == 11
+    for name, compiled in rows.items():
+        assert inspect.signature(compiled) == inspect.signature(getattr(numpy_ref, name)), name
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss", ["softmax_xent_labels", "softmax_xent_dense", "mse", "bce_logits"])
+def test_loss_row_helpers_alias_and_weight_like_the_compiled_ones(dtype, loss):
+    """The row helpers through the NumPy step's _loss_grad against the compiled _loss_grad on one batch: same
+    total, weight sum, hits and gradient, with zero weights and grad doubling as the probabilities."""
+    rng = np.random.default_rng(3)
+    m, k = 7, 4
+    z = rng.standard_normal((m, k)).astype(dtype)
+    if loss == "bce_logits":
+        kind = codes.LOSS_BCE_LOGITS
+    else:
+        kind = {"softmax_xent_labels": codes.LOSS_SCE_LABELS, "softmax_xent_dense": codes.LOSS_SCE_DENSE,
+                "mse": codes.LOSS_MSE}[loss]
+    labels = rng.integers(0, k, 10)
+    T = np.eye(k)[labels] if kind != codes.LOSS_MSE else rng.standard_normal((10, k))
+    sw = rng.random(10)
+    sw[[1, 4]] = 0
+    rows = rng.permutation(10)[:m]
+    got, want = np.empty_like(z), np.empty_like(z)
+    a = step_numpy._loss_grad(kind, z, labels, T, sw, rows, got)
+    b = step_numba._loss_grad(kind, z, labels, T, sw, rows, want)
+    np.testing.assert_allclose(a[0], b[0], **tol(dtype))
+    assert a[1:] == pytest.approx(b[1:], rel=1e-12)
+    np.testing.assert_allclose(got, want, **tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -2,10 +2,9 @@
 
 Numba's ``np.dot`` calls the OpenBLAS bundled with SciPy. NumPy's wheels bundle a
 newer build (ILP64, with OpenBLAS's small-matrix kernels), and at the network's
-shapes it is faster: single-threaded on the project's AVX2 machine, (16x784)@(784x128)
-takes 46.6 us through NumPy's library and 93.1 us through SciPy's; at batch 64,
-150 vs 196 us (``tests/test_blas.py`` checks both give the same products; the
-README gives the epoch times). One library also means one BLAS thread pool.
+shapes it is faster (docs/performance.md, "What made it fast", has the GEMM and epoch
+times; ``tests/test_blas.py`` checks both give the same products). One library also
+means one BLAS thread pool.
 
 Mechanism: the address of NumPy's ``cblas_?gemm`` is registered with LLVM under a
 fixed name (``fastnn_sgemm``/``fastnn_dgemm``), and the kernels declare that name

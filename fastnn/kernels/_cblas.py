@@ -2,16 +2,14 @@
 ahead-of-time kernels (:mod:`.aot`) call. Numba-free, so that finding it does not import Numba."""
 import ctypes
 
-import threadpoolctl
+from fastnn._config import blas_libraries
 
 __all__ = ["numpy_cblas"]
 
 
 def numpy_cblas():
     """Addresses of NumPy's ILP64 ``cblas_sgemm``/``cblas_dgemm``, or None."""
-    for info in threadpoolctl.threadpool_info():
-        if info.get("user_api") != "blas":  # only NumPy's build exports the ILP64 names below
-            continue
+    for info in blas_libraries():  # only NumPy's build exports the ILP64 names below
         try:
             lib = ctypes.CDLL(info["filepath"])
         except OSError:  # listed by threadpoolctl but not loadable by path: not ours to use

@@ -259,7 +259,7 @@ def kernel(module, name, fallback):
 
     call.last = None  # which code ran the last call: "aot" or "jit"
     # For a caller that has checked its arrays against the kernel's one signature per dtype (the single-row
-    # predict path): the export itself, without the ~1 us of checks above.
+    # predict path): the export itself, without the checks above (their cost: docs/performance.md).
     call.unchecked = {dtype: found[0][0] for dtype, found in exports.items() if len(found) == 1}
     call.__name__ = call.__qualname__ = name
     call.__doc__ = f"The ahead-of-time ``{name}`` (see :mod:`fastnn.kernels.aot`)."

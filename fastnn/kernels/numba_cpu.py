@@ -599,8 +599,8 @@ def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov, velocity):
 @jit(fast=True)
 def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled, eps_hat):
     # Arithmetic in the parameters' dtype, as PyTorch does: float64 sqrt and division run at half
-    # the vector width and made this loop compute-bound (float32: 0.130 -> 0.039 ms for the
-    # network's 109k parameters). Bias corrections are folded into two scalars, also as PyTorch.
+    # the vector width and made this loop compute-bound (docs/performance.md, "What made it fast").
+    # Bias corrections are folded into two scalars, also as PyTorch.
     T = p.dtype.type
     c1 = T(1.0 / (1.0 - beta1**step))
     c2 = T(1.0 / math.sqrt(1.0 - beta2**step))

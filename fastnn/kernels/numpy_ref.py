@@ -103,12 +103,18 @@ def linear_backward_sgd(X, W, g, b, lr, wd_W, wd_b, dX):
     .. math:: W \leftarrow W - \eta (X^T g + \lambda_W W),\quad b \leftarrow b - \eta (\textstyle\sum_{rows} g + \lambda_b b)
 
     which is ``sgd_update`` applied to ``linear_backward``'s ``dW``/``db``. The compiled
-    twin does the gradient part of the weight update as one BLAS call (alpha = -lr, beta = 1).
+    twin does the gradient part of the weight update as one BLAS call (alpha = -lr, beta = 1),
+    after the decay as its own pass; this twin rounds as it does: the decay first, then
+    ``W + alpha X^T g`` with ``alpha`` in the parameters' dtype, rounded once, and the bias's
+    sum of ``g`` row by row.
     """
     if dX is not None:
         np.dot(g, W.T, out=dX)
-    b[...] = b - lr * (g.sum(axis=0, dtype=np.float64) + wd_b * b)
-    W[...] = W - lr * (np.dot(X.T, g).astype(np.float64) + wd_W * W)
+    b[...] = b - lr * (np.cumsum(g, axis=0, dtype=np.float64)[-1] + wd_b * b)
+    if wd_W != 0:
+        W[...] = W - (lr * wd_W) * W
+    alpha = np.float64(W.dtype.type(-lr))
+    W[...] = W.astype(np.float64) + alpha * np.dot(X.T, g).astype(np.float64)
 
 
 def relu_forward(x, out):
@@ -197,23 +203,128 @@ def softmax_backward(s, g, out):
     return out
 
 
-def _log_softmax(z):
-    zm = z - z.max(axis=1, keepdims=True)
-    return zm - np.log(np.exp(zm.astype(np.float64)).sum(axis=1, keepdims=True))
+# -- losses ----------------------------------------------------------------------------------------------
+# The row helpers of the compiled twin, with its names and signatures, taking every row at once: ``i`` is an index
+# array of the rows to do, ``y``/``t`` their labels or target rows and ``scale`` their weights (arrays where the
+# compiled helper takes one row, one label, one number); each fills those rows of ``grad`` (and ``probs``) and
+# returns the rows' losses, float64. The loss kernels below are built from them as numba_cpu's are, and the NumPy
+# training step (:mod:`step_numpy`) calls them as the compiled step does.
+def _softmax_row(x, i, out):
+    """Softmax of rows ``i`` into ``out[i]``; returns each row's max and the log of its sum of exps after the max
+    shift (the exps in float64, as the compiled twin's ``math.exp``)."""
+    mx = x[i].max(axis=1)
+    e = np.exp((x[i] - mx[:, None]).astype(np.float64))
+    total = e.sum(axis=1)
+    out[i] = e
+    out[i] = out[i] * (1.0 / total)[:, None]  # the stored exps times 1/sum, as the compiled twin rounds them
+    return mx, np.log(total)
 
 
-def _row_weights(w, n):
-    """``(w_i / sum w)`` as a float64 column (``1 / n`` each when ``w`` is empty; 0 when the weights sum to 0)."""
+def _xent_row_label(z, i, y, probs, grad, scale):
+    """Rows ``i`` of fused softmax + cross-entropy with labels ``y``: fills ``probs[i]`` and
+    ``grad[i] = (probs[i] - onehot(y)) * scale``; returns the rows' losses. ``probs`` may be ``grad``."""
+    mx, logsum = _softmax_row(z, i, probs)
+    grad[i] = probs[i] * scale[:, None]
+    grad[i, y] -= scale
+    return logsum - (z[i, y] - mx)
+
+
+def _xent_row_dense(z, i, t, probs, grad, scale):
+    """As :func:`_xent_row_label` for target rows ``t``: ``grad[i] = (probs[i] sum(t) - t) * scale``."""
+    mx, logsum = _softmax_row(z, i, probs)
+    t = np.asarray(t, np.float64)
+    logp = logsum[:, None] - (z[i] - mx[:, None])
+    loss = np.multiply(t, logp, out=np.zeros(t.shape), where=t != 0).sum(axis=1)  # 0 log p is 0, even for p = 0
+    grad[i] = (probs[i] * t.sum(axis=1)[:, None] - t) * scale[:, None]
+    return loss
+
+
+def _weight(w, i):
+    """Rows ``i``'s sample weights; 1 when ``w`` is empty (unweighted)."""
+    return np.asarray(w[i], np.float64) if w.shape[0] else np.ones(len(i))
+
+
+def _inv_weight_sum(w, n):
+    """``1 / sum(w)`` over the ``n`` rows (``1 / n`` unweighted); 0 when the weights sum to 0."""
     if w.shape[0] == 0:
-        return np.full((n, 1), 1.0 / n)
-    total = w.sum(dtype=np.float64)
-    return (w.astype(np.float64) / total if total > 0 else np.zeros(n))[:, None]
+        return 1.0 / n
+    total = float(w[:n].sum(dtype=np.float64))
+    return 1.0 / total if total > 0 else 0.0
 
 
-def _weighted_mean(row_losses, scale):
-    """``sum_i scale_i l_i`` over the rows with a non-zero weight (a zero-weight NaN adds nothing)."""
-    keep = scale[:, 0] != 0
-    return float((row_losses[keep] * scale[keep, 0]).sum())
+def _add_weighted(total, wi, li):
+    """``total + sum_i wi li``; a row of weight 0 adds nothing, not even a NaN."""
+    keep = wi != 0
+    return total + float((wi[keep] * li[keep]).sum())
+
+
+def _mse_row(y, i, t, grad, scale):
+    """Rows ``i`` of MSE against target rows ``t``: ``grad[i] = 2 (y[i] - t) scale / k``; returns
+    ``mean (y[i] - t)^2`` of each."""
+    k = y.shape[1]
+    d = y[i].astype(np.float64) - t
+    grad[i] = 2.0 * scale[:, None] / k * d
+    return (d * d).sum(axis=1) / k
+
+
+def _poisson_row(z, i, t, grad, scale):
+    """Rows ``i`` of half the Poisson deviance of log-rates ``z``: ``grad[i] = (exp(z) - t) scale / k``; returns
+    each row's mean of ``exp(z) - t z + t log t - t`` (``t log t`` is 0 at t = 0)."""
+    k = z.shape[1]
+    v = z[i].astype(np.float64)
+    t = np.asarray(t, np.float64)
+    p = np.exp(v)
+    grad[i] = (p - t) * (scale[:, None] / k)
+    const = np.where(t > 0, t * np.log(np.where(t > 0, t, 1.0)) - t, 0.0)
+    return (p - t * v + const).sum(axis=1) / k
+
+
+def _nll_row_label(P, i, y, eps, grad, scale):
+    """Rows ``i`` of NLL with labels ``y``: ``-log max(p_y, eps)``; a NaN probability propagates."""
+    grad[i] = 0
+    p = P[i, y].astype(np.float64)
+    clipped = p <= eps  # False for NaN: log(NaN) carries it into the loss
+    grad[i, y] = np.where(clipped, 0.0, -scale / np.where(clipped, 1.0, p))
+    return -np.log(np.where(clipped, eps, p))
+
+
+def _nll_row_dense(P, i, t, eps, grad, scale):
+    p = P[i].astype(np.float64)
+    t = np.asarray(t, np.float64)
+    clipped = p <= eps
+    grad[i] = np.where(clipped, 0.0, -t * scale[:, None] / np.where(clipped, 1.0, p))
+    return -(t * np.log(np.where(clipped, eps, p))).sum(axis=1)
+
+
+def _bce_logits_row(z, i, t, grad, scale):
+    """Rows ``i`` of sigmoid + binary cross-entropy on logits: ``grad[i] = (sigmoid(z) - t) scale / k``;
+    returns each row's mean of ``max(z, 0) - z t + log1p(exp(-|z|))``, which never overflows."""
+    k = z.shape[1]
+    v = z[i].astype(np.float64)
+    t = np.asarray(t, np.float64)
+    grad[i] = (_sigmoid(v, np.empty_like(v)) - t) * (scale[:, None] / k)
+    return (np.maximum(v, 0.0) - v * t + np.log1p(np.exp(-np.abs(v)))).sum(axis=1) / k
+
+
+def _bce_row(P, i, t, grad, scale):
+    """Rows ``i`` of binary cross-entropy on probabilities, PyTorch's ``BCELoss``: logs clamped at -100,
+    ``grad[i] = (p - t) / max(p (1 - p), 1e-12) scale / k``."""
+    k = P.shape[1]
+    p = P[i].astype(np.float64)
+    t = np.asarray(t, np.float64)
+    with np.errstate(divide="ignore"):
+        loss = -(t * np.maximum(np.log(p), -100.0) + (1.0 - t) * np.maximum(np.log1p(-p), -100.0)).sum(axis=1)
+    grad[i] = (p - t) / np.maximum(p * (1.0 - p), 1e-12) * (scale[:, None] / k)
+    return loss / k
+
+
+def _rows_loss(row, n, w, *args):
+    """``sum_i w_i l_i / sum(w)`` over the ``n`` rows of ``row(..., i, ..., scale)``: the body the loss kernels
+    share (the compiled twin writes it out in each)."""
+    i = np.arange(n)
+    inv = _inv_weight_sum(w, n)
+    wi = _weight(w, i)
+    return _add_weighted(0.0, wi, row(i, wi * inv)) * inv
 
 
 def softmax_xent_labels(z, labels, w, probs, grad):
@@ -223,14 +334,7 @@ def softmax_xent_labels(z, labels, w, probs, grad):
     weighted mean loss ``sum_i w_i (-log probs[i, labels[i]]) / sum(w)``. ``w`` is an empty array
     for unweighted rows (every loss kernel takes ``w`` so; a row of weight 0 has no influence).
     """
-    n = z.shape[0]
-    scale = _row_weights(w, n)
-    logp = _log_softmax(z)
-    softmax_forward(z, probs)
-    onehot = np.zeros(z.shape)
-    onehot[np.arange(n), labels] = 1
-    np.multiply(probs - onehot, scale, out=grad, casting="same_kind")
-    return _weighted_mean(-logp[np.arange(n), labels], scale)
+    return _rows_loss(lambda i, scale: _xent_row_label(z, i, labels, probs, grad, scale), z.shape[0], w)
 
 
 def softmax_xent_dense(z, T, w, probs, grad):
@@ -239,12 +343,7 @@ def softmax_xent_dense(z, T, w, probs, grad):
     Fills ``grad = (probs * T.sum(1) - T) w_i / sum(w)``, which is ``(probs - T) w_i / sum(w)`` whenever
     the rows of ``T`` sum to one; returns the weighted mean of ``-sum_j T_ij log p_ij``.
     """
-    scale = _row_weights(w, z.shape[0])
-    logp = _log_softmax(z)
-    softmax_forward(z, probs)
-    t = T.astype(np.float64)
-    np.multiply(probs * t.sum(axis=1, keepdims=True) - t, scale, out=grad, casting="same_kind")
-    return _weighted_mean(-(t * np.where(t != 0, logp, 0)).sum(axis=1), scale)
+    return _rows_loss(lambda i, scale: _xent_row_dense(z, i, T, probs, grad, scale), z.shape[0], w)
 
 
 def nll_labels(P, labels, eps, w, grad):
@@ -253,33 +352,17 @@ def nll_labels(P, labels, eps, w, grad):
     Row loss ``-log(max(p_y, eps))``; gradient ``-w_i / (sum(w) p_y)`` at the label (0 where the
     clip is active), 0 elsewhere. A NaN probability propagates into the loss.
     """
-    n = P.shape[0]
-    scale = _row_weights(w, n)
-    rows = np.arange(n)
-    p = P[rows, labels].astype(np.float64)
-    clipped = np.where(p <= eps, eps, p)  # NaN stays NaN
-    grad[...] = 0
-    grad[rows, labels] = np.where(p <= eps, 0.0, -scale[:, 0] / clipped)
-    return _weighted_mean(-np.log(clipped), scale)
+    return _rows_loss(lambda i, scale: _nll_row_label(P, i, labels, eps, grad, scale), P.shape[0], w)
 
 
 def nll_dense(P, T, eps, w, grad):
     """NLL with one-hot/probability targets: row loss ``-sum_j T_ij log max(P_ij, eps)``."""
-    scale = _row_weights(w, P.shape[0])
-    p = P.astype(np.float64)
-    t = T.astype(np.float64)
-    clipped = np.where(p <= eps, eps, p)
-    np.copyto(grad, np.where(p <= eps, 0.0, -t * scale / clipped), casting="same_kind")
-    return _weighted_mean(-(t * np.log(clipped)).sum(axis=1), scale)
+    return _rows_loss(lambda i, scale: _nll_row_dense(P, i, T, eps, grad, scale), P.shape[0], w)
 
 
 def mse(y, target, w, grad):
     """Mean squared error, the mean over outputs per row, weighted over rows; gradient ``2 (y - t) w_i / (sum(w) k)``."""
-    k = y.shape[1]
-    scale = _row_weights(w, y.shape[0])
-    diff = y.astype(np.float64) - target
-    np.multiply(diff, 2.0 * scale / k, out=grad, casting="same_kind")
-    return _weighted_mean((diff * diff).mean(axis=1), scale)
+    return _rows_loss(lambda i, scale: _mse_row(y, i, target, grad, scale), y.shape[0], w)
 
 
 def bce_logits(z, T, w, grad):
@@ -288,27 +371,13 @@ def bce_logits(z, T, w, grad):
     Row loss ``mean_j max(z, 0) - z t + log1p(exp(-|z|))`` (no overflow for any ``z``); gradient
     ``(sigmoid(z) - t) w_i / (sum(w) k)``.
     """
-    k = z.shape[1]
-    scale = _row_weights(w, z.shape[0])
-    v = z.astype(np.float64)
-    t = T.astype(np.float64)
-    s = np.empty_like(v)
-    _sigmoid(v, s)
-    np.multiply(s - t, scale / k, out=grad, casting="same_kind")
-    return _weighted_mean((np.maximum(v, 0) - v * t + np.log1p(np.exp(-np.abs(v)))).mean(axis=1), scale)
+    return _rows_loss(lambda i, scale: _bce_logits_row(z, i, T, grad, scale), z.shape[0], w)
 
 
 def bce(P, T, w, grad):
     """Binary cross-entropy on probabilities, PyTorch's ``BCELoss``: logs clamped at -100, gradient
     ``(p - t) / max(p (1 - p), 1e-12) w_i / (sum(w) k)``."""
-    k = P.shape[1]
-    scale = _row_weights(w, P.shape[0])
-    p = P.astype(np.float64)
-    t = T.astype(np.float64)
-    with np.errstate(divide="ignore"):
-        rows = -(t * np.maximum(np.log(p), -100) + (1 - t) * np.maximum(np.log1p(-p), -100)).mean(axis=1)
-    np.multiply((p - t) / np.maximum(p * (1 - p), 1e-12), scale / k, out=grad, casting="same_kind")
-    return _weighted_mean(rows, scale)
+    return _rows_loss(lambda i, scale: _bce_row(P, i, T, grad, scale), P.shape[0], w)
 
 
 def poisson(z, T, w, grad):
@@ -316,14 +385,7 @@ def poisson(z, T, w, grad):
     over outputs per row, weighted over rows. Row loss ``mean_j exp(z) - t z + t log t - t``; gradient
     ``(exp(z) - t) w_i / (sum(w) k)``, PyTorch's ``PoissonNLLLoss(log_input=True)`` (whose loss lacks the
     constant ``t log t - t``)."""
-    k = z.shape[1]
-    scale = _row_weights(w, z.shape[0])
-    v = z.astype(np.float64)
-    t = T.astype(np.float64)
-    p = np.exp(v)
-    np.multiply(p - t, scale / k, out=grad, casting="same_kind")
-    const = np.where(t > 0, t * np.log(np.where(t > 0, t, 1.0)) - t, 0.0)
-    return _weighted_mean((p - t * v + const).mean(axis=1), scale)
+    return _rows_loss(lambda i, scale: _poisson_row(z, i, T, grad, scale), z.shape[0], w)
 
 
 def clip_grad_norm(dWs, dbs, max_norm):
@@ -414,6 +476,16 @@ def _view(address, shape, dtype):
     if size == 0:
         return np.zeros(shape, dtype)
     return np.frombuffer((ctypes.c_char * (size * dtype.itemsize)).from_address(int(address)), dtype).reshape(shape)
+
+
+def _vec(address, n, zero):
+    """The ``n`` values at ``address`` as a 1-D array of ``zero``'s dtype: a view, owned by the caller."""
+    return _view(address, (int(n),), np.asarray(zero).dtype)
+
+
+def _mat(address, n, m, zero):
+    """As :func:`_vec`, an (n, m) C-contiguous matrix."""
+    return _view(address, (int(n), int(m)), np.asarray(zero).dtype)
 
 
 def mlp_forward(X, dims, acts, alphas, params, work, out):

@@ -84,8 +84,8 @@ def _relu_dropout_backward(d, p, g):
 
 @jit
 def _gather(src, rows, x):
-    """``x[i] = src[rows[i]]``, converted to ``x``'s dtype. Element loops: a slice assignment compiled ~2.6 s of
-    error-message code."""
+    """``x[i] = src[rows[i]]``, converted to ``x``'s dtype. Element loops: a slice assignment made Numba compile
+    seconds of error-message code (docs/performance.md)."""
     for i in range(x.shape[0]):
         r = rows[i]
         for j in range(x.shape[1]):

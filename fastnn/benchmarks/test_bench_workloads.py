@@ -14,7 +14,7 @@ deep        64-(64 x 7)-10          50,000   64            softmax cross-entropy
 
 ``fmnist`` runs shuffled (``fit``'s default) and in order, the others shuffled. Fashion-MNIST is the real
 training set when it is installed (``wide`` takes its first 20,000 images), else synthetic images of the same
-shape (:func:`benchmarks.test_bench_epoch._synthetic`); ``tabular`` and ``deep`` are synthetic. One epoch per
+shape (:func:`fastnn.benchmarks.test_bench_epoch._synthetic`); ``tabular`` and ``deep`` are synthetic. One epoch per
 timed round, each from the same He-normal weights; the shuffled order is the permutation ``fit(seed=0)`` draws,
 and PyTorch gathers its batches in that same order. The frameworks:
 
@@ -29,7 +29,7 @@ and PyTorch gathers its batches in that same order. The frameworks:
     ``MLPClassifier``/``MLPRegressor(solver="sgd", momentum=0, alpha=0).partial_fit``: one epoch, its own
     initial weights and (when shuffled) its own permutation.
 ``jax``, ``jax_step``, ``torch_compile``
-    The peers of :mod:`benchmarks.peers` (the ``peers`` extra; each skips with one line when its library is
+    The peers of :mod:`fastnn.benchmarks.peers` (the ``peers`` extra; each skips with one line when its library is
     absent): the whole epoch as one ``jax.jit`` + ``lax.scan``, a ``jax.jit`` step per batch, and the whole step
     under ``torch.compile``, on the same weights, rows and batches as fastnn. Their compilation is done before
     the rounds and recorded (``compile_s``), not timed.
@@ -39,18 +39,18 @@ Threads: every framework of a row gets the BLAS threads fastnn's step uses at th
 ``torch.set_num_threads`` (torch.compile's kernels too), except JAX: XLA's CPU client keeps one pool of every core
 for the life of the process, so its rows record ``os.cpu_count()`` threads. ``test_sgemm_floor`` times a 2048^3
 sgemm at each thread count used, in the same run: a row's floor is its epoch's GEMM FLOPs
-(:func:`benchmarks.reference.epoch_flop`) at that rate.
+(:func:`fastnn.benchmarks.reference.epoch_flop`) at that rate.
 
 Inference: ``predict`` of one row of 784-128-64-10 (p50 and p90 of single calls, one thread) and of 10,000 rows
 (floor: the forward FLOPs at the sgemm rate), beside PyTorch and a jitted JAX forward pass. Start-up: import ->
 trained in a fresh interpreter with an empty Numba cache (``cold``) and a filled one (``warm``), as
-``benchmarks/test_bench_startup.py``.
+``fastnn/benchmarks/test_bench_startup.py``.
 
 ``FASTNN_BENCH_ROUNDS`` sets the timed rounds (default 3). Under ``--benchmark-disable`` (the test suite) each
 case runs once on a few thousand rows, one BLAS thread, as a correctness test: fastnn, its NumPy twin and the peers
 agree, PyTorch ends near them, scikit-learn learns something; torch.compile traces its graph with the
 ``aot_eager`` backend there (Inductor's code generation costs ~20 s cold). The peers' epochs are ``slow`` in that
-run: ``benchmarks/test_peers.py`` checks them on a tiny problem instead. The start-up rows are left to
+run: ``fastnn/benchmarks/test_peers.py`` checks them on a tiny problem instead. The start-up rows are left to
 test_bench_startup.py.
 """
 import contextlib
@@ -64,9 +64,9 @@ import pytest
 import threadpoolctl
 
 import fastnn
-from benchmarks import peers, reference
-from benchmarks.conftest import benchmarks_disabled
-from benchmarks.test_bench_epoch import _synthetic
+from fastnn.benchmarks import peers, reference
+from fastnn.benchmarks.conftest import benchmarks_disabled
+from fastnn.benchmarks.test_bench_epoch import _synthetic
 from fastnn import kernels
 from fastnn._config import blas_threads
 from fastnn.datasets import load_fashion_mnist
@@ -407,22 +407,22 @@ def test_sgemm_floor(request, benchmark, threads, limit_threads, n_threads):
 
 @pytest.mark.parametrize("state", ["cold", "warm"])
 def test_workload_startup(request, benchmark, tmp_path_factory, state):
-    """Import -> one trained fit in a new interpreter (``benchmarks/test_bench_startup.py``'s child), with an
+    """Import -> one trained fit in a new interpreter (``fastnn/benchmarks/test_bench_startup.py``'s child), with an
     empty Numba cache each round (cold) or one filled by an earlier process (warm)."""
     if benchmarks_disabled(request.config):
         pytest.skip("timing only: test_bench_startup.py checks the same child under --benchmark-disable")
-    from benchmarks.test_bench_startup import _first_fit
+    from fastnn.benchmarks.test_bench_startup import _first_fit
 
-    cache = tmp_path_factory.mktemp(f"workload-cache-{state}")
+    cache_dir = tmp_path_factory.mktemp(f"workload-cache-{state}")
     if state == "warm":
-        _first_fit(cache)
+        _first_fit(cache_dir)
     seconds = []
 
     def run():
         if state == "cold":
-            shutil.rmtree(cache)
-            cache.mkdir()
-        seconds.append(_first_fit(cache))
+            shutil.rmtree(cache_dir)
+            cache_dir.mkdir()
+        seconds.append(_first_fit(cache_dir))
 
     benchmark.group = "start-up: import -> trained"
     benchmark.extra_info.update(kind="startup", workload=f"startup-{state}", framework="fastnn", state=state)

@@ -1,6 +1,6 @@
 """The strongest peers a user would try for a fast CPU MLP: JAX and torch.compile.
 
-Three trainers with the interface of ``benchmarks/test_bench_workloads.py``'s (``Trainer(sizes, loss, lr, X, y,
+Three trainers with the interface of ``fastnn/benchmarks/test_bench_workloads.py``'s (``Trainer(sizes, loss, lr, X, y,
 batch, shuffle, init)``; ``setup() -> (args, kwargs)``, ``run(*args) -> (params, None)``), each doing what fastnn's
 ``fit`` does: plain SGD on a ReLU MLP ``sizes`` from the weights ``init = [W1, b1, ...]`` (``W`` of shape
 (n_in, n_out)), mean softmax cross-entropy (``loss="sce"``, int labels) or mean squared error over all elements
@@ -16,8 +16,8 @@ draws when ``shuffle`` (:func:`batch_order`), consecutive batches of ``batch`` r
 ``torch_compile``
     ``torch.compile(fullgraph=True, dynamic=False)`` of the whole step -- gather, forward, backward
     (``torch.func.grad_and_value``) and the SGD update -- called once per batch; one graph per batch shape.
-    ``backend="aot_eager"`` traces the same graph without Inductor's C++ code generation (~20 s cold), for the
-    correctness runs.
+    ``backend="aot_eager"`` traces the same graph without Inductor's C++ code generation (seconds per shape on a
+    cold start: docs/performance.md), for the correctness runs.
 
 Compilation happens in :meth:`compile` (called by the first ``run`` if not before), outside any timed region, and
 its seconds are kept in ``compile_s``. Each ``run`` ends with the results on the host (``block_until_ready``), so

@@ -16,7 +16,7 @@ floor still checks that both learn.
 
 Timed for real with, e.g.::
 
-    FASTNN_BENCH_ROUNDS=3 python -m pytest benchmarks/test_bench_sklearn.py -p no:cacheprovider \\
+    FASTNN_BENCH_ROUNDS=3 python -m pytest fastnn/benchmarks/test_bench_sklearn.py -p no:cacheprovider \\
         --benchmark-enable --benchmark-columns=min,median,max --benchmark-sort=name
 """
 import os

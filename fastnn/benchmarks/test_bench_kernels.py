@@ -398,7 +398,7 @@ def test_every_kernel_is_benchmarked():
 
 
 def test_thresholds_name_ci_cases():
-    from benchmarks.test_bench_workloads import test_workload_ci  # noqa: PLC0415  (its whole-step CI cases)
+    from fastnn.benchmarks.test_bench_workloads import test_workload_ci  # noqa: PLC0415  (its whole-step CI cases)
 
     max_ratio = json.loads(THRESHOLDS.read_text())["max_ratio"]
     workload = next(m.args[1] for m in test_workload_ci.pytestmark if m.name == "parametrize" and m.args[0] == "case")

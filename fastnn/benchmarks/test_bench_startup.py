@@ -31,8 +31,8 @@ scikit-learn's. Asserted only when benchmarks are enabled and the ahead-of-time 
 succeeds on the expected code path. The rest is marked ``slow``; under ``--benchmark-disable`` it runs one
 round, checks what each child reports and prints the table, asserting no timing.
 
-``python benchmarks/test_bench_startup.py`` prints the whole table (3 rounds) without pytest.
-``FASTNN_BENCH_THREADS=N`` (see ``benchmarks/conftest.py``) is passed to the children as the usual BLAS and
+``python fastnn/benchmarks/test_bench_startup.py`` prints the whole table (3 rounds) without pytest.
+``FASTNN_BENCH_THREADS=N`` (see ``fastnn/benchmarks/conftest.py``) is passed to the children as the usual BLAS and
 OpenMP thread variables; unset, they run with the libraries' defaults, as a user's would.
 """
 import importlib.util
@@ -405,9 +405,9 @@ _RESULTS = {"startup": {}}  # what the slow tests measured, for test_startup_tab
 
 
 def _timed(config):
-    # Imported here, not at the top: ``python benchmarks/test_bench_startup.py`` runs without the repository
+    # Imported here, not at the top: ``python fastnn/benchmarks/test_bench_startup.py`` runs without the repository
     # root on sys.path and without the conftest's Numba import.
-    from benchmarks.conftest import benchmarks_disabled  # noqa: PLC0415
+    from fastnn.benchmarks.conftest import benchmarks_disabled  # noqa: PLC0415
 
     return not benchmarks_disabled(config)
 
@@ -424,9 +424,9 @@ def _targets_apply(config):
 def test_first_fit(tmp_path):
     """Case 1 once with an empty Numba cache: the child succeeds, on the ahead-of-time kernels (without
     importing Numba) unless the environment asks for the JIT."""
-    cache = tmp_path / "numba-cache"
-    cache.mkdir()
-    check_fastnn(_run_child(FASTNN_CHILD, cache))
+    cache_dir = tmp_path / "numba-cache"
+    cache_dir.mkdir()
+    check_fastnn(_run_child(FASTNN_CHILD, cache_dir))
 
 
 @pytest.mark.slow  # a fresh interpreter per run, JAX and PyTorch imports: seconds each

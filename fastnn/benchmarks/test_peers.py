@@ -1,4 +1,4 @@
-"""The peers of the benchmark suites (:mod:`benchmarks.peers`) train exactly what fastnn trains.
+"""The peers of the benchmark suites (:mod:`fastnn.benchmarks.peers`) train exactly what fastnn trains.
 
 On a tiny problem (150 rows, batch 16: nine full batches and a short last one, shuffled as ``fit(seed=0)``
 shuffles), each peer's epoch from the same initial weights must end on the NumPy twin's weights up to float32
@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import peers, reference
-from benchmarks.test_bench_workloads import _NumPy
+from fastnn.benchmarks import peers, reference
+from fastnn.benchmarks.test_bench_workloads import _NumPy
 
 # Importing torch._dynamo runs torch's own deprecated torch.jit.script_method: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")

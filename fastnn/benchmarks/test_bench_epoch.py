@@ -2,10 +2,10 @@
 
 784-128-64-10 ReLU, softmax cross-entropy, plain SGD (lr 0.1, no momentum), float32, batches in
 order, batch size 16, 64 and 256; all start from the same He-normal weights
-(:func:`benchmarks.reference.init_params`). The peers of :mod:`benchmarks.peers` (``jax``: the epoch as one
-``jax.jit`` + ``lax.scan``; ``jax_step``: a jitted step per batch; ``torch_compile``: the whole step compiled) are
+(:func:`fastnn.benchmarks.reference.init_params`). The peers of :mod:`fastnn.benchmarks.peers` (``jax``: the epoch as
+one ``jax.jit`` + ``lax.scan``; ``jax_step``: a jitted step per batch; ``torch_compile``: the whole step compiled) are
 timed after their compilation, which is recorded (``compile_s``); each skips with one line when its library (the
-``peers`` extra) is absent, and is ``slow`` under ``--benchmark-disable`` (``benchmarks/test_peers.py`` checks
+``peers`` extra) is absent, and is ``slow`` under ``--benchmark-disable`` (``fastnn/benchmarks/test_peers.py`` checks
 them on a tiny problem in the default run). Each timed round is one full epoch from those weights
 (``pedantic`` with a setup that rebuilds the model); a short training call first compiles and
 allocates, and one untimed warm-up epoch precedes the rounds. Each batch size is one group.
@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 
 import fastnn
-from benchmarks import peers, reference
-from benchmarks.conftest import benchmarks_disabled
+from fastnn.benchmarks import peers, reference
+from fastnn.benchmarks.conftest import benchmarks_disabled
 
 BATCHES = (16, 64, 256)
 FRAMEWORKS = ("numpy", "fastnn", "torch", *peers.TRAINERS)
@@ -159,7 +159,7 @@ class _Torch:
 
 
 class _Peer:
-    """A trainer of :mod:`benchmarks.peers` on this suite's MLP, loss, lr and in-order batches."""
+    """A trainer of :mod:`fastnn.benchmarks.peers` on this suite's MLP, loss, lr and in-order batches."""
 
     def __init__(self, framework, X, y, batch_size, init, disabled):
         options = {"backend": "aot_eager"} if framework == "torch_compile" and disabled else {}
