@@ -210,13 +210,13 @@ def test_the_loss_kernels_are_built_from_the_same_row_helpers():
     """Every row helper of the compiled loss kernels has a NumPy twin of the same name and signature."""
     rows = {name: f for name, f in _compiled_functions(numba_cpu).items()
             if re.search(r"_row(_|$)", name) or name in ("_weight", "_inv_weight_sum", "_add_weighted")}
-    assert len(rows) == 11
+    assert len(rows) == 12  # with _poisson_row
     for name, compiled in rows.items():
         assert inspect.signature(compiled) == inspect.signature(getattr(numpy_ref, name)), name
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("loss", ["softmax_xent_labels", "softmax_xent_dense", "mse", "bce_logits"])
+@pytest.mark.parametrize("loss", ["softmax_xent_labels", "softmax_xent_dense", "mse", "bce_logits", "poisson"])
 def test_loss_row_helpers_alias_and_weight_like_the_compiled_ones(dtype, loss):
     """The row helpers through the NumPy step's _loss_grad against the compiled _loss_grad on one batch: same
     total, weight sum, hits and gradient, with zero weights and grad doubling as the probabilities."""
@@ -227,18 +227,20 @@ def test_loss_row_helpers_alias_and_weight_like_the_compiled_ones(dtype, loss):
         kind = codes.LOSS_BCE_LOGITS
     else:
         kind = {"softmax_xent_labels": codes.LOSS_SCE_LABELS, "softmax_xent_dense": codes.LOSS_SCE_DENSE,
-                "mse": codes.LOSS_MSE}[loss]
+                "mse": codes.LOSS_MSE, "poisson": codes.LOSS_POISSON}[loss]
     labels = rng.integers(0, k, 10)
-    T = np.eye(k)[labels] if kind != codes.LOSS_MSE else rng.standard_normal((10, k))
+    T = {codes.LOSS_MSE: rng.standard_normal((10, k)), codes.LOSS_POISSON: rng.poisson(2.0, (10, k)) * 1.0}.get(
+        kind, np.eye(k)[labels])
     sw = rng.random(10)
     sw[[1, 4]] = 0
     rows = rng.permutation(10)[:m]
     got, want = np.empty_like(z), np.empty_like(z)
-    a = step_numpy._loss_grad(kind, z, labels, T, sw, rows, got)
-    b = step_numba._loss_grad(kind, z, labels, T, sw, rows, want)
-    np.testing.assert_allclose(a[0], b[0], **tol(dtype))
-    assert a[1:] == pytest.approx(b[1:], rel=1e-12)
-    np.testing.assert_allclose(got, want, **tol(dtype))
+    for c in (1.0, 0.5):  # c: the loss's row_scale
+        a = step_numpy._loss_grad(kind, z, labels, T, sw, rows, got, c)
+        b = step_numba._loss_grad(kind, z, labels, T, sw, rows, want, c)
+        np.testing.assert_allclose(a[0], b[0], **tol(dtype))
+        assert a[1:] == pytest.approx(b[1:], rel=1e-12)
+        np.testing.assert_allclose(got, want, **tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
