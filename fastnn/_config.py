@@ -103,10 +103,22 @@ def _blas_controller():
     return _controller
 
 
-def _blas_counts(controller):
-    counts = [info["num_threads"] for info in controller.info() if info.get("user_api") == "blas"]
+def _blas_libs():
+    """threadpoolctl's controller of each loaded BLAS library: reading or setting one's thread count is a direct
+    call into the library, where ``ThreadpoolController.limit`` inspects every library again at each call."""
+    return [lib for lib in _blas_controller().lib_controllers if lib.user_api == "blas"]
+
+
+def _blas_counts(libraries):
+    counts = [lib.get_num_threads() for lib in libraries]
     counts = [n for n in counts if isinstance(n, int) and n > 0]
     return min(counts) if counts else None
+
+
+def _set_blas(libraries, n_threads):
+    for lib in libraries:
+        if lib.get_num_threads() != n_threads:
+            lib.set_num_threads(n_threads)
 
 
 # The BLAS limits of the fits running now, in every thread: the libraries hold one setting for the whole process,
@@ -117,27 +129,32 @@ _limits, _limits_lock, _before_limits = [], threading.Lock(), {}
 @contextlib.contextmanager
 def limit_blas(n_threads):
     """Cap every loaded BLAS at ``n_threads`` inside the block; safe when blocks overlap in several threads."""
-    controller = _blas_controller()
+    libraries = _blas_libs()
     with _limits_lock:
         if not _limits:
-            _before_limits["count"] = _blas_counts(controller)
-            _before_limits["limiter"] = controller.limit(limits=n_threads, user_api="blas")
+            _before_limits["counts"] = [lib.get_num_threads() for lib in libraries]
+            _before_limits["count"] = _blas_counts(libraries)
         _limits.append(n_threads)
-        controller.limit(limits=min(_limits), user_api="blas")
+        _set_blas(libraries, min(_limits))
     try:
         yield
     finally:
         with _limits_lock:
             _limits.remove(n_threads)
             if _limits:
-                controller.limit(limits=min(_limits), user_api="blas")
+                _set_blas(libraries, min(_limits))
             else:
-                _before_limits.pop("limiter").restore_original_limits()
+                for lib, n in zip(libraries, _before_limits.pop("counts")):
+                    if lib.get_num_threads() != n:
+                        lib.set_num_threads(n)
 
 
 def limit_blas_for(rows):
-    """:func:`limit_blas` at the threads the training step takes for GEMMs of ``rows`` rows (:func:`blas_threads`)."""
-    return limit_blas(blas_threads(rows))
+    """:func:`limit_blas` at the threads the training step takes now for GEMMs of ``rows`` rows
+    (:func:`fastnn._cpu.threads_now`: :func:`blas_threads`, fewer while other processes keep CPUs busy)."""
+    from fastnn._cpu import threads_now  # noqa: PLC0415  (_cpu reads this module's settings)
+
+    return limit_blas(threads_now(rows))
 
 
 def _blas_limit_in_force():
@@ -148,7 +165,7 @@ def _blas_limit_in_force():
         with _limits_lock:
             if _limits:
                 return _before_limits["count"]
-        return _blas_counts(_blas_controller())
+        return _blas_counts(_blas_libs())
     except Exception:  # noqa: BLE001 - an optional probe: no limit known is the answer then
         return None
 

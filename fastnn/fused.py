@@ -13,10 +13,12 @@ clipping, and data of another dtype (converted batch by batch). Anything else tr
 """
 import contextlib
 import sys
+import time
 
 import numpy as np
 
-from fastnn._config import blas_threads, limit_blas
+from fastnn._config import limit_blas
+from fastnn._cpu import Pace
 from fastnn.kernels import codes, get_step, layout
 from fastnn.layers import ACTIVATIONS, Dropout, Linear
 from fastnn.losses import LOSSES
@@ -151,7 +153,7 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
     n_batches = -(-n_samples // batch_size)
     losses, weights, correct = np.empty(n_batches), np.empty(n_batches), np.empty(n_batches, np.int64)
     hyper = np.empty((n_batches, len(codes.HYPER)))
-    threads = blas_threads(batch_size)
+    pace = Pace(batch_size)  # the BLAS threads, asked at every call: neighbours come and go
 
     def run(order, b0, b1, after_step=None, seed=0, data=None):
         spec = optimizer.describe()
@@ -173,10 +175,13 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
         decays = np.array([spec.weight_decays[k] for k in by_model], np.float64)
         Xs, Xraw, raw_kind, labels, dense, sw = fit_data if data is None else data
         train = step.train_batches  # before the notice: looking it up may import Numba
+        threads = pace.threads()
+        start = time.perf_counter()
         with limit_blas(threads), _compile_notice():
             done = train(Xs, Xraw, raw_kind, labels, dense, sw, order, batch_size, b0, b1, dims, acts, alphas, drops,
                          keys, params, work, woff, loss_kind, spec.kind, rows, decays, spec.steps, losses, weights,
                          correct)
+        pace.record(threads, time.perf_counter() - start, done)
         run.compiled_by = getattr(train, "last", "numpy" if step is get_step("numpy") else "jit")
         k = min(done + 1, b1 - b0)
         return losses[:k], weights[:k], int(correct[:done].sum()), done

@@ -17,6 +17,8 @@ import weakref
 import numpy as np
 
 from fastnn import fused
+from fastnn._config import limit_blas
+from fastnn._cpu import threads_now
 from fastnn.core import TrainingCore, accuracy_units, hits, labels_for_accuracy
 from fastnn.checkpoint import check_allow_changes, fingerprint, locked, read_checkpoint, write_checkpoint
 from fastnn.kernels import get_backend, layout
@@ -584,7 +586,16 @@ def _forward_plan(model):
 
 
 def _predict(model, X, batch_size, plan=False):
-    """``predict`` on a checked ``X``; ``plan`` is ``_forward_plan(model)`` if the caller has it."""
+    """``predict`` on a checked ``X``; ``plan`` is ``_forward_plan(model)`` if the caller has it. Under the
+    training step's BLAS thread rule (:func:`fastnn._cpu.threads_now`), except for a single row, which the BLAS
+    runs on one thread anyway and which should not pay for asking."""
+    if X.shape[0] < 2:
+        return _predict_on(model, X, batch_size, plan)
+    with limit_blas(threads_now(min(batch_size, X.shape[0]))):
+        return _predict_on(model, X, batch_size, plan)
+
+
+def _predict_on(model, X, batch_size, plan):
     plan = _forward_plan(model) if plan is False else plan
     if plan is not None:  # compiled calls through every layer
         dims, dtype, forward = plan.dims, plan.Ws[0].dtype, get_backend().mlp_forward

@@ -84,7 +84,7 @@ def test_backend_blocks_overlapping_in_two_threads_each_restore_their_own():
 def test_concurrent_fits_leave_the_blas_threads_as_they_found_them():
     """Fits at batch 16 (one BLAS thread) and 64 (all) in 4 threads: afterwards NumPy's BLAS has the threads it
     had, and fastnn still chooses them for large batches."""
-    before = _config._blas_counts(_config._blas_controller())
+    before = _config._blas_counts(_config._blas_libs())
     choice = _config.blas_threads(64)
     rng = np.random.default_rng(0)
     X, y = rng.random((2000, 20), dtype=np.float32), rng.integers(0, 3, 2000)
@@ -96,5 +96,5 @@ def test_concurrent_fits_leave_the_blas_threads_as_they_found_them():
                   batch_size=16 if i % 2 else 64, verbose=0)
 
     _in_threads(work, n=4)
-    assert _config._blas_counts(_config._blas_controller()) == before
+    assert _config._blas_counts(_config._blas_libs()) == before
     assert _config.blas_threads(64) == choice

@@ -307,3 +307,54 @@ def test_epoch_features(benchmark, threads, data, init_params, feature):
     history = benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     assert history.fast_path, f"{feature} left the compiled step"
     assert np.isfinite(history.history["loss"][0])
+
+
+# fit's default BLAS threads against fixed counts, on a quiet machine and with a neighbour process keeping one CPU
+# busy (issue 18 item 5): the default must stay within 10 % of the best fixed count in both. Shuffled batches, fit's
+# default. A measurement only: skipped when benchmarks are disabled (the rule itself is tested in test_cpu.py).
+THREAD_CHOICES = ("default", 1, 2)
+
+
+@pytest.fixture(scope="module", params=("quiet", "busy"))
+def neighbour(request):
+    """``"busy"``: another process spinning on one CPU for the module's benchmarks of that parameter."""
+    if request.param == "quiet" or benchmarks_disabled(request.config):  # no spinner for skipped benchmarks
+        yield request.param
+        return
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield request.param
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("choice", THREAD_CHOICES, ids=lambda c: f"threads={c}")
+@pytest.mark.parametrize("batch_size", (64, 256))
+def test_epoch_threads(request, benchmark, threads, data, init_params, neighbour, batch_size, choice, monkeypatch):
+    if benchmark.disabled:
+        pytest.skip("a timing: the thread rule itself is tested in tests/test_cpu.py")
+    from fastnn import _config  # noqa: PLC0415
+
+    monkeypatch.setattr(_config, "BLAS_THREADS", None if choice == "default" else choice)
+    X, y, _ = data
+
+    def setup():
+        model = fastnn.Sequential(fastnn.Linear(784, 128), fastnn.ReLU(), fastnn.Linear(128, 64), fastnn.ReLU(),
+                                  fastnn.Linear(64, 10))
+        for p, value in zip(model.parameters(), init_params):
+            p.data[...] = value
+        return (model,), {}
+
+    def run(model):
+        return model.fit(X, y, loss=fastnn.SoftmaxCrossEntropy(), optimizer=fastnn.SGD(model.parameters(), lr=LR),
+                         epochs=1, batch_size=batch_size, seed=0, verbose=0)
+
+    benchmark.group = f"threads[bs={batch_size}, {neighbour} machine]"
+    _info(benchmark, threads, data, f"fastnn threads={choice}", batch_size)
+    benchmark.extra_info["neighbour"] = neighbour
+    history = benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    assert history.fast_path and np.isfinite(history.history["loss"][0])

@@ -105,7 +105,8 @@ def _add_train(subparsers, common):
     model.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                        help="parameter and compute dtype (default: %(default)s)")
     model.add_argument("--seed", type=_count, help="seeds the initial weights and the shuffling; "
-                                                   "same seed and backend, same result (default: fresh entropy)")
+                                                   "same seed, backend and BLAS threads, same result "
+                                                   "(default: fresh entropy)")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=_positive_int,
                      help="train exactly this many epochs (no validation split or early stopping unless asked "

@@ -7,7 +7,7 @@ import scipy
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
-from fastnn._config import blas_threads, limit_blas
+from fastnn._config import limit_blas_for
 from fastnn.core import TrainingCore, linears
 
 
@@ -49,7 +49,7 @@ class LbfgsMixin:
         options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
         if tuple(int(p) for p in scipy.__version__.split(".")[:2]) < (1, 15):  # iprint is deprecated after
             options["iprint"] = 1 if self.verbose is True or self.verbose >= 1 else -1
-        with limit_blas(blas_threads(X.shape[0])):
+        with limit_blas_for(X.shape[0]):
             result = scipy.optimize.minimize(loss_grad, theta.astype(np.float64), method="L-BFGS-B", jac=True,
                                              options=options)
         self.n_iter_ = min(result.nit, self.max_iter)

@@ -1,0 +1,165 @@
+"""How many of this process's CPUs the rest of the machine keeps busy: what a BLAS thread count must leave room for.
+
+A BLAS call split over two threads finishes when its slower half does. With another process keeping one of two
+cores busy, one half waits a scheduler time slice for its core, call after call, and a shuffled epoch that takes
+0.4 s on one thread takes seconds on two (issue 18; ``docs/performance.md``, "A busy machine").
+
+Linux counts every CPU's busy time since boot in ``/proc/stat`` and this process's own (all its threads) in
+``os.times()``. Their difference over an interval, divided by its length, is how many of the CPUs this process may
+run on others used meanwhile -- a neighbour's work, the hypervisor's ``steal`` -- whatever this process did. Reading
+both costs about 16 us, so :func:`others` samples at most every :data:`MIN_INTERVAL` seconds and otherwise returns
+the last figure. Elsewhere (no ``/proc/stat``) it returns None: no neighbour known.
+"""
+import collections
+import os
+import threading
+import time
+
+from fastnn import _config
+
+__all__ = ["Pace", "threads_now", "others", "allowed_cpus", "Sampler", "MIN_INTERVAL", "WINDOW"]
+
+# Shorter than a training call (~0.1 s), longer than a few scheduler ticks (10 ms): /proc/stat counts in ticks.
+MIN_INTERVAL = 0.05
+# How long a neighbour seen once keeps the thread count down (see Sampler.peak).
+WINDOW = 1.0
+# Pace: how much slower per batch a call on several threads may run than one on one thread, and for how long one
+# that did keeps the fit on one thread.
+SLOWER, RETRY = 1.1, 2.0
+
+
+def allowed_cpus():
+    """The CPUs this process may run on (``taskset``, cgroups' cpusets), as /proc/stat names them."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def read_busy(cpus, path="/proc/stat"):
+    """Seconds the CPUs ``cpus`` have spent busy since boot (user, nice, system, irq, softirq, steal), from
+    ``path``; None if it cannot be read. Guest time is already inside user time and is not added again."""
+    wanted = {f"cpu{c}".encode() for c in cpus}
+    ticks = 0
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                fields = line.split()
+                if fields and fields[0] in wanted:
+                    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+                    ticks += user + nice + system + irq + softirq + steal
+    except (OSError, ValueError):
+        return None
+    return ticks / _HZ
+
+
+def _own_seconds():
+    t = os.times()
+    return t.user + t.system
+
+
+try:
+    _HZ = os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):
+    _HZ = 100
+
+
+class Sampler:
+    """Others' CPUs, measured over the time since the previous measurement. ``busy``, ``own`` and ``clock`` are
+    the three readings (replaceable in tests): the machine's busy seconds on ``cpus``, this process's CPU
+    seconds, and a monotonic clock."""
+
+    def __init__(self, cpus=None, busy=None, own=_own_seconds, clock=time.monotonic, min_interval=MIN_INTERVAL):
+        self.cpus = allowed_cpus() if cpus is None else list(cpus)
+        self._busy = busy if busy is not None else (lambda: read_busy(self.cpus))
+        self._own, self._clock, self.min_interval = own, clock, min_interval
+        self._lock = threading.Lock()
+        self._last = None  # (clock, busy, own) of the previous reading
+        self.value = None  # the latest figure: CPUs others used, or None before two readings
+        self._recent = collections.deque()  # (clock, figure) of the last WINDOW seconds
+        self.readable = True  # False once the machine's busy time could not be read (no /proc/stat)
+
+    def __call__(self):
+        with self._lock:
+            now = self._clock()
+            if self._last is not None and now - self._last[0] < self.min_interval:
+                return self.value
+            busy = self._busy()
+            if busy is None:
+                self.readable = False
+                return None
+            reading = (now, busy, self._own())
+            if self._last is not None:
+                wall = reading[0] - self._last[0]
+                used = (reading[1] - self._last[1]) - (reading[2] - self._last[2])
+                self.value = min(float(len(self.cpus)), max(0.0, used / wall))
+                self._recent.append((now, self.value))
+            self._last = reading
+            return self.value
+
+    def peak(self, window=WINDOW):
+        """The most CPUs others used in any interval that ended in the last ``window`` seconds (measuring now if
+        due), or None if none did: a neighbour that paused a moment ago is likely to be back."""
+        self()
+        with self._lock:
+            now = self._clock()
+            while self._recent and now - self._recent[0][0] > window:
+                self._recent.popleft()
+            return max((v for _, v in self._recent), default=None)
+
+
+_sampler = None
+_sampler_lock = threading.Lock()
+
+
+def _shared():
+    global _sampler
+    if _sampler is None:
+        with _sampler_lock:
+            if _sampler is None:
+                _sampler = Sampler()
+    return _sampler
+
+
+def others():
+    """How many CPUs (a float) other processes used since the last call that measured (at least
+    :data:`MIN_INTERVAL` ago), or the last figure; None before the first interval or without ``/proc/stat``."""
+    return _shared()()
+
+
+def threads_now(batch_size):
+    """BLAS threads for a compiled call on batches of ``batch_size`` rows, asked before every call:
+    :func:`fastnn._config.blas_threads`, lowered to the CPUs other processes have left free throughout the last
+    :data:`WINDOW` seconds (a CPU counts as free while they use at most a quarter of it), and one thread while
+    nothing is known yet (the process's first call: one short call). ``FASTNN_BLAS_THREADS`` fixes the count
+    whatever the load."""
+    n = _config.blas_threads(batch_size)
+    if n == 1 or _config.BLAS_THREADS is not None:
+        return n
+    sampler = _shared()
+    busy = sampler.peak()
+    if busy is None:
+        return 1 if sampler.readable else n
+    return max(1, min(n, int(len(sampler.cpus) - busy + 0.25)))
+
+
+class Pace:
+    """One fit's thread choice, checked against what its calls took: a call on several threads that ran
+    :data:`SLOWER` times slower per batch than the last one-thread call sends the next calls back to one thread
+    for :data:`RETRY` seconds, whatever ``/proc/stat`` says (a neighbour it cannot see: another container's, the
+    hypervisor's). ``clock`` is replaceable in tests."""
+
+    def __init__(self, batch_size, clock=time.monotonic):
+        self.batch_size, self._clock = batch_size, clock
+        self._last = {}  # threads -> (clock, seconds per batch) of the last call on that many
+
+    def threads(self):
+        n = threads_now(self.batch_size)
+        if n > 1:
+            mine, one = self._last.get(n), self._last.get(1)
+            if mine and one and self._clock() - mine[0] < RETRY and mine[1] > SLOWER * one[1]:
+                return 1
+        return n
+
+    def record(self, threads, seconds, batches):
+        if batches > 0:
+            self._last[threads] = (self._clock(), seconds / batches)
