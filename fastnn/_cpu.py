@@ -21,7 +21,7 @@ __all__ = ["Pace", "threads_now", "others", "allowed_cpus", "Sampler", "MIN_INTE
 
 # Shorter than a training call (~0.1 s), longer than a few scheduler ticks (10 ms): /proc/stat counts in ticks.
 MIN_INTERVAL = 0.05
-# How long a neighbour seen once keeps the thread count down (see Sampler.peak).
+# The seconds over which others' CPU use is averaged (see Sampler.recent).
 WINDOW = 1.0
 # Pace: how much slower per batch a call on several threads may run than one on one thread, and for how long one
 # that did keeps the fit on one thread.
@@ -64,47 +64,53 @@ except (AttributeError, ValueError, OSError):
 
 
 class Sampler:
-    """Others' CPUs, measured over the time since the previous measurement. ``busy``, ``own`` and ``clock`` are
-    the three readings (replaceable in tests): the machine's busy seconds on ``cpus``, this process's CPU
-    seconds, and a monotonic clock."""
+    """Others' CPUs, from readings at most every ``min_interval`` seconds. ``busy``, ``own`` and ``clock`` are the
+    three readings (replaceable in tests): the machine's busy seconds on ``cpus``, this process's CPU seconds, and
+    a monotonic clock."""
 
     def __init__(self, cpus=None, busy=None, own=_own_seconds, clock=time.monotonic, min_interval=MIN_INTERVAL):
         self.cpus = allowed_cpus() if cpus is None else list(cpus)
         self._busy = busy if busy is not None else (lambda: read_busy(self.cpus))
         self._own, self._clock, self.min_interval = own, clock, min_interval
         self._lock = threading.Lock()
-        self._last = None  # (clock, busy, own) of the previous reading
-        self.value = None  # the latest figure: CPUs others used, or None before two readings
-        self._recent = collections.deque()  # (clock, figure) of the last WINDOW seconds
+        self._readings = collections.deque()  # (clock, busy, own), spanning about the last WINDOW seconds
+        self.value = None  # CPUs others used between the last two readings, or None before two
         self.readable = True  # False once the machine's busy time could not be read (no /proc/stat)
 
+    def _used(self, a, b):
+        return min(float(len(self.cpus)), max(0.0, ((b[1] - a[1]) - (b[2] - a[2])) / (b[0] - a[0])))
+
+    def _read(self):
+        now = self._clock()
+        if self._readings and now - self._readings[-1][0] < self.min_interval:
+            return
+        busy = self._busy()
+        if busy is None:
+            self.readable = False
+            return
+        self._readings.append((now, busy, self._own()))
+        if len(self._readings) >= 2:
+            self.value = self._used(self._readings[-2], self._readings[-1])
+
     def __call__(self):
+        """CPUs others used between the last two readings (taking one now if due)."""
         with self._lock:
-            now = self._clock()
-            if self._last is not None and now - self._last[0] < self.min_interval:
-                return self.value
-            busy = self._busy()
-            if busy is None:
-                self.readable = False
-                return None
-            reading = (now, busy, self._own())
-            if self._last is not None:
-                wall = reading[0] - self._last[0]
-                used = (reading[1] - self._last[1]) - (reading[2] - self._last[2])
-                self.value = min(float(len(self.cpus)), max(0.0, used / wall))
-                self._recent.append((now, self.value))
-            self._last = reading
+            self._read()
             return self.value
 
-    def peak(self, window=WINDOW):
-        """The most CPUs others used in any interval that ended in the last ``window`` seconds (measuring now if
-        due), or None if none did: a neighbour that paused a moment ago is likely to be back."""
-        self()
+    def recent(self, window=WINDOW):
+        """CPUs others used on average over about the last ``window`` seconds (taking a reading now if due), or None
+        without two readings in the last 2 ``window``: a neighbour that paused a moment ago is likely to be back,
+        and one short interval is too coarse to trust (/proc/stat counts in scheduler ticks)."""
         with self._lock:
-            now = self._clock()
-            while self._recent and now - self._recent[0][0] > window:
-                self._recent.popleft()
-            return max((v for _, v in self._recent), default=None)
+            self._read()
+            r = self._readings
+            now = r[-1][0] if r else self._clock()
+            while len(r) >= 2 and r[1][0] <= now - window:  # keep one reading from before the window
+                r.popleft()
+            while r and r[0][0] < now - 2 * window:  # a reading from long ago says nothing of now
+                r.popleft()
+            return self._used(r[0], r[-1]) if len(r) >= 2 else None
 
 
 _sampler = None
@@ -128,7 +134,7 @@ def others():
 
 def threads_now(batch_size):
     """BLAS threads for a compiled call on batches of ``batch_size`` rows, asked before every call:
-    :func:`fastnn._config.blas_threads`, lowered to the CPUs other processes have left free throughout the last
+    :func:`fastnn._config.blas_threads`, lowered to the CPUs other processes have left free over the last
     :data:`WINDOW` seconds (a CPU counts as free while they use at most a quarter of it), and one thread while
     nothing is known yet (the process's first call: one short call). ``FASTNN_BLAS_THREADS`` fixes the count
     whatever the load."""
@@ -136,7 +142,7 @@ def threads_now(batch_size):
     if n == 1 or _config.BLAS_THREADS is not None:
         return n
     sampler = _shared()
-    busy = sampler.peak()
+    busy = sampler.recent()
     if busy is None:
         return 1 if sampler.readable else n
     return max(1, min(n, int(len(sampler.cpus) - busy + 0.25)))

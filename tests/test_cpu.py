@@ -49,21 +49,33 @@ def test_sampler_counts_what_others_used_between_readings():
     assert s() == pytest.approx(0.0, abs=1e-9)
 
 
-def test_peak_remembers_a_neighbour_for_the_window():
+def test_recent_averages_over_the_window_and_forgets_what_is_long_past():
     busy, own, clock = [0.0], [0.0], Clock()
     s = _sampler(busy, own, clock)
-    s()
-    clock.t, busy[0] = 0.5, 0.5  # a neighbour on one CPU
-    assert s.peak() == pytest.approx(1.0)
-    clock.t = 1.0  # then quiet, but it was here half a second ago
-    assert s.peak() == pytest.approx(1.0) and s.value == pytest.approx(0.0)
-    clock.t = 0.5 + _cpu.WINDOW + 0.6
-    assert s.peak() == pytest.approx(0.0)
+    assert s.recent() is None  # one reading
+    for _ in range(5):  # a neighbour on one CPU for half a second, in 0.1 s steps
+        clock.t += 0.1
+        busy[0] += 0.1
+        s()
+    assert s.recent() == pytest.approx(1.0)
+    for _ in range(5):  # then quiet for half a second: it was here a moment ago
+        clock.t += 0.1
+        s()
+    assert s.recent() == pytest.approx(0.5)
+    for _ in range(10):
+        clock.t += 0.1
+        s()
+    assert s.recent() == pytest.approx(0.0, abs=1e-9)
+    clock.t += 10 * _cpu.WINDOW  # nothing read for a long time: unknown, not an average over the gap
+    busy[0] += 5.0
+    assert s.recent() is None
+    clock.t += 0.2
+    assert s.recent() == pytest.approx(0.0, abs=1e-9)
 
 
 def test_an_unreadable_machine_is_not_guessed_at():
     s = _cpu.Sampler(cpus=[0, 1], busy=lambda: None)
-    assert s() is None and s.peak() is None and not s.readable
+    assert s() is None and s.recent() is None and not s.readable
 
 
 @pytest.fixture
@@ -75,9 +87,11 @@ def shared(monkeypatch):
     monkeypatch.setattr(_config, "BLAS_THREADS", None)
     monkeypatch.setattr(_config, "thread_limit", lambda: 2)
 
-    def load(others, seconds=0.5):
-        clock.t += seconds
-        busy[0] += others * seconds
+    def load(others, seconds=0.5):  # others' CPUs for that long, read every 0.1 s as a fit's calls do
+        for _ in range(int(round(seconds / 0.1))):
+            clock.t += 0.1
+            busy[0] += others * 0.1
+            sampler()
 
     return sampler, load, clock
 
@@ -88,12 +102,12 @@ def test_threads_now_leaves_the_cpus_others_hold(shared):
     load(0.0)
     assert _cpu.threads_now(64) == 2  # a quiet machine: every thread
     assert _cpu.threads_now(16) == 1  # small batches: one thread whatever the load
-    load(0.2)
+    load(0.2, seconds=2 * _cpu.WINDOW)
     assert _cpu.threads_now(64) == 2  # a fifth of a CPU busy elsewhere still counts as free
-    load(1.0)
+    load(1.0, seconds=2 * _cpu.WINDOW)
     assert _cpu.threads_now(64) == 1  # a neighbour on one of the two CPUs
-    load(0.0, seconds=0.5)
-    assert _cpu.threads_now(64) == 1  # gone for half a second: not trusted yet
+    load(0.0, seconds=0.4 * _cpu.WINDOW)
+    assert _cpu.threads_now(64) == 1  # gone for a moment: the last second still holds it
     load(0.0, seconds=_cpu.WINDOW)
     assert _cpu.threads_now(64) == 2
 
@@ -116,7 +130,7 @@ def test_pace_goes_back_to_one_thread_after_a_slow_call(shared):
     pace.record(2, 0.50, 100)  # 5 ms on two: a neighbour /proc/stat does not show
     load(0.0)
     assert pace.threads() == 1
-    clock.t += _cpu.RETRY
+    load(0.0, seconds=_cpu.RETRY)
     assert pace.threads() == 2  # tried again later
     pace.record(2, 0.06, 100)
     assert pace.threads() == 2  # faster than one thread: kept
