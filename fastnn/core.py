@@ -8,9 +8,9 @@ buffers not made again and no optimizer state translated between epochs (the opt
 still describe themselves to the step at every call, so a changed rate or a replaced array takes effect).
 """
 import math
+import sys
 
 import numpy as np
-import scipy.sparse as sp
 
 from fastnn import fused
 from fastnn.kernels import codes
@@ -22,6 +22,13 @@ from fastnn.optim import clip_grad_norm as _clip_grad_norm
 SPARSE_BYTES = 32 << 20
 
 __all__ = ["TrainingCore", "linears", "dropouts", "hits", "accuracy_units", "labels_for_accuracy"]
+
+
+def _issparse(X):
+    """``scipy.sparse.issparse`` without importing SciPy (``import fastnn`` stays light, and ``setup.py``'s
+    build environment has none): a SciPy sparse matrix can only exist once SciPy is imported."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(X)
 
 
 def dropouts(model):
@@ -41,10 +48,10 @@ def linears(model):
 
 def _rows(X, idx, out):
     """``out[:] = X[idx]`` in ``out``'s dtype; a sparse ``X`` densified here, a batch at a time."""
-    if sp.issparse(X) and X.dtype == out.dtype:
+    if _issparse(X) and X.dtype == out.dtype:
         out[...] = 0
         X[idx].toarray(out=out)  # adds into out
-    elif sp.issparse(X):
+    elif _issparse(X):
         out[...] = X[idx].toarray()
     elif X.dtype == out.dtype:
         np.take(X, idx, axis=0, out=out)
@@ -103,7 +110,7 @@ class TrainingCore:
                                                batch_size, clip_norm)
             self.fallback = None if self._compiled is not None else (
                 fused.refusal(model, loss, optimizer, T) or "the compiled step is not available")
-        if self._compiled is not None and sp.issparse(X):
+        if self._compiled is not None and _issparse(X):
             itemsize = np.dtype(model.dtype).itemsize
             rows = max(1, SPARSE_BYTES // (itemsize * max(X.shape[1], 1)) // batch_size) * batch_size
             self._batch = np.empty((min(rows, self.n_samples), X.shape[1]), model.dtype)
@@ -130,7 +137,7 @@ class TrainingCore:
             if self._general is None:
                 self._general = self._general_runner()
             return self._general(order, b0, b1, after_step, seed)
-        if sp.issparse(self.X):
+        if _issparse(self.X):
             return self._run_sparse(order, b0, b1, after_step, seed)
         out = self._compiled(order, b0, b1, after_step, seed)
         self.compiled_by = self._compiled.compiled_by
@@ -206,12 +213,12 @@ class TrainingCore:
         model, X, n = self.model, self.X, self.n_samples
         params = model.parameters()
         total_weight = n if self.sw is None else float(self.sw.sum())
-        step = block_rows if sp.issparse(X) else max(n, 1)
+        step = block_rows if _issparse(X) else max(n, 1)
         acc = [np.zeros_like(p.grad) for p in params] if step < n else None
         total = 0.0
         for start in range(0, n, step):
             idx = slice(start, min(start + step, n))
-            Xb = X[idx].toarray() if sp.issparse(X) else np.ascontiguousarray(X[idx], model.dtype)
+            Xb = X[idx].toarray() if _issparse(X) else np.ascontiguousarray(X[idx], model.dtype)
             wb = None if self.sw is None else self.sw[idx]
             block_weight = Xb.shape[0] if wb is None else float(wb.sum())
             value = self.loss._forward(model._forward(Xb.astype(model.dtype, copy=False)), self.T[idx], wb)
