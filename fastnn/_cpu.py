@@ -6,8 +6,8 @@ cores busy, one half waits a scheduler time slice for its core, call after call,
 
 Linux counts every CPU's busy time since boot in ``/proc/stat`` and this process's own (all its threads) in
 ``os.times()``. Their difference over an interval, divided by its length, is how many of the CPUs this process may
-run on others used meanwhile -- a neighbour's work, the hypervisor's ``steal`` -- whatever this process did. Reading
-both costs about 16 us, so :func:`others` samples at most every :data:`MIN_INTERVAL` seconds and otherwise returns
+run on others used meanwhile -- a neighbour's work, the hypervisor's ``steal`` -- whatever this process did. A
+reading is a file read, so :func:`others` samples at most every :data:`MIN_INTERVAL` seconds and otherwise returns
 the last figure. Elsewhere (no ``/proc/stat``) it returns None: no neighbour known.
 """
 import collections
