@@ -24,7 +24,8 @@ __all__ = ["run", "OPTIMIZERS"]
 OPTIMIZERS = {name.lower(): cls for name, cls in optim.OPTIMIZERS.items()}
 _DEFAULT_LR = {"sgd": 0.1}
 
-# --epochs not given: early stopping on a validation split, the rule `fastnn train --help` states.
+# --epochs not given, a table of selection.MAX_ROWS rows or more: early stopping on a validation split (smaller
+# tables are cross-validated, selection.py), the rule `fastnn train --help` states.
 _AUTO_VALIDATION, _AUTO_PATIENCE, _AUTO_MIN_DELTA = 0.1, 10, 1e-4
 _AUTO_MAX_EPOCHS, _AUTO_MAX_BATCHES, _AUTO_MIN_EPOCHS = 1000, 100_000, 10
 
