@@ -62,11 +62,12 @@ def cross_validate(build, X, y, loss, *, epochs, batch_size, seed, stratify, k=F
     decay on ties). ``seed`` draws the folds and shuffles every fit alike; ``on_result(weight_decay, epochs, loss)``
     is called after each weight decay. Errors of a fit propagate; SIGTERM and SIGHUP raise
     :class:`fastnn.TrainingTerminated` (``history`` None) at once, Ctrl-C ``KeyboardInterrupt``."""
-    parts = folds(y, k, seed, stratify)
+    everything = np.arange(len(y))
+    splits = [(np.setdiff1d(everything, held, assume_unique=True), held) for held in folds(y, k, seed, stratify)]
     curves = {}
     with _terminations_raise():
         for decay in weight_decays:
-            curves[decay] = _mean_curve(build, decay, X, y, parts, loss, epochs, batch_size, seed)
+            curves[decay] = _mean_curve(build, decay, X, y, splits, loss, epochs, batch_size, seed)
             if on_result is not None:
                 best = int(np.argmin(curves[decay]))
                 on_result(decay, best + 1, float(curves[decay][best]))
@@ -75,17 +76,16 @@ def cross_validate(build, X, y, loss, *, epochs, batch_size, seed, stratify, k=F
     return Choice(weight_decay=decay, epochs=best + 1, loss=float(curves[decay][best]), curves=curves)
 
 
-def _mean_curve(build, decay, X, y, parts, loss, epochs, batch_size, seed):
-    """The validation loss after each epoch, averaged over the folds ``parts`` (each held out once)."""
-    n = len(y)
+def _mean_curve(build, decay, X, y, splits, loss, epochs, batch_size, seed):
+    """The validation loss after each epoch, averaged over the folds: ``splits`` pairs each fold's complement
+    (trained on) with the fold (held out), every row held out once."""
     total = np.zeros(epochs)
-    for held in parts:
-        rest = np.setdiff1d(np.arange(n), held, assume_unique=True)
+    for rest, held in splits:
         model, optimizer = build(decay)
         history = fit_loop.fit(model, X[rest], y[rest], loss=loss, optimizer=optimizer, epochs=epochs,
                                batch_size=batch_size, validation_data=(X[held], y[held]), seed=seed, verbose=0)
         total += np.asarray(history.history["val_loss"], np.float64) * len(held)
-    return total / n
+    return total / len(y)
 
 
 @contextlib.contextmanager

@@ -83,3 +83,20 @@ def test_cross_validate_reports_each_weight_decay():
     selection.cross_validate(_build, X, y, fn.MSELoss(), epochs=5, batch_size=32, seed=0, stratify=False,
                              weight_decays=(0.0, 0.01), on_result=lambda *a: seen.append(a))
     assert [d for d, _, _ in seen] == [0.0, 0.01] and all(1 <= e <= 5 and v > 0 for _, e, v in seen)
+
+
+def test_every_fold_trains_on_the_compiled_step(monkeypatch):
+    from fastnn import train as fit_loop
+
+    histories = []
+    fit = fit_loop.fit
+
+    def recording(*args, **kwargs):
+        histories.append(fit(*args, **kwargs))
+        return histories[-1]
+
+    monkeypatch.setattr(fit_loop, "fit", recording)
+    X, y = _problem()
+    selection.cross_validate(_build, X, y, fn.MSELoss(), epochs=3, batch_size=32, seed=0, stratify=False,
+                             weight_decays=(0.0, 0.1))
+    assert len(histories) == 2 * selection.FOLDS and all(h.fast_path for h in histories)
