@@ -18,7 +18,7 @@ import numbers
 import numpy as np
 
 from fastnn.columns import (_MAX_COLUMNS, _check_column, _finite_array, _is_number, _key, _keys, _keys_exactly,
-                            _median_in_place, _shown, _vector, _vector_of_labels, as_columns)
+                            _median, _shown, _vector, _vector_of_labels, as_columns)
 
 __all__ = ["Standardize", "Table", "Labels", "DataError", "PREPROCESSING", "as_columns", "from_config"]
 
@@ -308,9 +308,9 @@ class Table:
         return self
 
     def _adapt_number(self, col, name, label):
-        x = np.array(col, dtype=np.float64)  # its own contiguous copy, reordered in place by the median below
+        x = np.array(col, dtype=np.float64)  # its own contiguous copy, centred in place below
         if np.isfinite(x.sum()):  # no NaN or inf: no masks (the common case)
-            fill = _median_in_place(x) if self.impute else None
+            fill = _median(x) if self.impute else None
             if not self.standardize:
                 return {"name": name, "kind": "number", "fill": fill, "mean": 0.0, "std": 1.0}
             mean = float(x.mean())
@@ -326,10 +326,10 @@ class Table:
         if missing.any():
             if not self.impute:
                 raise DataError(label, int(np.flatnonzero(missing)[0]), "empty, and imputation is off")
-            fill = float(np.median(x[~missing]))
+            fill = _median(x[~missing])
             x = np.where(missing, fill, x)
         elif self.impute:
-            fill = float(np.median(x))
+            fill = _median(x)
         mean, std = (float(x.mean()), float(x.std())) if self.standardize else (0.0, 1.0)
         return {"name": name, "kind": "number", "fill": fill, "mean": mean, "std": std if std > 0 else 1.0}
 

@@ -67,15 +67,13 @@ def read_table(path):
     if os.path.splitext(path)[1].lower() == ".parquet":
         return _read_parquet(path)
     header = _header(path)
+    # np.loadtxt first, fastnn's reader of old: it holds the table once (pyarrow's table and pool hold it nearly
+    # twice, docs/performance.md), gives up at the first text or empty cell, and needs no pyarrow import.
+    table = _loadtxt(path, header)
+    if table is not None:
+        return _numpy_frame(header, table)
     if not have_pyarrow():
-        return _read_csv_numpy(path, header)
-    if _numeric_head(path, header):
-        # All numbers, as far as the first block shows: np.loadtxt, fastnn's reader of old, holds the table once
-        # (pyarrow's table and pool hold it nearly twice) and is as fast here (docs/performance.md). A text or
-        # empty cell further down sends the file to pyarrow after all.
-        table = _loadtxt(path, header)
-        if table is not None:
-            return _numpy_frame(header, table)
+        raise ValueError(_numbers_problem(path, header))
     return _read_csv_arrow(path, header)
 
 
@@ -161,27 +159,6 @@ def _read_parquet(path):
     return _arrow_frame(table)
 
 
-def _numeric_head(path, header, rows=1000):
-    """Whether the file's first ``rows`` data rows are all finite numbers (checked without importing pyarrow,
-    whose import alone costs more memory than this reader saves)."""
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        reader = csv.reader(f)
-        next(reader, None)
-        for i, row in enumerate(reader):
-            if i == rows:
-                break
-            if row and (len(row) != len(header) or not all(_finite_number(cell) for cell in row)):
-                return False
-    return True
-
-
-def _finite_number(cell):
-    try:
-        return math.isfinite(float(cell))
-    except ValueError:
-        return False
-
-
 def _loadtxt(path, header):
     """The CSV's cells as a float64 ``(n_rows, n_columns)`` array, or None if they are not all finite numbers."""
     try:
@@ -203,16 +180,13 @@ def _numpy_frame(header, table):
     return Frame(header, table.shape[0], lambda name: table[:, index[name]])
 
 
-def _read_csv_numpy(path, header):
-    """Without pyarrow: numbers only, as fastnn always read them, with np.loadtxt."""
-    table = _loadtxt(path, header)
-    if table is None:
-        # The fast parser found a fault; find it again, row by row, to name its line and column.
-        problem = _csv_problem(path, header, numbers=True)
-        if problem and ("not a finite number" in problem or problem.endswith("empty")):
-            problem += " (text columns and empty cells need pyarrow: pip install 'fastnn[tables]')"
-        raise ValueError(problem or "not a table of numbers with the header's columns")
-    return _numpy_frame(header, table)
+def _numbers_problem(path, header):
+    """Without pyarrow, a CSV np.loadtxt refused: its first fault, found again row by row to name its line and
+    column."""
+    problem = _csv_problem(path, header, numbers=True)
+    if problem and ("not a finite number" in problem or problem.endswith("empty")):
+        problem += " (text columns and empty cells need pyarrow: pip install 'fastnn[tables]')"
+    return problem or "not a table of numbers with the header's columns"
 
 
 def _csv_problem(path, header, numbers):

@@ -9,7 +9,7 @@ import pytest
 
 import fastnn as fn
 from fastnn import io as fio
-from fastnn import selection, tables
+from fastnn import columns, selection, tables
 from fastnn.preprocessing import DataError, Labels, Standardize, Table
 from tests.conftest import run
 
@@ -294,6 +294,18 @@ def test_hostile_preprocessing_in_a_model_file_is_refused(tmp_path, config, mess
 def test_table_refuses_an_identifier_column():
     with pytest.raises(DataError, match="column 'id': 1,001 distinct values"):
         Table().adapt({"id": np.array([f"c{i}" for i in range(1001)], object), "x": np.arange(1001.0)})
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 1001, 20_000, 20_001])
+def test_the_imputed_median_is_numpys_and_leaves_the_column_alone(n):
+    rng = np.random.default_rng(n)
+    for x in (rng.standard_normal(n), np.sort(rng.standard_normal(n)), rng.integers(0, 3, n).astype(float),
+              np.full(n, -2.5), rng.standard_cauchy(n), np.tile(np.arange(7.0), n // 7 + 1)[:n]):
+        before = x.copy()
+        assert columns._median(x) == np.median(x)
+        np.testing.assert_array_equal(x, before)
+    x = rng.standard_normal(n)
+    assert Table().adapt({"x": x}).columns_[0]["fill"] == np.median(x)
 
 
 def test_reader_without_pyarrow_keeps_the_numeric_path_and_its_errors(capsys, tmp_path, monkeypatch):
