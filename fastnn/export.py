@@ -26,13 +26,17 @@ A ``Sequential`` with preprocessing (:mod:`fastnn.preprocessing`) carries it int
 * ``target=Labels``: outputs ``label`` (the class labels) and ``probabilities``;
 * ``target=Standardize``: output ``Y`` in the target's units.
 
-Every layer class maps to one builder in :data:`BUILDERS`; supporting a new layer is one entry there.
+Every layer class maps to one builder in :data:`BUILDERS` (:mod:`fastnn.onnx_nodes`): an activation's is the ``onnx``
+column of its :data:`fastnn.registry.ACTIVATIONS` row, so supporting a new activation is its row.
 """
-import math
+import sys
 
 import numpy as np
 
+from fastnn import onnx_nodes
 from fastnn.io import atomic_write
+from fastnn.layers import Dropout, Linear, Softmax
+from fastnn.registry import ACTIVATIONS, LOSSES
 
 __all__ = ["export_onnx", "to_onnx", "BUILDERS", "OPSET"]
 
@@ -77,69 +81,9 @@ class _Graph:
         return out
 
 
-def _param(layer, key, default=None):
-    """A layer's hyperparameter, from ``get_config()`` (what save/load rebuilds it from), else its attribute."""
-    config = layer.get_config()
-    if key in config:
-        return config[key]
-    value = getattr(layer, key, default)
-    if value is None:
-        raise ValueError(f"cannot export {layer!r}: it has no {key!r} in get_config() or as an attribute")
-    return value
-
-
-def _linear(layer, x, g):
-    # Gemm: Y = X W + b in one node, W stored as (in, out) exactly as fastnn holds it.
-    return g.node("Gemm", [x, g.const("W", layer.W.data), g.const("b", layer.b.data)], "linear")
-
-
-def _elementwise(op, **attrs_from_layer):
-    def build(layer, x, g):
-        attrs = {name: float(_param(layer, key)) for name, key in attrs_from_layer.items()}
-        return g.node(op, [x], **attrs)
-    return build
-
-
-def _elu(layer, x, g):
-    alpha = float(_param(layer, "alpha"))
-    if g.dtype == np.float32:
-        return g.node("Elu", [x], alpha=alpha)
-    # onnxruntime has no float64 Elu kernel: x > 0 ? x : alpha (exp(min(x, 0)) - 1) from elementary ops.
-    zero = g.const("zero", 0.0)
-    negative = g.node("Mul", [g.node("Sub", [g.node("Exp", [g.node("Min", [x, zero])]), g.const("one", 1.0)]),
-                              g.const("alpha", alpha)])
-    return g.node("Where", [g.node("Greater", [x, zero]), x, negative], "elu")
-
-
-def _softmax(layer, x, g):
-    return g.node("Softmax", [x], axis=-1)
-
-
-def _gelu_tanh(layer, x, g):
-    # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the tanh approximation, from opset-17 ops.
-    cube = g.node("Mul", [g.node("Mul", [x, x]), x])
-    inner = g.node("Mul", [g.node("Add", [x, g.node("Mul", [cube, g.const("c", 0.044715)])]),
-                           g.const("k", math.sqrt(2 / math.pi))])
-    one_plus = g.node("Add", [g.node("Tanh", [inner]), g.const("one", 1.0)])
-    return g.node("Mul", [g.node("Mul", [x, one_plus]), g.const("half", 0.5)], "gelu")
-
-
-def _identity(layer, x, g):
-    return g.node("Identity", [x], "dropout")  # Dropout is the identity at inference
-
-
-BUILDERS = {
-    # layer class name -> builder(layer, input name, graph) -> output name
-    "Linear": _linear,
-    "ReLU": _elementwise("Relu"),
-    "Sigmoid": _elementwise("Sigmoid"),
-    "Tanh": _elementwise("Tanh"),
-    "Softmax": _softmax,
-    "LeakyReLU": _elementwise("LeakyRelu", alpha="negative_slope"),
-    "ELU": _elu,
-    "GELU": _gelu_tanh,
-    "Dropout": _identity,
-}
+# layer class -> builder(layer, input name, graph) -> output name; each activation's is its registry row's.
+BUILDERS = {Linear: onnx_nodes.linear, Softmax: onnx_nodes.softmax, Dropout: onnx_nodes.identity,
+            **{row.cls: row.onnx for row in ACTIVATIONS if row.cls is not None}}
 
 
 def _preprocessing(model, g, helper):
@@ -195,10 +139,10 @@ def _preprocessing(model, g, helper):
 
 def _network(model, g, x):
     for i, layer in enumerate(model.layers):
-        builder = BUILDERS.get(type(layer).__name__)
+        builder = BUILDERS.get(type(layer))
         if builder is None:
             raise ValueError(f"cannot export layer {i}, {layer!r}: no ONNX builder for {type(layer).__name__} "
-                             f"(supported: {', '.join(BUILDERS)})")
+                             f"(supported: {', '.join(cls.__name__ for cls in BUILDERS)})")
         x = builder(layer, x, g)
     return x
 
@@ -230,9 +174,9 @@ def to_onnx(model, name="fastnn"):
     onnx = _onnx()
     from fastnn.model import Sequential  # noqa: PLC0415
 
-    estimator = None
+    estimator, mlp = None, sys.modules.get("fastnn.estimators")  # an estimator exists only once they are loaded
     if not isinstance(model, Sequential):
-        if type(model).__name__ not in ("MLPClassifier", "MLPRegressor") or not hasattr(model, "fit"):
+        if mlp is None or not isinstance(model, (mlp.MLPClassifier, mlp.MLPRegressor)):
             raise TypeError(f"export_onnx takes a fastnn.Sequential or a fastnn MLPClassifier/MLPRegressor, got "
                             f"{type(model).__name__}")
         if not hasattr(model, "model_"):
@@ -242,54 +186,65 @@ def to_onnx(model, name="fastnn"):
     helper = onnx.helper
     inputs, x, uses_ml = _preprocessing(model, g, helper)
     out = _network(model, g, x)
-    elem = _tensor_type(model.dtype)
-    if estimator is None and model.target is not None:
+    if estimator is not None:
+        outputs = _estimator_outputs(estimator, isinstance(estimator, mlp.MLPClassifier), g, helper, out)
+    elif model.target is not None:
         outputs = _target_outputs(model, g, helper, out)
-    elif estimator is None:
-        g.nodes[-1].output[0] = "Y"  # the last layer's node writes the graph output
-        outputs = [helper.make_tensor_value_info("Y", elem, ["batch", model.n_outputs])]
-    elif type(estimator).__name__ == "MLPClassifier" and estimator.n_outputs_ > 1 \
-            and estimator.out_activation_ == "logistic":  # multi-label: independent sigmoids, 0/1 indicator
-        g.nodes.append(helper.make_node("Sigmoid", [out], ["probabilities"], name="probabilities"))
-        above = g.node("Greater", ["probabilities", g.const("half", [0.5])], "above")
-        g.nodes.append(helper.make_node("Cast", [above], ["label"], name="label", to=_tensor_type(np.int64)))
-        outputs = [helper.make_tensor_value_info("label", _tensor_type(np.int64), ["batch", model.n_outputs]),
-                   helper.make_tensor_value_info("probabilities", elem, ["batch", model.n_outputs])]
-    elif type(estimator).__name__ == "MLPClassifier":
-        classes = np.asarray(estimator.classes_)
-        if classes.dtype.kind in "USO":
-            classes = classes.astype(str).astype(object)
-        elif classes.dtype.kind in "iu":
-            classes = classes.astype(np.int64)
-        if model.n_outputs == 1:  # binary: one logistic unit, probabilities [1 - p, p]
-            p = g.node("Sigmoid", [out], "p")
-            g.nodes.append(helper.make_node("Concat", [g.node("Sub", [g.const("one", [[1.0]]), p], "q"), p],
-                                            ["probabilities"], name="probabilities", axis=1))
-            above = g.node("Greater", [p, g.const("half", [[0.5]])], "above")
-            flat = g.node("Squeeze", [above, g.const("axis", [1], np.int64)], "above_flat")
-            index = g.node("Cast", [flat], "class_index", to=_tensor_type(np.int64))
-        else:
-            index = g.node("ArgMax", [out], "class_index", axis=1, keepdims=0)
-            g.nodes.append(helper.make_node("Softmax", [out], ["probabilities"], name="probabilities", axis=-1))
-        g.nodes.append(helper.make_node("Gather", [g.const("classes", classes, classes.dtype), index], ["label"],
-                                        name="label", axis=0))
-        outputs = [helper.make_tensor_value_info("label", _tensor_type(classes.dtype), ["batch"]),
-                   helper.make_tensor_value_info("probabilities", elem, ["batch", len(classes)])]
     else:
-        if getattr(estimator, "out_activation_", "identity") == "exp":  # loss="poisson"
-            out = g.node("Exp", [out], "mean")
-        if model.n_outputs == 1:
-            g.nodes.append(helper.make_node("Squeeze", [out, g.const("axis", [1], np.int64)], ["Y"], name="output"))
-            outputs = [helper.make_tensor_value_info("Y", elem, ["batch"])]
-        else:
-            g.nodes.append(helper.make_node("Identity", [out], ["Y"], name="output"))
-            outputs = [helper.make_tensor_value_info("Y", elem, ["batch", model.n_outputs])]
+        _named(g, "Y")  # the last layer's node writes the graph output
+        outputs = [helper.make_tensor_value_info("Y", _tensor_type(model.dtype), ["batch", model.n_outputs])]
     graph = helper.make_graph(g.nodes, name, inputs, outputs, g.initializers)
     opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("ai.onnx.ml", ML_OPSET)] if uses_ml else [])
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="fastnn", ir_version=IR_VERSION)
     proto.doc_string = f"fastnn {type(estimator or model).__name__}: " + ", ".join(map(repr, model.layers))
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _named(g, name):
+    """Make the last node's output the graph's output ``name``; returns it."""
+    g.nodes[-1].output[0] = name
+    return name
+
+
+def _estimator_outputs(estimator, classifier, g, helper, out):
+    """``label`` and ``probabilities`` of a classifier, ``Y`` of a regressor: the estimator's outputs ``out`` through
+    the head of the loss it trains with (the row of :data:`fastnn.registry.LOSSES` for its ``out_activation_``)."""
+    head = next(row.onnx for row in LOSSES if row.out_activation == estimator.out_activation_)
+    n, elem, int64 = estimator.n_outputs_, _tensor_type(g.dtype), _tensor_type(np.int64)
+    if not classifier:
+        out = out if head is None else head(out, g)
+        if n == 1:
+            g.nodes.append(helper.make_node("Squeeze", [out, g.const("axis", [1], np.int64)], ["Y"], name="output"))
+            return [helper.make_tensor_value_info("Y", elem, ["batch"])]
+        g.nodes.append(helper.make_node("Identity", [out], ["Y"], name="output"))
+        return [helper.make_tensor_value_info("Y", elem, ["batch", n])]
+    if n > 1 and estimator.out_activation_ == "logistic":  # multi-label: independent sigmoids, 0/1 indicator
+        head(out, g)
+        above = g.node("Greater", [_named(g, "probabilities"), g.const("half", [0.5])], "above")
+        g.nodes.append(helper.make_node("Cast", [above], ["label"], name="label", to=int64))
+        return [helper.make_tensor_value_info("label", int64, ["batch", n]),
+                helper.make_tensor_value_info("probabilities", elem, ["batch", n])]
+    classes = np.asarray(estimator.classes_)
+    if classes.dtype.kind in "USO":
+        classes = classes.astype(str).astype(object)
+    elif classes.dtype.kind in "iu":
+        classes = classes.astype(np.int64)
+    if n == 1:  # binary: one logistic unit, probabilities [1 - p, p]
+        p = head(out, g)
+        g.nodes.append(helper.make_node("Concat", [g.node("Sub", [g.const("one", [[1.0]]), p], "q"), p],
+                                        ["probabilities"], name="probabilities", axis=1))
+        above = g.node("Greater", [p, g.const("half", [[0.5]])], "above")
+        flat = g.node("Squeeze", [above, g.const("axis", [1], np.int64)], "above_flat")
+        index = g.node("Cast", [flat], "class_index", to=int64)
+    else:
+        index = g.node("ArgMax", [out], "class_index", axis=1, keepdims=0)
+        head(out, g)
+        _named(g, "probabilities")
+    g.nodes.append(helper.make_node("Gather", [g.const("classes", classes, classes.dtype), index], ["label"],
+                                    name="label", axis=0))
+    return [helper.make_tensor_value_info("label", _tensor_type(classes.dtype), ["batch"]),
+            helper.make_tensor_value_info("probabilities", elem, ["batch", len(classes)])]
 
 
 def _target_outputs(model, g, helper, out):
@@ -310,7 +265,8 @@ def _target_outputs(model, g, helper, out):
     if isinstance(model.layers[-1], Softmax):
         g.nodes.append(helper.make_node("Identity", [out], ["probabilities"], name="probabilities"))
     else:
-        g.nodes.append(helper.make_node("Softmax", [out], ["probabilities"], name="probabilities", axis=-1))
+        LOSSES["SoftmaxCrossEntropy"].onnx(out, g)  # the head of the loss a Labels target trains with
+        _named(g, "probabilities")
     index = g.node("ArgMax", [out], "class_index", axis=1, keepdims=0)
     g.nodes.append(helper.make_node("Gather", [g.const("classes", classes, classes.dtype), index], ["label"],
                                     name="label", axis=0))

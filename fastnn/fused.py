@@ -5,7 +5,7 @@ Each object describes itself: layers by their type and activation ``code`` (and 
 afresh at every call.
 
 Eligible: ``Linear`` layers, each optionally preceded by a ``Dropout`` and followed by one activation of
-``layers.ACTIVATIONS``, the last ``Linear`` producing logits for ``SoftmaxCrossEntropy``, ``BCEWithLogitsLoss``,
+``registry.ACTIVATIONS``, the last ``Linear`` producing logits for ``SoftmaxCrossEntropy``, ``BCEWithLogitsLoss``,
 ``MSELoss`` or ``PoissonLoss`` (or followed by a ``Sigmoid`` for ``BCELoss``); ``SGD``, ``Adam`` or ``AdamW`` over
 exactly the model's parameters (in any order of parameter groups); sample weights, per-batch schedules, gradient
 clipping, and data of another dtype (converted batch by batch). Anything else trains through the layer-by-layer path of
@@ -20,14 +20,13 @@ import numpy as np
 from fastnn._config import limit_blas
 from fastnn._cpu import Pace
 from fastnn.kernels import codes, get_step, layout
-from fastnn.layers import ACTIVATIONS, Dropout, Linear
-from fastnn.losses import LOSSES
-from fastnn.optim import OPTIMIZERS
+from fastnn.layers import Dropout, Linear
+from fastnn.registry import ACTIVATIONS, LOSSES, OPTIMIZERS
 
 __all__ = ["make_runner", "refusal", "step_data"]
 
 # Exact types: a subclass may compute something else.
-_FUSABLE_ACTIVATIONS = tuple(cls for cls, _ in ACTIVATIONS.values())
+_FUSABLE_ACTIVATIONS = ACTIVATIONS.classes()
 
 
 _NOTICE = []
@@ -88,21 +87,27 @@ def refusal(model, loss, optimizer, T, plan=False):
         bad = next((f"layer {i} ({type(layer).__name__})" for i, layer in enumerate(model.layers)
                     if type(layer) not in (Linear, Dropout, *_FUSABLE_ACTIVATIONS)), "the order of the layers")
         return (f"{bad} has no form on the compiled step, which takes ([Dropout] Linear [an activation of "
-                "layers.ACTIVATIONS])*")
-    if type(loss) not in LOSSES.values():  # exact types, as for layers: a subclass may compute something else
-        return f"the loss {type(loss).__name__} is not one of fastnn's own ({', '.join(LOSSES)})"
-    if type(optimizer) not in OPTIMIZERS.values():  # a subclass may override step()
-        return f"the optimizer {type(optimizer).__name__} is not one of fastnn's own ({', '.join(OPTIMIZERS)})"
+                "registry.ACTIVATIONS])*")
+    row = LOSSES.of(loss)  # exact types, as for layers: a subclass may compute something else
+    if row is None:
+        return f"the loss {type(loss).__name__} is not one of fastnn's own ({_classes(LOSSES)})"
+    if OPTIMIZERS.of(optimizer) is None:  # a subclass may override step()
+        return f"the optimizer {type(optimizer).__name__} is not one of fastnn's own ({_classes(OPTIMIZERS)})"
     position = {id(p) for p in optimizer.params}
     if len(position) != len(model.parameters()) or any(id(p) not in position for p in model.parameters()):
         return "the optimizer holds parameters other than the model's"
-    kind, last = loss.step_code(T), plan[1][-1]
-    if kind is None:
+    if loss.step_code(T) is None:
         return f"{type(loss).__name__} has no fused form on the compiled step"
-    if last != (codes.SIGMOID if kind == codes.LOSS_BCE else codes.IDENTITY):
-        return ("BCELoss needs the model to end in Linear, Sigmoid" if kind == codes.LOSS_BCE else
-                f"{type(loss).__name__} takes the last Linear's outputs, and the model ends in an activation")
+    if plan[1][-1] != row.last:
+        if row.last == codes.IDENTITY:
+            return f"{type(loss).__name__} takes the last Linear's outputs, and the model ends in an activation"
+        end = next(act.cls.__name__ for act in ACTIVATIONS if act.code == row.last)
+        return f"{type(loss).__name__} needs the model to end in Linear, {end}"
     return None
+
+
+def _classes(table):
+    return ", ".join(cls.__name__ for cls in table.classes())
 
 
 def step_data(X, T, labels, sw, dtype):

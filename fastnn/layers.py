@@ -18,7 +18,7 @@ from fastnn.kernels import codes
 INFERENCE = contextvars.ContextVar("fastnn_inference", default=False)
 
 __all__ = ["Parameter", "Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "Softmax", "Dropout",
-           "LAYERS", "ACTIVATIONS"]
+           "LAYERS"]
 
 
 class Parameter:
@@ -373,7 +373,5 @@ class Dropout(Layer):
         return get_backend().dropout(dy, self.p, np.uint64(key), row, np.empty_like(dy))
 
 
+# Every layer by its class name, as saved files name them (the activations by name: fastnn.registry.ACTIVATIONS).
 LAYERS = {cls.__name__: cls for cls in (Linear, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, Softmax, Dropout)}
-# The hidden activations by the names the CLI and the estimators accept, with the initialiser that suits them.
-ACTIVATIONS = {"relu": (ReLU, "he"), "tanh": (Tanh, "glorot"), "sigmoid": (Sigmoid, "glorot"),
-               "leaky_relu": (LeakyReLU, "he"), "elu": (ELU, "he"), "gelu": (GELU, "he")}

@@ -10,7 +10,7 @@ import numpy as np
 from fastnn._validation import as_numeric, check_dense_target, check_labels, check_matrix, check_sample_weight
 from fastnn.kernels import codes, get_backend
 
-__all__ = ["Loss", "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "PoissonLoss", "LOSSES"]
+__all__ = ["Loss", "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "PoissonLoss"]
 
 _UNWEIGHTED = np.zeros(0)
 
@@ -314,6 +314,3 @@ def _check_probabilities(P, loss, layer, instead):
         raise ValueError(f"{loss} expects probabilities in [0, 1] (e.g. after {layer}), got values in "
                          f"[{lo:g}, {hi:g}]; pass logits to {instead} instead")
 
-
-LOSSES = {cls.__name__: cls for cls in (SoftmaxCrossEntropy, NLLLoss, MSELoss, BCEWithLogitsLoss, BCELoss,
-                                         PoissonLoss)}

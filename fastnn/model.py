@@ -269,7 +269,7 @@ class Sequential:
 
         Notes
         -----
-        Stacks of ``Linear`` (each optionally followed by an activation of ``layers.ACTIVATIONS``
+        Stacks of ``Linear`` (each optionally followed by an activation of ``registry.ACTIVATIONS``
         and preceded by a ``Dropout``) ending in a ``Linear``, with ``SoftmaxCrossEntropy``,
         ``BCEWithLogitsLoss``, ``MSELoss`` or ``PoissonLoss`` (or a last ``Sigmoid`` with ``BCELoss``) and ``SGD``,
         ``Adam`` or ``AdamW``, train through one compiled call per epoch, schedules, sample

@@ -14,7 +14,7 @@ import numpy as np
 from fastnn.kernels import codes, get_backend
 from fastnn.layers import Parameter
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepSpec", "OPTIMIZERS", "clip_grad_norm"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepSpec", "clip_grad_norm"]
 
 
 def _check_number(value, name, *, low=0.0, low_open=False, high=None):
@@ -318,9 +318,6 @@ class AdamW(Adam):
                  sample_decay=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, eps_hat=eps_hat,
                          sample_decay=sample_decay)
-
-
-OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW)}
 
 
 def clip_grad_norm(parameters, max_norm):

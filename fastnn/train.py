@@ -23,10 +23,11 @@ from fastnn.core import TrainingCore, accuracy_units, hits, labels_for_accuracy
 from fastnn.checkpoint import check_allow_changes, fingerprint, locked, read_checkpoint, write_checkpoint
 from fastnn.kernels import get_backend, layout
 from fastnn._validation import check_matrix, check_positive_int, check_sample_weight, class_weights_for
-from fastnn.losses import LOSSES, Loss
+from fastnn.losses import Loss
 from fastnn.layers import INFERENCE
 from fastnn.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from fastnn.optim import Optimizer
+from fastnn.registry import LOSSES
 
 __all__ = ["History", "EarlyStopping", "TrainingTerminated", "fit", "predict", "evaluate"]
 
@@ -180,11 +181,11 @@ class EarlyStopping:
 
 
 def resolve_loss(loss):
-    if isinstance(loss, str) and loss in LOSSES:
-        return LOSSES[loss]()
+    if loss in LOSSES:
+        return LOSSES[loss].cls()
     if isinstance(loss, Loss):
         return loss
-    raise TypeError(f"loss must be a fastnn Loss or one of {sorted(LOSSES)}, got {loss!r}")
+    raise TypeError(f"loss must be a fastnn Loss or one of {list(LOSSES.names())}, got {loss!r}")
 
 
 def _check_data(model, loss, X, y, name, convert=True):

@@ -21,15 +21,14 @@ import numpy as np
 import pytest
 
 from fastnn.kernels import get_backend, get_step, layout, numpy_ref, step_numpy
-from fastnn.kernels.codes import (ELU, GELU, IDENTITY, LEAKY_RELU, LOSS_SCE_LABELS, OPT_SGD, RELU, SIGMOID, TANH,
-                                  pack_hyper)
+from fastnn.kernels.codes import IDENTITY, LOSS_SCE_LABELS, OPT_SGD, RELU, pack_hyper
+from fastnn.registry import ACTIVATIONS
 
 F32 = np.float32
 LAYERS = ((784, 128), (128, 64), (64, 10))  # (n_in, n_out) of the three Linear layers
 BATCHES = (16, 64, 256)
 BACKENDS = ("numba", "numpy")
-ACTS = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "leaky_relu": LEAKY_RELU, "elu": ELU,
-        "gelu": GELU}
+ACTS = {act.names[0]: act.code for act in ACTIVATIONS}  # every activation's code, by fastnn's name
 THRESHOLDS = Path(__file__).with_name("kernel_thresholds.json")
 
 

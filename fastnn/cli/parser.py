@@ -12,7 +12,7 @@ from fastnn import bench as bench_report
 from fastnn.cli import bench, evaluate, export, predict, train
 from fastnn.cli.common import DATASETS, TASKS, metrics_line
 from fastnn.export import OPSET  # export.py imports onnx only when exporting
-from fastnn.layers import ACTIVATIONS as _ACTIVATIONS
+from fastnn.registry import ACTIVATIONS, OPTIMIZERS
 
 __all__ = ["build_parser"]
 
@@ -99,8 +99,9 @@ def _add_train(subparsers, common):
     model = p.add_argument_group("model")
     model.add_argument("--hidden", type=_widths, default=[128, 64], metavar="W1,W2,...",
                        help="hidden-layer widths; '' for none (default: 128,64)")
-    model.add_argument("--activation", choices=sorted(_ACTIVATIONS), default="relu",
-                       help="hidden activation; relu layers start He-initialised, tanh/sigmoid Glorot "
+    model.add_argument("--activation", choices=ACTIVATIONS.names(), default="relu",
+                       help="hidden activation ('identity': none); the Linear layers start He-initialised before "
+                            f"{'/'.join(a.names[0] for a in ACTIVATIONS if a.init == 'he')}, Glorot otherwise "
                             "(default: %(default)s)")
     model.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                        help="parameter and compute dtype (default: %(default)s)")
@@ -121,7 +122,7 @@ def _add_train(subparsers, common):
                           "keep the best epoch's weights; at most 1000 epochs or 100,000 batches' worth, "
                           "whichever is fewer, but at least 10 epochs")
     opt.add_argument("--batch-size", type=_positive_int, default=64, help="(default: %(default)s)")
-    opt.add_argument("--optimizer", choices=sorted(train.OPTIMIZERS), default="adam", help="(default: %(default)s)")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS.names(), default="adam", help="(default: %(default)s)")
     opt.add_argument("--lr", type=_positive, help="learning rate (default: 0.1 for sgd, 1e-3 for adam/adamw)")
     opt.add_argument("--momentum", type=_non_negative, help="sgd only (default: 0)")
     opt.add_argument("--weight-decay", type=_non_negative,

@@ -10,18 +10,17 @@ import time
 import numpy as np
 
 import fastnn as fn
-from fastnn import optim, preprocessing, selection
+from fastnn import preprocessing, selection
 from fastnn import train as fit_loop
 from fastnn.cli.common import (N_CLASSES, Failure, UsageError, cells, check_data_options, check_out_path, check_table,
                                check_target, compute_metrics, load_dataset, loss_for, read_data)
-from fastnn.layers import ACTIVATIONS as _ACTIVATIONS
 from fastnn.preprocessing import DataError
+from fastnn.registry import ACTIVATIONS, OPTIMIZERS
 
-__all__ = ["run", "OPTIMIZERS"]
+__all__ = ["run"]
 
-# --optimizer's choices: the optimizers of fastnn.optim by lower-case name, each with its own default learning
-# rate; SGD has none, and takes this one (what `fastnn train --help` states).
-OPTIMIZERS = {name.lower(): cls for name, cls in optim.OPTIMIZERS.items()}
+# --optimizer's choices are the rows of fastnn.registry.OPTIMIZERS, each with its own default learning rate; SGD has
+# none, and takes this one (what `fastnn train --help` states).
 _DEFAULT_LR = {"sgd": 0.1}
 
 # --epochs not given, a table of selection.MAX_ROWS rows or more: early stopping on a validation split (smaller
@@ -155,13 +154,13 @@ def _fit_preprocessing(args, features, y):
 
 # -- commands --------------------------------------------------------------------------------------------
 def _build_model(args, seeds, n_features, n_outputs):
-    act, init = _ACTIVATIONS[args.activation]
+    act = ACTIVATIONS[args.activation]
     widths = [n_features, *args.hidden, n_outputs]
     layers = []
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(fn.Linear(n_in, n_out, init=init, seed=np.random.default_rng(seeds[i]), dtype=args.dtype))
-        if i < len(widths) - 2:
-            layers.append(act())
+        layers.append(fn.Linear(n_in, n_out, init=act.init, seed=np.random.default_rng(seeds[i]), dtype=args.dtype))
+        if i < len(widths) - 2 and act.cls is not None:
+            layers.append(act.cls())
     return fn.Sequential(*layers)
 
 
@@ -172,7 +171,7 @@ def _build_optimizer(args, params):
         kwargs["momentum"] = args.momentum
     if args.weight_decay is not None:
         kwargs["weight_decay"] = args.weight_decay
-    return OPTIMIZERS[args.optimizer](params, **kwargs)
+    return OPTIMIZERS[args.optimizer].cls(params, **kwargs)
 
 
 def _same_file(a, b):

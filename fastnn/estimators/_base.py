@@ -8,9 +8,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from fastnn._validation import FLOAT_DTYPES, check_sample_weight
 from fastnn.core import linears
 from fastnn.estimators._lbfgs import LbfgsMixin
-from fastnn.estimators._params import ACTIVATIONS, RULES, STOCHASTIC, check_params
+from fastnn.estimators._params import RULES, SKLEARN_ACTIVATIONS, STOCHASTIC, check_params
 from fastnn.estimators._stochastic import StochasticMixin
-from fastnn.layers import ACTIVATIONS as LAYER_ACTIVATIONS
 from fastnn.layers import Linear
 from fastnn.losses import BCEWithLogitsLoss, MSELoss, PoissonLoss, SoftmaxCrossEntropy
 from fastnn.model import Sequential
@@ -96,7 +95,7 @@ class BaseMLP(StochasticMixin, LbfgsMixin, BaseEstimator):
         return self._sequential()
 
     def _sequential(self):
-        act = LAYER_ACTIVATIONS[ACTIVATIONS[self.activation]][0] if ACTIVATIONS[self.activation] else None
+        act = SKLEARN_ACTIVATIONS[self.activation].cls
         layers = []
         for i, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):
             lin = Linear(W.shape[0], W.shape[1], seed=0, dtype=W.dtype)  # its own draw is replaced

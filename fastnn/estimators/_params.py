@@ -4,10 +4,12 @@ import numbers
 import numpy as np
 
 from fastnn._validation import FLOAT_DTYPES
+from fastnn.registry import ACTIVATIONS, LOSSES, OPTIMIZERS
 
-# scikit-learn's activation names -> fastnn's layers.ACTIVATIONS names (None: no layer).
-ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity": None}
-STOCHASTIC = ("sgd", "adam")
+# scikit-learn's names for the rows of fastnn.registry it has: the activations, the losses, the stochastic solvers.
+SKLEARN_ACTIVATIONS, SKLEARN_LOSSES = ACTIVATIONS.sklearn(), LOSSES.sklearn()
+STOCHASTIC = tuple(OPTIMIZERS.sklearn())
+SOLVERS = (*STOCHASTIC, "lbfgs")
 
 
 def _real(low, high=np.inf, low_open=False, high_open=False):
@@ -23,8 +25,8 @@ def _positive_int(v):
 
 # name -> (predicate, what was expected)
 RULES = {
-    "activation": (lambda v: isinstance(v, str) and v in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}"),
-    "solver": (lambda v: isinstance(v, str) and v in ("adam", "sgd", "lbfgs"), "'adam', 'sgd' or 'lbfgs'"),
+    "activation": (lambda v: isinstance(v, str) and v in SKLEARN_ACTIVATIONS, f"one of {sorted(SKLEARN_ACTIVATIONS)}"),
+    "solver": (lambda v: isinstance(v, str) and v in SOLVERS, f"one of {sorted(SOLVERS)}"),
     "alpha": (_real(0), "a finite number >= 0"),
     "batch_size": (lambda v: v == "auto" if isinstance(v, str) else _positive_int(v), "'auto' or an int >= 1"),
     "learning_rate": (lambda v: isinstance(v, str) and v in ("constant", "invscaling", "adaptive"),
@@ -43,8 +45,8 @@ RULES = {
     "max_fun": (_positive_int, "an int >= 1"),
     "dtype": (lambda v: v is None or np.dtype(v) in FLOAT_DTYPES, "None, np.float32 or np.float64"),
 }
-REGRESSOR_RULES = {**RULES, "loss": (lambda v: isinstance(v, str) and v in ("squared_error", "poisson"),
-                                     "'squared_error' or 'poisson'")}
+REGRESSOR_RULES = {**RULES, "loss": (lambda v: isinstance(v, str) and v in SKLEARN_LOSSES,
+                                     f"one of {sorted(SKLEARN_LOSSES)}")}
 
 
 def check_params(est, rules):

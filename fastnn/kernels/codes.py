@@ -1,12 +1,13 @@
 """The small integer codes shared by both kernel twins and the objects that describe themselves to them.
 
 Numba compiles a branch per code, so each code is a module-level integer constant. Layers, losses and
-optimizers hold their code (``ReLU.code``, ``SoftmaxCrossEntropy``'s ``loss_code``, ``Optimizer.describe()``);
-nothing else maps names to numbers.
+optimizers hold their code (``ReLU.code``, ``Loss.step_code``, ``Optimizer.describe()``); names map to them in one
+place, the rows of :mod:`fastnn.registry`.
 """
 import numpy as np
 
 __all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "LEAKY_RELU", "ELU", "GELU", "ACTIVATION_CODES", "NEEDS_INPUT",
+           "NEEDS_INPUT_MASK",
            "H_LR", "H_MOMENTUM", "H_NESTEROV", "H_BETA1", "H_BETA2", "H_EPS", "H_DECOUPLED", "H_CLIP_NORM",
            "H_VELOCITY", "H_EPS_HAT", "H_SAMPLE_DECAY", "H_LOSS_SCALE",
            "LOSS_SCE_LABELS", "LOSS_SCE_DENSE", "LOSS_MSE", "LOSS_BCE_LOGITS", "LOSS_BCE", "LOSS_POISSON", "OPT_SGD",
@@ -17,10 +18,12 @@ __all__ = ["IDENTITY", "RELU", "SIGMOID", "TANH", "LEAKY_RELU", "ELU", "GELU", "
 
 # Activations: the fused epilogue of ``linear_forward`` and the step's backward through it. ``alpha`` is
 # the one parameter some take (LeakyReLU's negative slope, ELU's alpha). Most differentiate from their
-# output; those in NEEDS_INPUT from their input, which the step then keeps.
+# output; those in NEEDS_INPUT from their input, which the step then keeps. Both step twins test a code by
+# ``NEEDS_INPUT_MASK >> code & 1``: an integer global is a compile-time constant to Numba.
 IDENTITY, RELU, SIGMOID, TANH, LEAKY_RELU, ELU, GELU = 0, 1, 2, 3, 4, 5, 6
 ACTIVATION_CODES = (IDENTITY, RELU, SIGMOID, TANH, LEAKY_RELU, ELU, GELU)
 NEEDS_INPUT = (ELU, GELU)
+NEEDS_INPUT_MASK = sum(1 << code for code in NEEDS_INPUT)
 
 # Losses the training step computes fused with its gradient w.r.t. the last layer's pre-activation:
 # softmax cross-entropy (labels or dense targets), MSE, sigmoid + BCE on logits, and BCE on the output of

@@ -11,7 +11,7 @@ import numpy as np
 
 from fastnn._config import jit
 from fastnn.kernels.codes import (
-    ELU, GELU, RELU, H_BETA1, H_CLIP_NORM, H_BETA2, H_DECOUPLED, H_EPS, H_EPS_HAT, H_LOSS_SCALE, H_LR, H_MOMENTUM,
+    NEEDS_INPUT_MASK, RELU, H_BETA1, H_CLIP_NORM, H_BETA2, H_DECOUPLED, H_EPS, H_EPS_HAT, H_LOSS_SCALE, H_LR, H_MOMENTUM,
     H_NESTEROV, H_SAMPLE_DECAY, H_VELOCITY, IDENTITY, LOSS_BCE, LOSS_BCE_LOGITS, LOSS_MSE, LOSS_POISSON, LOSS_SCE_LABELS, RAW_F32, RAW_F64, RAW_I32, RAW_U8, O_D, O_G, O_H, O_Z, OPT_SGD, P_B, P_DB, P_DW, P_S1B, P_S1W, P_S2B,
     P_S2W, P_W)
 from fastnn.kernels.numba_cpu import (
@@ -170,7 +170,7 @@ def train_batches(X, Xraw, raw_kind, labels, T, sw, order, batch_size, b0, b1, d
             if drops[l] > 0:  # this layer's input, dropped out (the mask is a function of its position)
                 a = dropout(a, drops[l], keys[l], b * batch_size, _work(work, woff, l, O_D, m, dims[l]))
             out = _work(work, woff, l + 1, O_H, m, dims[l + 1])
-            if acts[l] == ELU or acts[l] == GELU:  # their backward needs the pre-activation: kept in Z
+            if NEEDS_INPUT_MASK >> acts[l] & 1:  # their backward needs the pre-activation: kept in Z
                 z = _work(work, woff, l + 1, O_Z, m, dims[l + 1])
                 linear_forward(a, W, bias, IDENTITY, 0.0, z)
                 activation_forward(acts[l], alphas[l], z, out)

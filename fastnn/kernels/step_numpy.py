@@ -12,7 +12,7 @@ import numpy as np
 from fastnn.kernels.codes import (
     H_BETA1, H_BETA2, H_CLIP_NORM, H_DECOUPLED, H_EPS, H_EPS_HAT, H_LOSS_SCALE, H_LR, H_MOMENTUM, H_NESTEROV,
     H_SAMPLE_DECAY, H_VELOCITY, IDENTITY, LOSS_BCE, LOSS_BCE_LOGITS, LOSS_MSE, LOSS_POISSON, LOSS_SCE_LABELS,
-    NEEDS_INPUT, RAW_DTYPES, O_D, O_G, O_H, O_Z, OPT_SGD, P_B, P_DB, P_DW, P_S1B, P_S1W, P_S2B, P_S2W, P_W, RELU)
+    NEEDS_INPUT_MASK, RAW_DTYPES, O_D, O_G, O_H, O_Z, OPT_SGD, P_B, P_DB, P_DW, P_S1B, P_S1W, P_S2B, P_S2W, P_W, RELU)
 from fastnn.kernels.numpy_ref import (
     _add_weighted, _bce_logits_row, _bce_row, _mat, _mse_row, _poisson_row, _vec, _xent_row_dense, _xent_row_label,
     act_backward, activation_forward, adam_update, clip_grad_norm, dropout, linear_backward, linear_backward_sgd,
@@ -191,7 +191,7 @@ def train_batches(X, Xraw, raw_kind, labels, T, sw, order, batch_size, b0, b1, d
             if drops[l] > 0:  # this layer's input, dropped out (the mask is a function of its position)
                 a = dropout(a, drops[l], keys[l], b * batch_size, _work(work, woff, l, O_D, m, dims[l]))
             out = _work(work, woff, l + 1, O_H, m, dims[l + 1])
-            if acts[l] in NEEDS_INPUT:  # their backward needs the pre-activation: kept in Z
+            if NEEDS_INPUT_MASK >> acts[l] & 1:  # their backward needs the pre-activation: kept in Z
                 z = _work(work, woff, l + 1, O_Z, m, dims[l + 1])
                 linear_forward(a, Ws[l], bs[l], IDENTITY, 0.0, z)
                 activation_forward(acts[l], alphas[l], z, out)
