@@ -158,9 +158,10 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
 
     ``run(order, b0, b1, after_step=None, seed=0, data=None) -> (loss_sums, weight_sums, n_correct, n_done)``:
     ``loss_sums`` and ``weight_sums`` are per-batch arrays of length ``n_done`` (plus the failing batch when
-    ``n_done < b1 - b0``), views of the runner's buffers valid until its next call. The optimizer describes
-    itself for every batch, so hyper-parameters changed between calls apply; ``after_step()`` (a per-batch
-    schedule) is called after describing each batch, ahead of the compiled call that trains them all. ``seed``
+    ``n_done < b1 - b0``), views of the runner's buffers valid until its next call. The layers and the loss
+    describe themselves at every call and the optimizer for every batch, so a slope, dropout rate or
+    hyper-parameter changed between calls applies; ``after_step()`` (a per-batch schedule) is called after
+    describing each batch, ahead of the compiled call that trains them all. ``seed``
     keys the dropout masks of the epoch (:meth:`fastnn.layers.Dropout.stream_key`). ``data`` (a
     :func:`step_data` tuple) replaces the fit's data for one call: a batch densified from sparse rows.
     """
