@@ -153,6 +153,35 @@ def step_data(X, T, labels, sw, dtype):
     return X, Xraw, raw_kind, labels, dense, sw if sw is not None else np.zeros(0)
 
 
+class _Current:
+    """A runner's plan and workspace: the last call's while every layer describes itself with the same spec (a
+    changed one is a new object), else planned again, with a new workspace if its layout changed."""
+
+    def __init__(self, model, found, widths, rows, dtype):
+        self.model, self.widths, self.rows, self.dtype = model, widths, rows, dtype
+        self.plan, self.work = found, layout.workspace(widths, found.acts, found.drops, rows, dtype)
+
+    def get(self):
+        """``(plan, work, woff)`` as of now."""
+        layers, specs = self.model.layers, self.plan.specs
+        if len(layers) != len(specs):
+            self._replan()
+        else:
+            for layer, spec in zip(layers, specs):  # a loop, not any(...): this runs at every call
+                if layer.describe() is not spec:
+                    self._replan()
+                    break
+        return (self.plan, *self.work)
+
+    def _replan(self):
+        now, before = plan(self.model), self.plan
+        if now is None or len(now.linears) != len(before.linears):
+            raise RuntimeError("the model's layers changed during fit: the compiled step cannot train them")
+        if not (np.array_equal(now.acts, before.acts) and np.array_equal(now.drops > 0, before.drops > 0)):
+            self.work = layout.workspace(self.widths, now.acts, now.drops, self.rows, self.dtype)
+        self.plan = now
+
+
 def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=None):
     """The compiled step's runner for this fit, or None (:func:`refusal` says why).
 
@@ -176,22 +205,16 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
     fit_data = None if X.ndim != 2 or not isinstance(X, np.ndarray) else step_data(X, T, labels, sw, dtype)
     step = get_step()
     rows = min(batch_size, n_samples)  # a batch larger than the data is the whole data
-    workspaces = {}  # the workspace of the last call's activations and dropouts (which decide its layout)
     keys = np.zeros(len(found.linears), np.uint64)
     n_batches = -(-n_samples // batch_size)
     losses, weights, correct = np.empty(n_batches), np.empty(n_batches), np.empty(n_batches, np.int64)
     hyper = np.empty((n_batches, len(codes.HYPER)))
     pace = Pace(batch_size)  # the BLAS threads, asked at every call: neighbours come and go
 
+    current = _Current(model, found, widths, rows, dtype)
+
     def run(order, b0, b1, after_step=None, seed=0, data=None):
-        now = plan(model)  # the layers, the loss and the optimizer describe themselves afresh at every call
-        if now is None or len(now.linears) != len(keys):
-            raise RuntimeError("the model's layers changed during fit: the compiled step cannot train them")
-        layout_key = (now.acts.tobytes(), (now.drops > 0).tobytes())
-        if layout_key not in workspaces:
-            workspaces.clear()
-            workspaces[layout_key] = layout.workspace(widths, now.acts, now.drops, rows, dtype)
-        work, woff = workspaces[layout_key]
+        now, work, woff = current.get()
         lspec, spec = loss.describe(T, widths[-1]), optimizer.describe()
         rows_h = hyper[:b1 - b0]
         if after_step is None:
@@ -206,7 +229,7 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
         # The table is rebuilt (and every array checked) at each call: a parameter or state array replaced
         # between calls is read where it now is.
         S1, S2 = ([state[k] for k in by_model] for state in spec.state)
-        W, b = zip(*(lin.params for lin in now.linears))
+        W, b = [lin.params[0] for lin in now.linears], [lin.params[1] for lin in now.linears]
         dims, params = layout.param_table([p.data for p in W], [p.data for p in b], [p.grad for p in W],
                                           [p.grad for p in b], S1, S2)
         decays = np.array([spec.weight_decays[k] for k in by_model], np.float64)
