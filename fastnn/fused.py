@@ -26,7 +26,7 @@ from fastnn.layers import ACTIVATIONS, Dropout, Linear
 from fastnn.losses import LOSSES
 from fastnn.optim import OPTIMIZERS
 
-__all__ = ["Plan", "plan", "make_runner", "refusal", "step_data"]
+__all__ = ["Plan", "plan", "still", "make_runner", "refusal", "step_data"]
 
 # Exact types: a subclass may compute something else.
 _FUSABLE = (Linear, Dropout, *(cls for cls, _ in ACTIVATIONS.values()))
@@ -111,6 +111,18 @@ def plan(model):
                 np.array(drops, np.float64))
 
 
+def still(model, specs):
+    """Whether every layer of ``model`` still describes itself with ``specs`` (a plan's): a layer returns the same
+    spec object until something in it changes, so this is a few identity checks, cheap enough for every predict."""
+    layers = model.layers
+    if len(layers) != len(specs):
+        return False
+    for layer, spec in zip(layers, specs):  # a loop, not all(...): this runs at every call
+        if layer.describe() is not spec:
+            return False
+    return True
+
+
 def refusal(model, loss, optimizer, T, found=False):
     """Why the compiled step cannot train this fit (None when it can): what ``History.fallback`` shows.
     ``found`` is ``plan(model)`` when the caller has it."""
@@ -163,14 +175,8 @@ class _Current:
 
     def get(self):
         """``(plan, work, woff)`` as of now."""
-        layers, specs = self.model.layers, self.plan.specs
-        if len(layers) != len(specs):
+        if not still(self.model, self.plan.specs):
             self._replan()
-        else:
-            for layer, spec in zip(layers, specs):  # a loop, not any(...): this runs at every call
-                if layer.describe() is not spec:
-                    self._replan()
-                    break
         return (self.plan, *self.work)
 
     def _replan(self):

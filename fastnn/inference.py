@@ -68,18 +68,12 @@ def _forward_plan(model):
     an ``alpha`` changed) or a parameter array was replaced; None when the layers are not
     ([Dropout] Linear [activation])* (see :func:`fastnn.fused.plan`)."""
     plan = _PLANS.get(model)
-    layers = model.layers
-    if plan is not None and len(layers) == len(plan.specs):
-        # Loops, not all(...): this runs at every predict, a single row's too.
-        for layer, spec in zip(layers, plan.specs):
-            if layer.describe() is not spec:
+    if plan is not None and fused.still(model, plan.specs):
+        for p, a in plan.arrays:  # a loop, not all(...): this runs at every predict, a single row's too
+            if p.data is not a:
                 break
         else:
-            for p, a in plan.arrays:
-                if p.data is not a:
-                    break
-            else:
-                return plan
+            return plan
     found = fused.plan(model)
     if found is None:
         return None
