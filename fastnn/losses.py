@@ -102,7 +102,8 @@ class Loss:
         return loss
 
     def step_code(self, T):
-        """The ``codes.LOSS_*`` code of the compiled step for targets ``T``, or None (layer by layer)."""
+        """The ``codes.LOSS_*`` code of the compiled step for targets ``T``, or None (layer by layer): what a
+        subclass says of itself to :meth:`describe`, which is what the step reads."""
         return None
 
     def describe(self, T, n_outputs):
