@@ -207,8 +207,9 @@ def read_checkpoint(path, model, optimizer, *, schedulers, early_stopping, histo
                     allow_changes=()):
     """Check that ``path`` is a checkpoint of this model, optimizer, schedulers and stateful ``callbacks``, and of
     the run ``run`` (this fit's :func:`fingerprint`, fields in ``allow_changes`` excepted); restore them, and
-    ``history`` when given; return ``(epoch, history_state, rng_state)``. Every field is checked before anything is modified, and a
-    restore that fails half-way is undone: a file that does not fit raises ``ValueError`` and changes nothing.
+    ``history`` when given; return ``(epoch, history_state, rng_state)``. Every field is checked before anything
+    is modified, and a restore that fails half-way is undone: a file that does not fit raises ``ValueError`` and
+    changes nothing.
     """
     architecture, arrays = _io.read_model(path)
     if _STATE not in arrays:

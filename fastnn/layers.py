@@ -18,8 +18,8 @@ from fastnn.kernels import codes
 # layer keeps a cache, so inference never writes to a model another thread may be using or training.
 INFERENCE = contextvars.ContextVar("fastnn_inference", default=False)
 
-__all__ = ["Parameter", "Layer", "LayerSpec", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "Softmax",
-           "Dropout", "LAYERS", "ACTIVATIONS"]
+__all__ = ["Parameter", "Layer", "LayerSpec", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU",
+           "Softmax", "Dropout", "LAYERS", "ACTIVATIONS"]
 
 
 class LayerSpec(NamedTuple):

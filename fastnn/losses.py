@@ -12,7 +12,8 @@ import numpy as np
 from fastnn._validation import as_numeric, check_dense_target, check_labels, check_matrix, check_sample_weight
 from fastnn.kernels import codes, get_backend
 
-__all__ = ["Loss", "LossSpec", "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "PoissonLoss", "LOSSES"]
+__all__ = ["Loss", "LossSpec", "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "PoissonLoss",
+           "LOSSES"]
 
 _UNWEIGHTED = np.zeros(0)
 
