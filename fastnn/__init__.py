@@ -8,7 +8,8 @@ from fastnn.model import Sequential
 from fastnn.optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm
 from fastnn import preprocessing
 from fastnn.preprocessing import Labels, Standardize, Table
-from fastnn.train import EarlyStopping, History, TrainingTerminated
+from fastnn.callbacks import EarlyStopping, History
+from fastnn.train import TrainingTerminated
 
 load = Sequential.load
 

@@ -3,7 +3,8 @@
 One file, written atomically at the end of every epoch by ``fit(checkpoint=PATH)`` through the model
 writer of :mod:`fastnn.io` (so a kill at any moment leaves the previous checkpoint intact): the
 architecture and weights, the optimizer's hyper-parameters and state arrays, the schedulers', the
-shuffling generator's state, the epoch, the ``History``, the early-stopping state, and the run's
+shuffling generator's state, the epoch, the ``History``, the early-stopping state, every other stateful
+callback's (:mod:`fastnn.callbacks`: each through its own ``state_dict``), and the run's
 *fingerprint* (:func:`fingerprint`). ``fit(..., checkpoint=PATH, resume=True)`` continues from it bit for
 bit (same backend and BLAS thread count), and only the run it belongs to: a fingerprint that differs is
 refused field by field unless the fields are named in ``allow_changes``.
@@ -12,6 +13,7 @@ While a fit writes a checkpoint it holds an exclusive lock on ``PATH.lock`` (:fu
 job given the same path fails at once, naming the holder; the lock goes with the process, whatever ends it.
 """
 import contextlib
+import copy
 import datetime
 import hashlib
 import json
@@ -23,6 +25,7 @@ import warnings
 import numpy as np
 
 from fastnn import io as _io
+from fastnn.callbacks import get_state, set_state
 
 try:
     import fcntl
@@ -114,23 +117,31 @@ def check_allow_changes(allow, optimizer):
     return allow
 
 
-def write_checkpoint(path, model, optimizer, *, epoch, history, rng, schedulers, early_stopping, run=None):
+def write_checkpoint(path, model, optimizer, *, epoch, history, rng, schedulers, early_stopping, callbacks=(),
+                     run=None):
     """Write the state after ``epoch`` (0-based, completed) of the run ``run`` (its :func:`fingerprint`) to
-    ``path``, atomically."""
+    ``path``, atomically. ``callbacks`` are the fit's other stateful callbacks (:func:`fastnn.callbacks.stateful`),
+    each saved through its ``state_dict``."""
     opt_config, opt_arrays = optimizer.state_dict()
     arrays = {f"model.{name}": p.data for name, p in model.named_parameters()}
     arrays.update({f"optimizer.{name}": a for name, a in opt_arrays.items()})
     stopping = None
     if early_stopping is not None:
         stopping, best = early_stopping.state_dict()
-        arrays.update({f"early_stopping.{i}": w for i, w in enumerate(best)})
+        arrays.update({f"early_stopping.{name}": w for name, w in best.items()})
+    saved = []
+    for i, cb in enumerate(callbacks):
+        state, cb_arrays, paired = get_state(cb)
+        arrays.update({f"callbacks.{i}.{name}": a for name, a in cb_arrays.items()})
+        saved.append({"class": type(cb).__name__, "state": state, "paired": paired})
     state = {
         "kind": _KIND, "epoch": epoch, "run": run,
         "optimizer": {"class": type(optimizer).__name__, "config": opt_config},
         "schedulers": [{"class": type(s).__name__, "state": s.state_dict()} for s in schedulers],
         "rng": rng.bit_generator.state,
-        "history": {"history": history.history, "epoch": history.epoch, "stopped_epoch": history.stopped_epoch},
+        "history": history.state_dict()[0],
         "early_stopping": stopping,
+        "callbacks": saved,
     }
     arrays[_STATE] = np.frombuffer(json.dumps(state, allow_nan=False).encode(), np.uint8)
     _io.write_model(path, model.get_config(), arrays)
@@ -186,13 +197,19 @@ def _validate(state, path):
         raise bad("early_stopping", "None or {'best': number, 'best_epoch': int, 'wait': int >= 0}")
     if state.get("run") is not None and not isinstance(state["run"], dict):
         raise bad("run", "the run's fingerprint (a dict)")
+    cbs = state.get("callbacks", [])  # absent from checkpoints written before callbacks were saved
+    if not isinstance(cbs, list) or not all(isinstance(c, dict) and isinstance(c.get("class"), str) and "state" in c
+                                            and isinstance(c.get("paired"), bool) for c in cbs):
+        raise bad("callbacks", "a list of {'class': name, 'state': ..., 'paired': bool}")
 
 
-def read_checkpoint(path, model, optimizer, *, schedulers, early_stopping, run=None, allow_changes=()):
-    """Check that ``path`` is a checkpoint of this model, optimizer and schedulers, and of the run ``run``
-    (this fit's :func:`fingerprint`, fields in ``allow_changes`` excepted); restore them; return
-    ``(epoch, history_state, rng_state)``. Every field is checked before anything is modified, and a
-    restore that fails half-way is undone: a file that does not fit raises ``ValueError`` and changes nothing.
+def read_checkpoint(path, model, optimizer, *, schedulers, early_stopping, history=None, callbacks=(), run=None,
+                    allow_changes=()):
+    """Check that ``path`` is a checkpoint of this model, optimizer, schedulers and stateful ``callbacks``, and of
+    the run ``run`` (this fit's :func:`fingerprint`, fields in ``allow_changes`` excepted); restore them, and
+    ``history`` when given; return ``(epoch, history_state, rng_state)``. Every field is checked before anything
+    is modified, and a restore that fails half-way is undone: a file that does not fit raises ``ValueError`` and
+    changes nothing.
     """
     architecture, arrays = _io.read_model(path)
     if _STATE not in arrays:
@@ -215,12 +232,7 @@ def read_checkpoint(path, model, optimizer, *, schedulers, early_stopping, run=N
     if state["optimizer"]["class"] != type(optimizer).__name__:
         raise ValueError(f"{path}: checkpoint of a {state['optimizer']['class']} optimizer; fit got "
                          f"{type(optimizer).__name__}")
-    saved = [s["class"] for s in state["schedulers"]]
-    if saved != [type(s).__name__ for s in schedulers]:
-        raise ValueError(f"{path}: checkpoint has schedulers {saved}; fit got {[type(s).__name__ for s in schedulers]}")
-    if (state["early_stopping"] is None) != (early_stopping is None):
-        raise ValueError(f"{path}: early stopping was {'off' if state['early_stopping'] is None else 'on'} in the "
-                         "checkpointed run; resume with the same setting")
+    _check_same_objects(path, state, schedulers, early_stopping, callbacks)
     if run is not None:
         if state.get("run") is None:
             warnings.warn(f"{path}: a checkpoint from before checkpoints recorded their run; resuming without "
@@ -237,11 +249,12 @@ def read_checkpoint(path, model, optimizer, *, schedulers, early_stopping, run=N
         rng_check.state = state["rng"]
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"{path}: checkpoint field 'rng' is not a NumPy bit generator's state ({exc})") from None
-    best = [arrays[f"early_stopping.{i}"] for i in range(len(params)) if f"early_stopping.{i}" in arrays]
-    if best and [b.shape for b in best] != [p.data.shape for p in params.values()]:
+    best = {str(i): arrays[f"early_stopping.{i}"] for i in range(len(params)) if f"early_stopping.{i}" in arrays}
+    if best and [b.shape for b in best.values()] != [p.data.shape for p in params.values()]:
         raise ValueError(f"{path}: checkpoint's early-stopping weights do not match the model's parameters")
 
-    undo = _Snapshot(optimizer, schedulers, early_stopping)
+    others = [c for c in (history, early_stopping) if c is not None]
+    undo = _Snapshot(optimizer, schedulers, others + list(callbacks))
     field = "schedulers"
     try:
         for sched, saved_state in zip(schedulers, state["schedulers"]):
@@ -259,6 +272,14 @@ def read_checkpoint(path, model, optimizer, *, schedulers, early_stopping, run=N
         if early_stopping is not None:
             field = "early_stopping"
             early_stopping.load_state_dict(state["early_stopping"], best)
+        field = "callbacks"
+        for i, (cb, entry) in enumerate(zip(callbacks, state.get("callbacks", []))):
+            prefix = f"callbacks.{i}."
+            cb_arrays = {k[len(prefix):]: a for k, a in arrays.items() if k.startswith(prefix)}
+            set_state(cb, entry["state"], cb_arrays, entry["paired"])
+        if history is not None:
+            field = "history"
+            history.load_state_dict(state["history"], {})
     except (TypeError, ValueError, KeyError) as exc:
         undo.restore()
         raise ValueError(f"{path}: checkpoint field {field!r} does not fit this fit: {exc}") from None
@@ -267,24 +288,39 @@ def read_checkpoint(path, model, optimizer, *, schedulers, early_stopping, run=N
     return state["epoch"], state["history"], state["rng"]
 
 
-class _Snapshot:
-    """The optimizer's, schedulers' and early stopping's state, to put back when a restore fails half-way."""
+def _check_same_objects(path, state, schedulers, early_stopping, callbacks):
+    """Raise ``ValueError`` unless the checkpoint has the fit's kinds of schedulers, early stopping and stateful
+    callbacks (a checkpoint from before callbacks were saved has none recorded, and is not asked)."""
+    saved = [s["class"] for s in state["schedulers"]]
+    if saved != [type(s).__name__ for s in schedulers]:
+        raise ValueError(f"{path}: checkpoint has schedulers {saved}; fit got {[type(s).__name__ for s in schedulers]}")
+    saved = [c["class"] for c in state.get("callbacks", [])]
+    if "callbacks" in state and saved != [type(c).__name__ for c in callbacks]:
+        raise ValueError(f"{path}: checkpoint has stateful callbacks {saved}; fit got "
+                         f"{[type(c).__name__ for c in callbacks]}")
+    if (state["early_stopping"] is None) != (early_stopping is None):
+        raise ValueError(f"{path}: early stopping was {'off' if state['early_stopping'] is None else 'on'} in the "
+                         "checkpointed run; resume with the same setting")
 
-    def __init__(self, optimizer, schedulers, early_stopping):
+
+class _Snapshot:
+    """The optimizer's, schedulers' and stateful callbacks' state, to put back when a restore fails half-way."""
+
+    def __init__(self, optimizer, schedulers, callbacks):
         config, arrays = optimizer.state_dict()
         self.optimizer, self.opt = optimizer, (config, {k: a.copy() for k, a in arrays.items()})
         self.schedulers = [(s, s.state_dict()) for s in schedulers]
-        self.early_stopping = early_stopping
-        if early_stopping is not None:
-            stopping, best = early_stopping.state_dict()
-            self.stopping = (stopping, [b.copy() for b in best])
+        self.callbacks = []
+        for cb in callbacks:
+            state, cb_arrays, paired = get_state(cb)
+            self.callbacks.append((cb, copy.deepcopy(state), {k: a.copy() for k, a in cb_arrays.items()}, paired))
 
     def restore(self):
         for s, st in self.schedulers:
             s.load_state_dict(st)
         self.optimizer.load_state_dict(*self.opt)
-        if self.early_stopping is not None:
-            self.early_stopping.load_state_dict(*self.stopping)
+        for cb, state, arrays, paired in self.callbacks:
+            set_state(cb, state, arrays, paired)
 
 
 @contextlib.contextmanager

@@ -251,7 +251,7 @@ def hits(loss, out, T):
     if loss.accuracy == "argmax":
         return int((out.argmax(axis=1) == labels_for_accuracy(T)).sum())
     if loss.accuracy == "binary":
-        cut = 0.0 if loss.step_code(T) == codes.LOSS_BCE_LOGITS else 0.5
+        cut = 0.0 if loss.describe(T, out.shape[1]).kind == codes.LOSS_BCE_LOGITS else 0.5
         return int(((out > cut) == (T > 0.5)).sum())
     return 0
 

@@ -5,6 +5,7 @@ activations their *output* (ReLU' from y > 0, sigmoid' = y(1 - y),
 tanh' = 1 - y^2, softmax's JVP from S), as scikit-learn's MLP does.
 """
 import contextvars
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,8 +18,31 @@ from fastnn.kernels import codes
 # layer keeps a cache, so inference never writes to a model another thread may be using or training.
 INFERENCE = contextvars.ContextVar("fastnn_inference", default=False)
 
-__all__ = ["Parameter", "Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "Softmax", "Dropout",
-           "LAYERS"]
+__all__ = ["Parameter", "Layer", "LayerSpec", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU",
+           "Softmax", "Dropout", "LAYERS"]
+
+
+class LayerSpec(NamedTuple):
+    """What the compiled step and the compiled predict need from a layer, as of now (:meth:`Layer.describe`).
+
+    Attributes
+    ----------
+    kind : {"linear", "activation", "dropout"}
+    code : int
+        The ``codes`` activation code (``codes.IDENTITY`` for the other kinds).
+    alpha : float
+        The activation's one parameter (LeakyReLU's slope, ELU's alpha; 0 otherwise).
+    p : float
+        The dropout probability (0 for the other kinds).
+    params : tuple of Parameter
+        ``(W, b)`` for ``Linear``, else empty.
+    """
+
+    kind: str
+    code: int
+    alpha: float
+    p: float
+    params: tuple
 
 
 class Parameter:
@@ -49,6 +73,13 @@ class Layer:
     """
 
     training = False
+    _spec = None  # the last describe(), kept while what it holds is unchanged
+
+    def describe(self):
+        """The :class:`LayerSpec` the compiled step needs, from the current attributes; None when the layer has no
+        form there. Asked at every call: the same object comes back while nothing it holds has changed, so a
+        caller may tell a change by identity."""
+        return None
 
     def forward(self, X):
         """Validate ``X`` of shape (n_samples, n_in) and return the layer's output."""
@@ -126,6 +157,12 @@ class Linear(Layer):
     def parameters(self):
         return [self.W, self.b]
 
+    def describe(self):
+        spec = self._spec
+        if spec is None or spec.params[0] is not self.W or spec.params[1] is not self.b:
+            spec = self._spec = LayerSpec("linear", codes.IDENTITY, 0.0, 0.0, (self.W, self.b))
+        return spec
+
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "init": self.init, "dtype": np.dtype(self.dtype).name}
@@ -177,6 +214,13 @@ class _Activation(Layer):
         """``(forward(x, out), backward(y, g, out))`` kernels of backend module ``K``, or None for the
         generic ``activation_forward``/``act_backward``."""
         return None
+
+    def describe(self):
+        spec = self._spec
+        if spec is None or spec.alpha != self.alpha or spec.code != self.code:
+            self._spec = spec = None if self.code is None else LayerSpec("activation", self.code, float(self.alpha),
+                                                                         0.0, ())
+        return spec
 
     def _output_shape(self):
         return self._y.shape
@@ -330,6 +374,12 @@ class Dropout(Layer):
         self._key = None  # (key, row offset) for the next forward, set by fit; else drawn from _rng
         self._mask_key = None
         self._shape = None
+
+    def describe(self):
+        spec = self._spec
+        if spec is None or spec.p != self.p:
+            spec = self._spec = LayerSpec("dropout", codes.IDENTITY, 0.0, float(self.p), ())
+        return spec
 
     def get_config(self):
         return {"p": self.p}

@@ -5,14 +5,36 @@ shape (one-hot or probabilities for the classification losses, 0/1 or probabilit
 for the binary ones). With sample weights the loss is the weighted mean
 ``sum_i w_i l_i / sum_i w_i``; a row of weight 0 has no influence at all.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from fastnn._validation import as_numeric, check_dense_target, check_labels, check_matrix, check_sample_weight
 from fastnn.kernels import codes, get_backend
 
-__all__ = ["Loss", "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss", "PoissonLoss"]
+__all__ = ["Loss", "LossSpec", "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "BCEWithLogitsLoss", "BCELoss",
+           "PoissonLoss"]
 
 _UNWEIGHTED = np.zeros(0)
+
+
+class LossSpec(NamedTuple):
+    """What the compiled step needs from a loss, for one fit's targets (:meth:`Loss.describe`).
+
+    Attributes
+    ----------
+    kind : int or None
+        The ``codes.LOSS_*`` code, or None: no form on the compiled step (layer by layer).
+    scale : float
+        The factor on each row's loss and gradient (``codes.HYPER``'s ``loss_scale``, :meth:`Loss.row_scale`).
+    last : int
+        The activation code the model must end in: ``codes.SIGMOID`` for :class:`BCELoss` (the step folds
+        the Sigmoid's backward into the loss), ``codes.IDENTITY`` (the last Linear's outputs) otherwise.
+    """
+
+    kind: object
+    scale: float
+    last: int
 
 
 class Loss:
@@ -37,6 +59,7 @@ class Loss:
     classification = False
     accuracy = None
     outputs = "mean"  # how a row's k outputs combine: "mean" (PyTorch's) or "sum" (scikit-learn's)
+    _last = codes.IDENTITY  # the activation the step expects the model to end in (LossSpec.last)
 
     def __init__(self, outputs="mean"):
         if outputs not in ("mean", "sum"):
@@ -80,8 +103,21 @@ class Loss:
         return loss
 
     def step_code(self, T):
-        """The ``codes.LOSS_*`` code of the compiled step for targets ``T``, or None (layer by layer)."""
+        """The ``codes.LOSS_*`` code of the compiled step for targets ``T``, or None (layer by layer): what a
+        subclass says of itself to :meth:`describe`, which is what the step reads."""
         return None
+
+    def describe(self, T, n_outputs):
+        """The :class:`LossSpec` the compiled step needs for targets ``T`` and a model of ``n_outputs``
+        outputs, from the current attributes (asked at every call of the step)."""
+        return LossSpec(self.step_code(T), self.row_scale(n_outputs), self._last)
+
+    def value(self, prediction, target, sample_weight=None):
+        """The mean loss of an already validated ``prediction``, ``target`` and ``sample_weight`` (as
+        :meth:`check_target` gives it; None: unweighted), keeping no gradient: what ``evaluate`` reports."""
+        loss = self._forward(prediction, target, sample_weight)
+        self._grad = None
+        return loss
 
     __call__ = forward
 
@@ -263,6 +299,8 @@ class BCELoss(_BinaryLoss):
     the compiled step when the model ends in ``Linear, Sigmoid``; :class:`BCEWithLogitsLoss` on logits is
     the more accurate choice.
     """
+
+    _last = codes.SIGMOID
 
     def step_code(self, T):
         return codes.LOSS_BCE

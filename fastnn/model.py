@@ -2,6 +2,7 @@
 import numpy as np
 
 from fastnn import architecture as _arch
+from fastnn import inference
 from fastnn import io as _io
 from fastnn import preprocessing as _pre
 from fastnn import train as _train
@@ -29,6 +30,11 @@ class Sequential:
         class indices of the outputs; ``target.decode(model.predict(X).argmax(axis=1))`` maps back.
         ``Standardize``: a regression target, standardized for training; ``predict`` returns its units and
         ``evaluate`` the loss in them.
+
+    Attributes
+    ----------
+    fit_loss : Loss or None
+        The loss of the last ``fit``: what ``predict_proba`` takes the outputs to mean when not told.
     """
 
     def __init__(self, *layers, preprocessing=None, target=None):
@@ -50,6 +56,7 @@ class Sequential:
                 raise TypeError(f"layer {i} has dtype {layer._dtype()}, expected {dtype} like the layers before it")
             width, dtype = layer.out_features, layer._dtype()
         self.layers = list(layers)
+        self.fit_loss = None
         self._output_shape = None
         if preprocessing is not None and not isinstance(preprocessing, (_pre.Table, _pre.Standardize)):
             raise TypeError(f"preprocessing must be a fastnn.preprocessing Table or Standardize, got "
@@ -306,8 +313,8 @@ class Sequential:
         """Outputs for ``X`` of shape (n_samples, n_features_in) (or a table, with a ``Table`` preprocessing),
         computed in batches, caching nothing; in the target's units with a ``Standardize`` target."""
         if self.preprocessing is None and self.target is None:
-            return _train.predict(self, X, batch_size)
-        out = _train.predict(self, self._features(X), batch_size)
+            return inference.predict(self, X, batch_size)
+        out = inference.predict(self, self._features(X), batch_size)
         return self.target.inverse(out) if isinstance(self.target, _pre.Standardize) else out
 
     def predict_proba(self, X, loss=None, batch_size=1024):
@@ -320,16 +327,16 @@ class Sequential:
             output). Not needed when the model ends in ``Softmax`` or ``Sigmoid`` (its outputs are
             probabilities) or was last trained by ``fit`` with one of those losses.
         """
-        loss = _train.resolve_loss(loss) if loss is not None else getattr(self, "_fit_loss", None)
+        loss = _train.resolve_loss(loss) if loss is not None else getattr(self, "fit_loss", None)
         last = self.layers[-1]
         if loss is None and isinstance(self.target, _pre.Labels) and not isinstance(last, (Softmax, Sigmoid)):
             loss = SoftmaxCrossEntropy()  # class labels on the outputs: they are logits
         if isinstance(last, (Softmax, Sigmoid)) and not isinstance(loss, (SoftmaxCrossEntropy, BCEWithLogitsLoss)):
             return self.predict(X, batch_size)
         if isinstance(loss, SoftmaxCrossEntropy):
-            return _train.probabilities(self.predict(X, batch_size), "softmax")
+            return inference.probabilities(self.predict(X, batch_size), "softmax")
         if isinstance(loss, BCEWithLogitsLoss):
-            return _train.probabilities(self.predict(X, batch_size), "sigmoid")
+            return inference.probabilities(self.predict(X, batch_size), "sigmoid")
         raise ValueError("predict_proba needs to know what the outputs are: pass loss=SoftmaxCrossEntropy() or "
                          "BCEWithLogitsLoss() (logits), or end the model in Softmax or Sigmoid"
                          + ("" if loss is None else f"; {type(loss).__name__} gives no probabilities"))
@@ -363,9 +370,7 @@ class Sequential:
             out = np.ascontiguousarray(self.predict(X, batch_size))
             T = loss.check_target(y.to_numpy() if hasattr(y, "to_numpy") else y, out.shape, out.dtype, "y")
             w = None if sample_weight is None else _train._weights(loss, T, sample_weight, None, "")
-            result = {"loss": loss._forward(out, T, w)}
-            loss._grad = None
-            return result
+            return {"loss": loss.value(out, T, w)}
         return _train.evaluate(self, self._features(X), self._targets(y), loss, batch_size, sample_weight)
 
     def get_config(self):

@@ -1,10 +1,9 @@
-"""The training loop: batching, metrics, validation, early stopping, progress. Thin by design.
+"""The training loop: batching, metrics, validation, signals, checkpoints, progress. Thin by design.
 
 The work of a run of batches is one call of a :class:`fastnn.core.TrainingCore`, built once per
 ``fit``: the compiled step of :mod:`fastnn.fused` when the model, loss and
 optimizer allow it, else the layer-by-layer path.
 """
-import collections
 import contextlib
 import math
 import os
@@ -12,24 +11,22 @@ import signal
 import sys
 import threading
 import time
-import weakref
 
 import numpy as np
 
-from fastnn import fused
-from fastnn._config import limit_blas
-from fastnn._cpu import threads_now
+from fastnn.callbacks import EarlyStopping, History, stateful
 from fastnn.core import TrainingCore, accuracy_units, hits, labels_for_accuracy
 from fastnn.checkpoint import check_allow_changes, fingerprint, locked, read_checkpoint, write_checkpoint
-from fastnn.kernels import get_backend, layout
+from fastnn.inference import predict, predict_checked, probabilities
 from fastnn._validation import check_matrix, check_positive_int, check_sample_weight, class_weights_for
 from fastnn.losses import Loss
-from fastnn.layers import INFERENCE
 from fastnn.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from fastnn.optim import Optimizer
 from fastnn.registry import LOSSES
 
-__all__ = ["History", "EarlyStopping", "TrainingTerminated", "fit", "predict", "evaluate"]
+# History, EarlyStopping (fastnn.callbacks), predict and probabilities (fastnn.inference) are importable from here
+# as they were before those modules.
+__all__ = ["History", "EarlyStopping", "TrainingTerminated", "fit", "predict", "probabilities", "evaluate"]
 
 # The compiled step trains this long per call (sized from the call before): a signal is taken within about
 # this time, at a cost of one more call per such stretch (tens of microseconds).
@@ -62,122 +59,6 @@ class TrainingTerminated(SystemExit):
 
     def __str__(self):
         return self.message
-
-
-class History:
-    """What ``fit`` returns, as in Keras.
-
-    Attributes
-    ----------
-    history : dict of str to list of float
-        ``"loss"`` and, for classification losses, ``"accuracy"``; ``"val_loss"`` and
-        ``"val_accuracy"`` with validation data; ``"lr"``, the learning rate the epoch started with.
-        One entry per epoch.
-    epoch : list of int
-        The epoch numbers (0-based) that ran.
-    stopped_epoch : int or None
-        Epoch at which early stopping or a callback ended training.
-    fast_path : bool
-        Whether the compiled training step of :mod:`fastnn.fused` ran (else layer by layer).
-    fallback : str or None
-        Why it did not (None when it did): e.g. a layer, loss or optimizer it has no form for.
-    compiled_by : str or None
-        Which code ran it: ``"aot"`` (built at install, :mod:`fastnn.kernels.aot`), ``"jit"`` (Numba's JIT),
-        ``"numpy"`` (the NumPy twin); None layer by layer. For the same seed, data, dtype and BLAS threads,
-        ``"aot"`` and ``"jit"`` train bit-identical weights.
-    """
-
-    def __init__(self):
-        self.history = {}
-        self.epoch = []
-        self.stopped_epoch = None
-        self.fast_path = False
-        self.fallback = None
-        self.compiled_by = None
-
-    def _append(self, epoch, logs):
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-
-    def plot(self, path=None, ax=None):
-        """Learning curves: one panel per metric (loss, accuracy, learning rate, ...), validation beside training.
-
-        Needs matplotlib (``pip install 'fastnn[plot]'``). ``path`` also writes the figure there (PNG, SVG, PDF
-        by suffix); ``ax`` draws into existing Axes, one per panel. Returns the matplotlib ``Figure``.
-        """
-        from fastnn.plot import plot_history  # noqa: PLC0415  (matplotlib loads only when plotting)
-
-        return plot_history(self, path, ax)
-
-    def __repr__(self):
-        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
-
-
-class EarlyStopping:
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
-
-    Parameters
-    ----------
-    monitor : str
-        A ``History`` key; ``None`` picks ``"val_loss"`` with validation data, else ``"loss"``.
-    patience : int
-    min_delta : float
-    mode : {"min", "max"}
-        ``"max"`` for accuracies.
-    restore_best_weights : bool
-        On stopping (or at the end of fit), put back the parameters of the best epoch.
-    """
-
-    def __init__(self, monitor=None, patience=5, min_delta=0.0, mode="min", restore_best_weights=True):
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
-        if not min_delta >= 0:
-            raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")
-        self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
-        self.mode, self.restore_best_weights = mode, restore_best_weights
-        self.best_, self.best_epoch_, self._wait, self._best_weights = None, None, 0, None
-
-    def get_config(self):
-        return {"monitor": self.monitor, "patience": self.patience, "min_delta": self.min_delta, "mode": self.mode,
-                "restore_best_weights": self.restore_best_weights}
-
-    def state_dict(self):
-        """``(state, best_weights)``: the best value, its epoch and the epochs waited since, as JSON values, and
-        the best epoch's parameters (an empty list when not kept)."""
-        return {"best": self.best_, "best_epoch": self.best_epoch_, "wait": self._wait}, list(self._best_weights or [])
-
-    def load_state_dict(self, state, best_weights):
-        """Restore a :meth:`state_dict` (``fit`` has called ``_start`` first)."""
-        self.best_, self.best_epoch_, self._wait = state["best"], state["best_epoch"], state["wait"]
-        self._best_weights = list(best_weights) or None
-
-    def _start(self, params, has_validation):
-        self.monitor_ = self.monitor or ("val_loss" if has_validation else "loss")
-        self.best_, self.best_epoch_, self._wait = None, None, 0
-        self._params, self._best_weights = params, None
-
-    def _update(self, epoch, logs):
-        """Record ``logs``; return True when training should stop."""
-        if self.monitor_ not in logs:
-            raise ValueError(f"EarlyStopping monitors {self.monitor_!r}, which fit does not report; "
-                             f"available: {sorted(logs)}")
-        value = logs[self.monitor_]
-        sign = 1 if self.mode == "min" else -1
-        if self.best_ is None or sign * (self.best_ - value) > self.min_delta:
-            self.best_, self.best_epoch_, self._wait = value, epoch, 0
-            if self.restore_best_weights:
-                self._best_weights = [p.data.copy() for p in self._params]
-            return False
-        self._wait += 1
-        return self._wait > self.patience
-
-    def _restore(self):
-        if self.restore_best_weights and self._best_weights is not None:
-            for p, w in zip(self._params, self._best_weights):
-                p.data[...] = w
 
 
 def resolve_loss(loss):
@@ -229,7 +110,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
         schedulers=schedulers, early_stopping=early_stopping)
     X, T, sw, validation = _split_validation(model, loss, X, T, sw, validation_data, validation_split)
 
-    model._fit_loss = loss  # predict_proba's default: what the outputs mean
+    model.fit_loss = loss  # predict_proba's default: what the outputs mean
     n = X.shape[0]
     total_weight = n if sw is None else float(sw.sum())
     history = History()
@@ -237,7 +118,8 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
     history.fast_path, history.fallback = core.fast_path, core.fallback
     rng = np.random.default_rng(seed)
     if early_stopping is not None:
-        early_stopping._start(model.parameters(), validation is not None)
+        early_stopping.start(validation is not None)
+    saved = stateful(callbacks)  # what the checkpoint keeps of the callbacks besides History and EarlyStopping
     for cb in callbacks:
         if hasattr(cb, "set_optimizer"):
             cb.set_optimizer(optimizer)
@@ -248,11 +130,9 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
             _deferred_interrupts() as interrupted:
         first = 0
         if resume and os.path.exists(checkpoint):  # no file yet: the run starts, and checkpoints, afresh
-            done, saved, rng.bit_generator.state = read_checkpoint(
-                checkpoint, model, optimizer, schedulers=schedulers, early_stopping=early_stopping, run=run_id,
-                allow_changes=allow_changes)
-            history.history, history.epoch = saved["history"], saved["epoch"]
-            history.stopped_epoch = saved["stopped_epoch"]
+            done, _, rng.bit_generator.state = read_checkpoint(
+                checkpoint, model, optimizer, schedulers=schedulers, early_stopping=early_stopping, history=history,
+                callbacks=saved, run=run_id, allow_changes=allow_changes)
             first = epochs if history.stopped_epoch is not None else done + 1
         for epoch in range(first, epochs):
             start = time.perf_counter()
@@ -267,7 +147,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
             batch_losses, correct = _train_epoch(core, order, after_step, epoch_seed, bar, interrupted, at_start,
                                                  (history, epoch, epochs, checkpoint))
             logs = _epoch_logs(model, loss, T, float(batch_losses.sum()) / total_weight, correct, validation, lr)
-            history._append(epoch, logs)
+            history.append(epoch, logs)
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.2f}s - "
                       + " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}" for k, v in logs.items()),
@@ -277,20 +157,20 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
                     sched.step(_monitored(sched, logs, validation is not None))
                 elif sched.interval == "epoch":
                     sched.step()
-            stop = early_stopping is not None and early_stopping._update(epoch, logs)
+            stop = early_stopping is not None and early_stopping.update(epoch, logs, model.parameters())
             stop = any([bool(cb.on_epoch_end(epoch, dict(logs))) for cb in callbacks
                         if hasattr(cb, "on_epoch_end")]) or stop
             if stop:
                 history.stopped_epoch = epoch
             if checkpoint is not None:
                 write_checkpoint(checkpoint, model, optimizer, epoch=epoch, history=history, rng=rng,
-                                 schedulers=schedulers, early_stopping=early_stopping, run=run_id)
+                                 schedulers=schedulers, early_stopping=early_stopping, callbacks=saved, run=run_id)
             if interrupted():
                 raise _interruption(history, epoch + 1, checkpoint, interrupted())
             if stop:
                 break
     if early_stopping is not None:
-        early_stopping._restore()
+        early_stopping.restore_best(model.parameters())
     return history
 
 
@@ -533,107 +413,6 @@ def _diverged(model, snapshot, value, epoch, epochs, b, n_batches, history):
     raise err
 
 
-def probabilities(outputs, kind):
-    """Softmax (rows) or sigmoid (each entry) of logits, in place, with the kernels of the active backend."""
-    K = get_backend()
-    if kind == "softmax":
-        return K.softmax_forward(outputs, outputs)
-    return K.sigmoid_forward(outputs, outputs)
-
-
-def predict(model, X, batch_size=1024):
-    """Model outputs for ``X`` in batches; no layer keeps a reference to ``X`` afterwards."""
-    plan = _forward_plan(model)
-    # An array already in the model's dtype and layout needs only the finiteness check, and a finite sum of
-    # squares proves it (a NaN or inf makes it NaN or inf; an overflow only sends X to the full check).
-    if not (plan is not None and type(X) is np.ndarray and X.ndim == 2 and X.dtype == plan.Ws[0].dtype
-            and X.shape[0] and X.shape[1] == plan.Ws[0].shape[0] and X.flags.c_contiguous
-            and type(batch_size) is int and batch_size > 0 and math.isfinite(np.vdot(X, X))):
-        # Any other dtype or layout is converted a batch at a time: never a second copy of X.
-        X = check_matrix(X, "X", n_features=model.n_features_in, dtype=model.dtype, convert="blocks")
-        batch_size = check_positive_int(batch_size, "batch_size")
-    return _predict(model, X, batch_size, plan)
-
-
-class _Plan(collections.namedtuple("_Plan", "layers linears Ws bs acts alphas dims params")):
-    """What ``mlp_forward`` needs for a model, and what tells whether it is still the model's."""
-
-
-_PLANS = weakref.WeakKeyDictionary()  # model -> _Plan
-
-
-def _forward_plan(model):
-    """The model's :class:`_Plan`, cached and rebuilt when its layers or their parameter arrays change; None
-    when the layers are not ([Dropout] Linear [activation])* (see :mod:`fastnn.fused`)."""
-    plan = _PLANS.get(model)
-    if plan is not None and plan.layers == model.layers:
-        for lin, W, b in zip(plan.linears, plan.Ws, plan.bs):  # a loop, not all(...): this runs per predict
-            if lin.W.data is not W or lin.b.data is not b:
-                break
-        else:
-            return plan
-    found = fused._plan(model)
-    if found is None:
-        return None
-    linears, acts, alphas, _ = found  # Dropout is the identity in inference
-    Ws, bs = tuple([lin.W.data for lin in linears]), tuple([lin.b.data for lin in linears])
-    try:
-        dims, params = layout.param_table(Ws, bs)
-    except (TypeError, ValueError):  # e.g. a parameter array made read-only or non-contiguous by its owner
-        return None
-    plan = _Plan(list(model.layers), linears, Ws, bs, acts, alphas, dims, params)
-    _PLANS[model] = plan
-    return plan
-
-
-def _predict(model, X, batch_size, plan=False):
-    """``predict`` on a checked ``X``; ``plan`` is ``_forward_plan(model)`` if the caller has it. Under the
-    training step's BLAS thread rule (:func:`fastnn._cpu.threads_now`), except for a single row, which the BLAS
-    runs on one thread anyway and which should not pay for asking."""
-    if X.shape[0] < 2:
-        return _predict_on(model, X, batch_size, plan)
-    with limit_blas(threads_now(min(batch_size, X.shape[0]))):
-        return _predict_on(model, X, batch_size, plan)
-
-
-def _predict_on(model, X, batch_size, plan):
-    plan = _forward_plan(model) if plan is False else plan
-    if plan is not None:  # compiled calls through every layer
-        dims, dtype, forward = plan.dims, plan.Ws[0].dtype, get_backend().mlp_forward
-        work = np.empty((2, min(batch_size, X.shape[0]) * max(dims[1:-1], default=0)), dtype)
-        out = np.empty((X.shape[0], dims[-1]), dtype)
-        if X.dtype == dtype and X.flags.c_contiguous:  # one call
-            # Every array here is the plan's or made just above, X checked by the caller: the prebuilt export
-            # can be called without its wrapper's checks (a third of a single-row predict).
-            export = getattr(forward, "unchecked", {}).get(dtype)
-            if export is not None and X.ndim == 2:
-                export(X, dims, plan.acts, plan.alphas, plan.params, work, out)
-                return out
-            return forward(X, dims, plan.acts, plan.alphas, plan.params, work, out)
-        for s in range(0, X.shape[0], batch_size):  # a batch converted at a time
-            forward(np.ascontiguousarray(X[s:s + batch_size], dtype), dims, plan.acts, plan.alphas, plan.params,
-                    work, out[s:s + batch_size])
-        return out
-    # Inference: Dropout is the identity whatever mode the model is in, and no layer caches anything; said to
-    # the layers through a context variable, so the model itself (maybe training in another thread) is not touched.
-    token = INFERENCE.set(True)
-    try:
-        return _predict_batches(model, X, batch_size)
-    finally:
-        INFERENCE.reset(token)
-
-
-def _predict_batches(model, X, batch_size):
-    out = None
-    dtype = model.dtype or (X.dtype if X.dtype.kind == "f" else np.float64)  # a model without parameters
-    for s in range(0, X.shape[0], batch_size):
-        o = model._forward(np.ascontiguousarray(X[s:s + batch_size], dtype))
-        if out is None:
-            out = np.empty((X.shape[0], o.shape[1]), o.dtype)
-        out[s:s + batch_size] = o
-    return out
-
-
 def evaluate(model, X, y, loss, batch_size=1024, sample_weight=None, _checked=False):
     """Mean loss (and accuracy for classification losses) over ``(X, y)``.
 
@@ -649,9 +428,8 @@ def evaluate(model, X, y, loss, batch_size=1024, sample_weight=None, _checked=Fa
     if not _checked:
         X, y = _check_data(model, loss, X, y, "")
         sample_weight = None if sample_weight is None else _weights(loss, y, sample_weight, None, "")
-    out = _predict(model, X, check_positive_int(batch_size, "batch_size"))
-    result = {"loss": loss._forward(out, y, sample_weight)}
-    loss._grad = None
+    out = predict_checked(model, X, check_positive_int(batch_size, "batch_size"))
+    result = {"loss": loss.value(out, y, sample_weight)}
     if loss.accuracy is not None:
         result["accuracy"] = hits(loss, out, y) / accuracy_units(loss, y)
     return result

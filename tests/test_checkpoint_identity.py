@@ -168,6 +168,8 @@ BAD_FIELDS = [
     ("stopped epoch out of range", _set("history/stopped_epoch", 9), "'history.stopped_epoch'"),
     ("schedulers not a list", _set("schedulers", {}), "'schedulers'"),
     ("run not a dict", _set("run", [1]), "'run'"),
+    ("callbacks not a list", _set("callbacks", {}), "'callbacks'"),
+    ("callback without its form", _set("callbacks", [{"class": "X", "state": {}}]), "'callbacks'"),
 ]
 
 
@@ -294,3 +296,16 @@ def test_two_threads_on_one_path(tmp_path):
     release.set()
     first.join(60)
     assert len(errors) == 1 and f"pid {os.getpid()}" in str(errors[0])
+
+
+def test_a_checkpoint_from_before_callbacks_were_saved_still_resumes(tmp_path):
+    """No ``callbacks`` entry (and early stopping's best weights under their old names): the run continues, and
+    ends as an uninterrupted one does."""
+    path = tmp_path / "run.ckpt"
+    full, _, full_history = fit(tmp_path / "full.ckpt", 4, early_stopping=fn.EarlyStopping(patience=5))
+    fit(path, 2, early_stopping=fn.EarlyStopping(patience=5))
+    rewrite_state(path, _set("callbacks", KeyError))
+    model, _, history = fit(path, 4, resume=True, early_stopping=fn.EarlyStopping(patience=5))
+    assert history.history == full_history.history
+    for a, b in zip(model.parameters(), full.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)

@@ -485,3 +485,70 @@ def test_first_compile_is_announced_once_and_a_cached_step_is_silent(tmp_path):
     assert [e.returncode for e in errs] == [0, 0], errs[0].stderr + errs[1].stderr
     assert errs[0].stderr.count("fastnn: compiling the training step") == 1
     assert "compiling" not in errs[1].stderr
+
+
+def test_layers_describe_themselves_the_same_object_until_they_change():
+    lin, act, drop = fn.Linear(3, 2, seed=0), fn.LeakyReLU(0.1), fn.Dropout(0.2)
+    specs = [layer.describe() for layer in (lin, act, drop)]
+    assert [layer.describe() for layer in (lin, act, drop)] == specs
+    assert all(a is b for a, b in zip(specs, [layer.describe() for layer in (lin, act, drop)]))
+    assert specs[0].kind == "linear" and specs[0].params == (lin.W, lin.b)
+    assert (specs[1].kind, specs[1].code, specs[1].alpha) == ("activation", fn.LeakyReLU.code, 0.1)
+    assert (specs[2].kind, specs[2].p) == ("dropout", 0.2)
+    act.alpha, drop.p, lin.W = 0.25, 0.4, fn.layers.Parameter(np.zeros((3, 2), np.float32), "W")
+    now = [layer.describe() for layer in (lin, act, drop)]
+    assert all(a is not b for a, b in zip(specs, now))
+    assert now[0].params[0] is lin.W and now[1].alpha == 0.25 and now[2].p == 0.4
+    assert fn.Softmax().describe() is None and fn.layers.Layer().describe() is None
+
+
+def test_losses_describe_themselves():
+    labels, dense = np.zeros(4, np.int64), np.zeros((4, 3))
+    codes = fn.kernels.codes
+    assert fn.SoftmaxCrossEntropy().describe(labels, 3) == (codes.LOSS_SCE_LABELS, 1.0, codes.IDENTITY)
+    assert fn.SoftmaxCrossEntropy().describe(dense, 3).kind == codes.LOSS_SCE_DENSE
+    assert fn.MSELoss(outputs="sum", half=True).describe(dense, 3) == (codes.LOSS_MSE, 1.5, codes.IDENTITY)
+    assert fn.BCELoss().describe(dense, 3) == (codes.LOSS_BCE, 1.0, codes.SIGMOID)
+    assert fn.NLLLoss().describe(labels, 3).kind is None
+    loss = fn.MSELoss()
+    loss.half = True  # read afresh: the next call of the step sees it
+    assert loss.describe(dense, 3).scale == 0.5
+
+
+@pytest.mark.parametrize("act", [fn.LeakyReLU, fn.ELU], ids=lambda c: c.__name__)
+def test_an_alpha_changed_after_predict_is_honoured(backend, act):
+    """The compiled predict's plan is cached, but checked against what the layers describe at every call."""
+    X, _ = _data()
+    model = fn.Sequential(fn.Linear(7, 12, seed=0, dtype=np.float64), act(0.05), fn.Linear(12, 4, seed=1,
+                                                                                          dtype=np.float64))
+    X = X.astype(np.float64) * 3
+    before = model.predict(X)
+    np.testing.assert_allclose(before, model.forward(X), rtol=1e-12, atol=1e-12)
+    model.layers[1].alpha = 0.7
+    after = model.predict(X)
+    np.testing.assert_allclose(after, model.forward(X), rtol=1e-12, atol=1e-12)
+    assert not np.allclose(before, after)
+    model.layers[1].alpha = 0.05  # and back
+    np.testing.assert_allclose(model.predict(X), before, rtol=1e-12, atol=1e-12)
+
+
+def test_a_slope_or_dropout_rate_changed_between_epochs_is_honoured_by_the_compiled_step(monkeypatch):
+    """A callback changes LeakyReLU's slope and turns a Dropout on (its buffer appears in the step's workspace):
+    the compiled step, which asks the layers at every call, trains what the layer-by-layer path trains."""
+    X, y = _data()
+    results = []
+    for general in (False, True):
+        model = fn.Sequential(fn.Linear(7, 12, seed=0, dtype=np.float64), fn.LeakyReLU(0.01), fn.Dropout(0.0),
+                              fn.Linear(12, 4, seed=1, dtype=np.float64))
+
+        class Anneal:
+            def on_epoch_begin(self, epoch, logs):
+                model.layers[1].alpha, model.layers[2].p = 0.01 + 0.2 * epoch, 0.25 * epoch
+
+        h = _fit(model, X, y, fn.SoftmaxCrossEntropy(), fn.Adam(model.parameters(), lr=1e-2), general=general,
+                 epochs=3, monkeypatch=monkeypatch, callbacks=[Anneal()])
+        results.append((h.history["loss"], [p.data.copy() for p in model.parameters()]))
+    (h1, w1), (h2, w2) = results
+    np.testing.assert_allclose(h1, h2, rtol=1e-12)
+    for a, b in zip(w1, w2):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -356,3 +356,17 @@ def test_float32_weight_decay_is_as_exact_as_torchs(monkeypatch, general):
     assert h.fast_path is not general
     exact = W0 * 0.999 ** 5000
     assert np.abs(model[0].W.data - exact).max() < 1e-7 * np.abs(W0).max()  # measured: 1.4e-8 relative
+
+
+def test_fit_records_its_loss_publicly_and_evaluate_keeps_no_gradient():
+    X, y = _blobs(n=40)
+    model = _model()
+    assert model.fit_loss is None
+    loss = fn.SoftmaxCrossEntropy()
+    model.fit(X, y, loss=loss, optimizer=fn.SGD(model.parameters(), lr=0.1), epochs=1, verbose=0)
+    assert model.fit_loss is loss  # what predict_proba takes the outputs to mean
+    np.testing.assert_allclose(model.predict_proba(X).sum(axis=1), 1, rtol=1e-5)
+    result = model.evaluate(X, y, loss)
+    with pytest.raises(RuntimeError, match="before forward"):  # Loss.value: the batch's gradient is not kept
+        loss.backward()
+    assert result["loss"] == pytest.approx(loss.value(model.predict(X), y))

@@ -5,7 +5,7 @@ import numpy as np
 
 import fastnn as fn
 from fastnn import io, preprocessing
-from fastnn import train as fit_loop
+from fastnn import inference
 from fastnn.cli.common import cells, check_out_path, eval_data, label_texts
 
 __all__ = ["run"]
@@ -20,7 +20,7 @@ def run(args, say):
     out = out.reshape(len(out), -1)
     if args.task == "classification":
         if not isinstance(model.layers[-1], fn.Softmax):
-            fit_loop.probabilities(out, "softmax")  # in place, in float64
+            inference.probabilities(out, "softmax")  # in place, in float64
         if isinstance(model.target, preprocessing.Labels) and model.target.n_classes == out.shape[1]:
             names = label_texts(model.target)  # the labels as the training data wrote them
             labels = np.array(names, dtype=object)[out.argmax(axis=1)].tolist()

@@ -1,0 +1,139 @@
+"""Inference: ``predict`` through the compiled forward pass (``mlp_forward``) when the layers allow it, else layer by
+layer; the plan of a model cached between calls and checked against what its layers describe at every call.
+
+Inference is a function of its inputs: it never touches the model (no cache, no mode flipped), so another thread
+may train or predict with the same model meanwhile.
+"""
+import math
+import weakref
+from typing import NamedTuple
+
+import numpy as np
+
+from fastnn import fused
+from fastnn._config import limit_blas
+from fastnn._cpu import threads_now
+from fastnn._validation import check_matrix, check_positive_int
+from fastnn.kernels import get_backend, layout
+from fastnn.layers import INFERENCE
+
+__all__ = ["probabilities", "predict", "predict_checked"]
+
+
+def probabilities(outputs, kind):
+    """Softmax (rows) or sigmoid (each entry) of logits, in place, with the kernels of the active backend."""
+    K = get_backend()
+    if kind == "softmax":
+        return K.softmax_forward(outputs, outputs)
+    return K.sigmoid_forward(outputs, outputs)
+
+
+def predict(model, X, batch_size=1024):
+    """Model outputs for ``X`` in batches; no layer keeps a reference to ``X`` afterwards."""
+    plan = _forward_plan(model)
+    # An array already in the model's dtype and layout needs only the finiteness check, and a finite sum of
+    # squares proves it (a NaN or inf makes it NaN or inf; an overflow only sends X to the full check).
+    if not (plan is not None and type(X) is np.ndarray and X.ndim == 2 and X.dtype == plan.dtype
+            and X.shape[0] and X.shape[1] == plan.n_in and X.flags.c_contiguous
+            and type(batch_size) is int and batch_size > 0 and math.isfinite(np.vdot(X, X))):
+        # Any other dtype or layout is converted a batch at a time: never a second copy of X.
+        X = check_matrix(X, "X", n_features=model.n_features_in, dtype=model.dtype, convert="blocks")
+        batch_size = check_positive_int(batch_size, "batch_size")
+    return predict_checked(model, X, batch_size, plan)
+
+
+class _Plan(NamedTuple):
+    """What ``mlp_forward`` needs for a model, and what tells whether it is still the model's: the layers'
+    specs (:meth:`fastnn.layers.Layer.describe`, the same objects while unchanged) and each parameter with the
+    array it held. The widths are Python ints: read from ``dims`` at every call they cost a single row's predict
+    more than the check does."""
+
+    specs: tuple
+    arrays: tuple  # ((Parameter, its data array), ...)
+    dtype: np.dtype
+    n_in: int
+    n_out: int
+    hidden: int  # the widest hidden layer (0: none)
+    acts: np.ndarray
+    alphas: np.ndarray
+    dims: np.ndarray
+    params: np.ndarray
+
+
+_PLANS = weakref.WeakKeyDictionary()  # model -> _Plan
+
+
+def _forward_plan(model):
+    """The model's :class:`_Plan`, cached and rebuilt when a layer describes itself otherwise (a layer replaced,
+    an ``alpha`` changed) or a parameter array was replaced; None when the layers are not
+    ([Dropout] Linear [activation])* (see :func:`fastnn.fused.plan`)."""
+    plan = _PLANS.get(model)
+    if plan is not None and fused.still(model, plan.specs):
+        for p, a in plan.arrays:  # a loop, not all(...): this runs at every predict, a single row's too
+            if p.data is not a:
+                break
+        else:
+            return plan
+    found = fused.plan(model)
+    if found is None:
+        return None
+    Ws = [lin.params[0].data for lin in found.linears]  # Dropout is the identity in inference
+    bs = [lin.params[1].data for lin in found.linears]
+    try:
+        dims, params = layout.param_table(Ws, bs)
+    except (TypeError, ValueError):  # e.g. a parameter array made read-only or non-contiguous by its owner
+        return None
+    arrays = tuple((p, p.data) for lin in found.linears for p in lin.params)
+    widths = [int(d) for d in dims]
+    plan = _Plan(found.specs, arrays, Ws[0].dtype, widths[0], widths[-1], max(widths[1:-1], default=0), found.acts,
+                 found.alphas, dims, params)
+    _PLANS[model] = plan
+    return plan
+
+
+def predict_checked(model, X, batch_size, plan=False):
+    """``predict`` on a checked ``X``; ``plan`` is ``_forward_plan(model)`` if the caller has it. Under the
+    training step's BLAS thread rule (:func:`fastnn._cpu.threads_now`), except for a single row, which the BLAS
+    runs on one thread anyway and which should not pay for asking."""
+    if X.shape[0] < 2:
+        return _predict_on(model, X, batch_size, plan)
+    with limit_blas(threads_now(min(batch_size, X.shape[0]))):
+        return _predict_on(model, X, batch_size, plan)
+
+
+def _predict_on(model, X, batch_size, plan):
+    plan = _forward_plan(model) if plan is False else plan
+    if plan is not None:  # compiled calls through every layer
+        dims, dtype, forward = plan.dims, plan.dtype, get_backend().mlp_forward
+        work = np.empty((2, min(batch_size, X.shape[0]) * plan.hidden), dtype)
+        out = np.empty((X.shape[0], plan.n_out), dtype)
+        if X.dtype == dtype and X.flags.c_contiguous:  # one call
+            # Every array here is the plan's or made just above, X checked by the caller: the prebuilt export
+            # can be called without its wrapper's checks (a third of a single-row predict).
+            export = getattr(forward, "unchecked", {}).get(dtype)
+            if export is not None and X.ndim == 2:
+                export(X, dims, plan.acts, plan.alphas, plan.params, work, out)
+                return out
+            return forward(X, dims, plan.acts, plan.alphas, plan.params, work, out)
+        for s in range(0, X.shape[0], batch_size):  # a batch converted at a time
+            forward(np.ascontiguousarray(X[s:s + batch_size], dtype), dims, plan.acts, plan.alphas, plan.params,
+                    work, out[s:s + batch_size])
+        return out
+    # Inference: Dropout is the identity whatever mode the model is in, and no layer caches anything; said to
+    # the layers through a context variable, so the model itself (maybe training in another thread) is not touched.
+    token = INFERENCE.set(True)
+    try:
+        return _predict_batches(model, X, batch_size)
+    finally:
+        INFERENCE.reset(token)
+
+
+def _predict_batches(model, X, batch_size):
+    out = None
+    dtype = model.dtype or (X.dtype if X.dtype.kind == "f" else np.float64)  # a model without parameters
+    for s in range(0, X.shape[0], batch_size):
+        o = model._forward(np.ascontiguousarray(X[s:s + batch_size], dtype))
+        if out is None:
+            out = np.empty((X.shape[0], o.shape[1]), o.dtype)
+        out[s:s + batch_size] = o
+    return out
