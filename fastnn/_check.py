@@ -1,0 +1,214 @@
+"""The one argument checker: declarative constraints, modelled on scikit-learn's ``Interval``/``StrOptions``.
+
+``check(name, value, *constraints)`` returns the value (normalized: ``int``, ``float``, ``np.dtype``, ``bool``) if
+any one constraint accepts it, and otherwise raises with one rule, everywhere in fastnn:
+
+- no constraint accepts the value's *type* -> ``TypeError``;
+- the type is right but the value is out of range, not finite or not among the options -> ``ValueError``.
+
+The message names the argument, what was expected and what came::
+
+    lr must be a finite number >= 0, got 'fast' (str)
+    momentum must be a number in [0, 1), got 1.5
+    loss must be one of 'mse', 'cross_entropy', got 'hinge'
+
+``bool`` is never a number, and a number never a bool.
+"""
+import math
+import numbers
+import os
+
+import numpy as np
+
+__all__ = ["Interval", "Options", "Instance", "Items", "Dtype", "BOOL", "PATH", "CALLABLE", "SEED", "INT", "REAL",
+           "check", "expected", "shown"]
+
+INT, REAL = "int", "real"
+
+
+class Constraint:
+    """``accepts(value)``: is the type right; ``valid(value)``: is a value of that type in range;
+    ``normalize(value)``: the value returned; ``str(constraint)``: what is expected, as a noun phrase."""
+
+    def accepts(self, value):
+        raise NotImplementedError
+
+    def valid(self, value):
+        return True
+
+    def normalize(self, value):
+        return value
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _num(x):
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+class Interval(Constraint):
+    """A number of ``kind`` (``"int"`` or ``"real"``) between ``low`` and ``high`` (None: unbounded).
+
+    ``closed`` is ``"both"``, ``"left"``, ``"right"`` or ``"neither"`` as in scikit-learn. A real is always
+    finite: NaN and inf are out of range (``ValueError``). An int never accepts a float (``2.0``): ``TypeError``.
+    """
+
+    def __init__(self, kind, low=None, high=None, *, closed="both"):
+        assert kind in (INT, REAL) and closed in ("both", "left", "right", "neither")
+        self.kind, self.low, self.high, self.closed = kind, low, high, closed
+
+    def accepts(self, value):
+        return _is_int(value) if self.kind == INT else _is_number(value)
+
+    def valid(self, value):
+        try:
+            v = int(value) if self.kind == INT else float(value)
+        except OverflowError:
+            return False
+        low_ok = self.low is None or (v >= self.low if self.closed in ("both", "left") else v > self.low)
+        high_ok = self.high is None or (v <= self.high if self.closed in ("both", "right") else v < self.high)
+        return (self.kind == INT or math.isfinite(v)) and low_ok and high_ok
+
+    def normalize(self, value):
+        return int(value) if self.kind == INT else float(value)
+
+    def __str__(self):
+        noun = "an integer" if self.kind == INT else "a number"
+        left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
+        if self.low is not None and self.high is not None:
+            return f"{noun} in {'[' if left else '('}{_num(self.low)}, {_num(self.high)}{']' if right else ')'}"
+        noun = noun if self.kind == INT else "a finite number"
+        if self.low is not None:
+            return f"{noun} {'>=' if left else '>'} {_num(self.low)}"
+        if self.high is not None:
+            return f"{noun} {'<=' if right else '<'} {_num(self.high)}"
+        return noun
+
+
+class Options(Constraint):
+    """One of ``choices`` (compared with ``==``); the type is ``kind`` (default ``str``)."""
+
+    def __init__(self, *choices, kind=str):
+        self.choices, self.kind = choices, kind
+
+    def accepts(self, value):
+        return isinstance(value, self.kind) and not (self.kind is not bool and isinstance(value, (bool, np.bool_)))
+
+    def valid(self, value):
+        return any(value == c for c in self.choices)
+
+    def __str__(self):
+        shown_choices = [repr(c) if isinstance(c, str) else _num(c) for c in self.choices]
+        if len(shown_choices) <= 2:
+            return " or ".join(shown_choices)
+        return "one of " + ", ".join(shown_choices)
+
+
+class Instance(Constraint):
+    """An instance of one of ``types``; ``what`` says it in words (default: the class names)."""
+
+    def __init__(self, *types, what=None):
+        self.types = types
+        self.what = what or " or ".join(("an " if t.__name__[0] in "AEIOUaeiou" else "a ") + t.__name__ for t in types)
+
+    def accepts(self, value):
+        return isinstance(value, self.types)
+
+    def __str__(self):
+        return self.what
+
+
+class Items(Constraint):
+    """A list or tuple (``length`` items if given) whose every item meets ``item``; returns a tuple."""
+
+    def __init__(self, item, *, length=None, what=None):
+        self.item, self.length = item, length
+        count = "" if length is None else f"{length} "
+        self.what = what or f"a list or tuple of {count}items, each {item}"
+
+    def accepts(self, value):
+        return isinstance(value, (list, tuple))
+
+    def valid(self, value):
+        return self.length is None or len(value) == self.length
+
+    def normalize(self, value, name="value"):
+        return tuple(check(f"{name}[{i}]", v, self.item) for i, v in enumerate(value))
+
+    def __str__(self):
+        return self.what
+
+
+class Dtype(Constraint):
+    """A NumPy dtype among ``dtypes`` (anything ``np.dtype`` takes, except None); returns the ``np.dtype``."""
+
+    def __init__(self, *dtypes):
+        self.dtypes = tuple(np.dtype(d) for d in dtypes)
+
+    def accepts(self, value):
+        if value is None:
+            return False
+        try:
+            np.dtype(value)
+        except (TypeError, ValueError):
+            return False
+        return True
+
+    def valid(self, value):
+        return np.dtype(value) in self.dtypes
+
+    def normalize(self, value):
+        return np.dtype(value)
+
+    def __str__(self):
+        return " or ".join(d.name for d in self.dtypes)
+
+
+class _Predicate(Constraint):
+    def __init__(self, what, accepts, normalize=lambda v: v):
+        self.what, self.accepts, self.normalize = what, accepts, normalize
+
+    def __str__(self):
+        return self.what
+
+
+BOOL = _Predicate("True or False", lambda v: isinstance(v, (bool, np.bool_)), bool)
+PATH = _Predicate("a path (str or os.PathLike)", lambda v: isinstance(v, (str, os.PathLike)))
+CALLABLE = _Predicate("a callable", callable)
+NONE = _Predicate("None", lambda v: v is None)
+SEED = (NONE, Interval(INT, 0, None),
+        Instance(np.random.Generator, np.random.SeedSequence, np.random.BitGenerator, what="a numpy Generator"))
+
+
+def shown(value, with_type):
+    """``value`` as a message shows it: its repr, cut at 60 characters, then its type on a ``TypeError``; only
+    the type's name where the repr is long or an ``<object at ...>``."""
+    r = repr(value)
+    if with_type and (len(r) > 60 or "\n" in r or r.startswith("<")):
+        return type(value).__name__
+    r = r if len(r) <= 60 else r[:57] + "..."
+    return f"{r} ({type(value).__name__})" if with_type else r
+
+
+def expected(constraints):
+    return " or ".join(str(c) for c in constraints)
+
+
+def check(name, value, *constraints):
+    """Return ``value`` (normalized by the first constraint that takes it) or raise ``TypeError``/``ValueError``.
+
+    A constraint may be a tuple of constraints (``SEED``); several constraints mean that any one may match.
+    """
+    flat = [c for group in constraints for c in (group if isinstance(group, tuple) else (group,))]
+    typed = [c for c in flat if c.accepts(value)]
+    for c in typed:
+        if c.valid(value):
+            return c.normalize(value, name) if isinstance(c, Items) else c.normalize(value)
+    error = ValueError if typed else TypeError
+    raise error(f"{name} must be {expected(flat)}, got {shown(value, not typed)}")
