@@ -17,10 +17,12 @@ The message names the argument, what was expected and what came::
 import math
 import numbers
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "Options", "Instance", "Items", "Dtype", "BOOL", "PATH", "CALLABLE", "SEED", "INT", "REAL",
+__all__ = ["Interval", "Options", "Instance", "Items", "Dtype", "BOOL", "PATH", "CALLABLE", "NONE", "NUMBER", "SEED", "INT", "REAL",
+           "NON_NEGATIVE", "POSITIVE", "FRACTION", "COUNT", "POSITIVE_INT",
            "check", "expected", "shown"]
 
 INT, REAL = "int", "real"
@@ -125,15 +127,17 @@ class Instance(Constraint):
 
 
 class Items(Constraint):
-    """A list or tuple (``length`` items if given) whose every item meets ``item``; returns a tuple."""
+    """A sequence (list, tuple, range, 1-D array; ``length`` items if given) whose every item meets ``item``;
+    returns a tuple."""
 
     def __init__(self, item, *, length=None, what=None):
         self.item, self.length = item, length
         count = "" if length is None else f"{length} "
-        self.what = what or f"a list or tuple of {count}items, each {item}"
+        self.what = what or f"a sequence of {count}items, each {item}"
 
     def accepts(self, value):
-        return isinstance(value, (list, tuple))
+        return (isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+                or isinstance(value, np.ndarray) and value.ndim == 1)
 
     def valid(self, value):
         return self.length is None or len(value) == self.length
@@ -180,10 +184,17 @@ class _Predicate(Constraint):
 
 BOOL = _Predicate("True or False", lambda v: isinstance(v, (bool, np.bool_)), bool)
 PATH = _Predicate("a path (str or os.PathLike)", lambda v: isinstance(v, (str, os.PathLike)))
-CALLABLE = _Predicate("a callable", callable)
+CALLABLE = _Predicate("callable", callable)
 NONE = _Predicate("None", lambda v: v is None)
+NUMBER = _Predicate("a number", _is_number, float)  # NaN and inf too: a metric, not a setting
 SEED = (NONE, Interval(INT, 0, None),
         Instance(np.random.Generator, np.random.SeedSequence, np.random.BitGenerator, what="a numpy Generator"))
+
+
+# The ranges most arguments share.
+NON_NEGATIVE, POSITIVE = Interval(REAL, 0, None), Interval(REAL, 0, None, closed="neither")
+FRACTION = Interval(REAL, 0, 1, closed="left")  # [0, 1): a momentum, a beta, a dropout or validation fraction
+COUNT, POSITIVE_INT = Interval(INT, 0, None), Interval(INT, 1, None)
 
 
 def shown(value, with_type):
