@@ -150,7 +150,10 @@ class Items(Constraint):
 
 
 class Dtype(Constraint):
-    """A NumPy dtype among ``dtypes`` (anything ``np.dtype`` takes, except None); returns the ``np.dtype``."""
+    """A NumPy dtype among ``dtypes`` (anything ``np.dtype`` takes, except None); returns the ``np.dtype``.
+
+    A dtype is a type: another one (``np.int32``) is a ``TypeError``, as NumPy's own are.
+    """
 
     def __init__(self, *dtypes):
         self.dtypes = tuple(np.dtype(d) for d in dtypes)
@@ -159,13 +162,9 @@ class Dtype(Constraint):
         if value is None:
             return False
         try:
-            np.dtype(value)
+            return np.dtype(value) in self.dtypes
         except (TypeError, ValueError):
             return False
-        return True
-
-    def valid(self, value):
-        return np.dtype(value) in self.dtypes
 
     def normalize(self, value):
         return np.dtype(value)
@@ -200,7 +199,7 @@ COUNT, POSITIVE_INT = Interval(INT, 0, None), Interval(INT, 1, None)
 def shown(value, with_type):
     """``value`` as a message shows it: its repr, cut at 60 characters, then its type on a ``TypeError``; only
     the type's name where the repr is long or an ``<object at ...>``."""
-    r = repr(value)
+    r = value.__name__ if isinstance(value, type) else str(value) if isinstance(value, np.dtype) else repr(value)
     if with_type and (len(r) > 60 or "\n" in r or r.startswith("<")):
         return type(value).__name__
     r = r if len(r) <= 60 else r[:57] + "..."

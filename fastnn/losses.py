@@ -7,6 +7,7 @@ for the binary ones). With sample weights the loss is the weighted mean
 """
 import numpy as np
 
+from fastnn._check import REAL, Interval, Options, check
 from fastnn._validation import as_numeric, check_dense_target, check_labels, check_matrix, check_sample_weight
 from fastnn.kernels import codes, get_backend
 
@@ -39,9 +40,7 @@ class Loss:
     outputs = "mean"  # how a row's k outputs combine: "mean" (PyTorch's) or "sum" (scikit-learn's)
 
     def __init__(self, outputs="mean"):
-        if outputs not in ("mean", "sum"):
-            raise ValueError(f"outputs must be 'mean' or 'sum', got {outputs!r}")
-        self.outputs = outputs
+        self.outputs = check("outputs", outputs, Options("mean", "sum"))
         self._grad = None
 
     def row_scale(self, n_outputs):
@@ -166,9 +165,7 @@ class NLLLoss(Loss):
 
     def __init__(self, eps=1e-7):
         super().__init__()
-        if not 0 < eps < 1:
-            raise ValueError(f"eps must be in (0, 1), got {eps!r}")
-        self.eps = float(eps)
+        self.eps = check("eps", eps, Interval(REAL, 0, 1, closed="neither"))
 
     def get_config(self):
         return {"eps": self.eps, **super().get_config()}
