@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = ["Interval", "Options", "Instance", "Items", "Dtype", "BOOL", "PATH", "CALLABLE", "NONE", "NUMBER", "SEED", "INT", "REAL",
-           "NON_NEGATIVE", "POSITIVE", "FRACTION", "COUNT", "POSITIVE_INT",
-           "check", "expected", "shown"]
+           "FINITE", "NON_NEGATIVE", "POSITIVE", "FRACTION", "COUNT", "POSITIVE_INT",
+           "check", "meets", "parse", "expected", "shown"]
 
 INT, REAL = "int", "real"
 
@@ -191,6 +191,7 @@ SEED = (NONE, Interval(INT, 0, None),
 
 
 # The ranges most arguments share.
+FINITE = Interval(REAL)
 NON_NEGATIVE, POSITIVE = Interval(REAL, 0, None), Interval(REAL, 0, None, closed="neither")
 FRACTION = Interval(REAL, 0, 1, closed="left")  # [0, 1): a momentum, a beta, a dropout or validation fraction
 COUNT, POSITIVE_INT = Interval(INT, 0, None), Interval(INT, 1, None)
@@ -210,15 +211,40 @@ def expected(constraints):
     return " or ".join(str(c) for c in constraints)
 
 
+def _flat(constraints):
+    return [c for group in constraints for c in (group if isinstance(group, tuple) else (group,))]
+
+
+def meets(value, *constraints):
+    """Whether :func:`check` would accept ``value``: for the checks of a file's contents, which are a
+    ``ValueError`` whatever the type found."""
+    return any(c.accepts(value) and c.valid(value) for c in _flat(constraints))
+
+
 def check(name, value, *constraints):
     """Return ``value`` (normalized by the first constraint that takes it) or raise ``TypeError``/``ValueError``.
 
     A constraint may be a tuple of constraints (``SEED``); several constraints mean that any one may match.
     """
-    flat = [c for group in constraints for c in (group if isinstance(group, tuple) else (group,))]
+    flat = _flat(constraints)
     typed = [c for c in flat if c.accepts(value)]
     for c in typed:
         if c.valid(value):
             return c.normalize(value, name) if isinstance(c, Items) else c.normalize(value)
     error = ValueError if typed else TypeError
     raise error(f"{name} must be {expected(flat)}, got {shown(value, not typed)}")
+
+
+def parse(text, *constraints, name=None):
+    """The value a text (a command-line argument, an environment variable) spells, checked: an ``Interval``
+    reads it as an int or a float, an ``Options`` as it is. Any fault is a ``ValueError`` (the text is the
+    right type), worded as :func:`check`'s with the text as typed; without ``name`` the message starts at
+    "must be" (argparse names the option)."""
+    for c in constraints:
+        try:
+            value = (int(text) if c.kind == INT else float(text)) if isinstance(c, Interval) else text
+        except ValueError:
+            continue
+        if c.accepts(value) and c.valid(value):
+            return c.normalize(value)
+    raise ValueError(f"{name + ' ' if name else ''}must be {expected(constraints)}, got {text!r}")
