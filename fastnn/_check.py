@@ -23,7 +23,7 @@ import numpy as np
 
 __all__ = ["Interval", "Options", "Instance", "Items", "Dtype", "BOOL", "PATH", "CALLABLE", "NONE", "NUMBER", "SEED", "INT", "REAL",
            "FINITE", "NON_NEGATIVE", "POSITIVE", "FRACTION", "COUNT", "POSITIVE_INT",
-           "check", "meets", "parse", "expected", "shown"]
+           "check", "meets", "parse", "problem", "expected", "shown"]
 
 INT, REAL = "int", "real"
 
@@ -221,18 +221,26 @@ def meets(value, *constraints):
     return any(c.accepts(value) and c.valid(value) for c in _flat(constraints))
 
 
+def problem(value, *constraints):
+    """None if some constraint accepts ``value``, else ``(error class, what was expected, what came)``: the
+    pieces of :func:`check`'s message, for a caller that words it its own way (the scikit-learn estimators)."""
+    flat = _flat(constraints)
+    typed = [c for c in flat if c.accepts(value)]
+    if any(c.valid(value) for c in typed):
+        return None
+    return (ValueError if typed else TypeError), expected(flat), shown(value, not typed)
+
+
 def check(name, value, *constraints):
     """Return ``value`` (normalized by the first constraint that takes it) or raise ``TypeError``/``ValueError``.
 
     A constraint may be a tuple of constraints (``SEED``); several constraints mean that any one may match.
     """
-    flat = _flat(constraints)
-    typed = [c for c in flat if c.accepts(value)]
-    for c in typed:
-        if c.valid(value):
+    for c in _flat(constraints):
+        if c.accepts(value) and c.valid(value):
             return c.normalize(value, name) if isinstance(c, Items) else c.normalize(value)
-    error = ValueError if typed else TypeError
-    raise error(f"{name} must be {expected(flat)}, got {shown(value, not typed)}")
+    error, wanted, came = problem(value, *constraints)
+    raise error(f"{name} must be {wanted}, got {came}")
 
 
 def parse(text, *constraints, name=None):

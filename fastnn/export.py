@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from fastnn._check import PATH, check
 from fastnn.io import atomic_write
 
 __all__ = ["export_onnx", "to_onnx", "BUILDERS", "OPSET"]
@@ -323,6 +324,7 @@ def export_onnx(model, path):
 
     See the module documentation for the graph's inputs and outputs. Returns the ``onnx.ModelProto`` written.
     """
+    check("path", path, PATH)
     proto = to_onnx(model)
     with atomic_write(path) as f:
         f.write(proto.SerializeToString())
