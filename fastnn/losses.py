@@ -7,7 +7,7 @@ for the binary ones). With sample weights the loss is the weighted mean
 """
 import numpy as np
 
-from fastnn._check import REAL, Interval, Options, check
+from fastnn._check import BOOL, REAL, Interval, Options, check
 from fastnn._validation import as_numeric, check_dense_target, check_labels, check_matrix, check_sample_weight
 from fastnn.kernels import codes, get_backend
 
@@ -196,7 +196,7 @@ class MSELoss(Loss):
 
     def __init__(self, outputs="mean", half=False):
         super().__init__(outputs)
-        self.half = bool(half)
+        self.half = check("half", half, BOOL)
 
     def row_scale(self, n_outputs):
         return super().row_scale(n_outputs) * (0.5 if self.half else 1.0)

@@ -127,8 +127,9 @@ class Sequential:
 
     def train(self, mode=True):
         """Training mode: ``Dropout`` layers drop (in ``forward``); ``fit`` sets it while it runs. Returns ``self``."""
+        mode = check("mode", mode, BOOL)
         for layer in self.layers:
-            layer.training = bool(mode)
+            layer.training = mode
         return self
 
     def eval(self):
