@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from fastnn._check import FINITE, NONE, POSITIVE, Items, check, meets
+from fastnn._check import FINITE, NONE, POSITIVE, Items, check, meets, shown
 
 __all__ = ["as_columns"]
 
@@ -132,7 +132,7 @@ def _vector(values, name, positive=False):
                                                           f"{POSITIVE if positive else FINITE}")
     values = np.ravel(values) if isinstance(values, np.ndarray) else values
     if vector.accepts(values) and not 0 < len(values) <= _MAX_COLUMNS:  # its length before its items
-        raise ValueError(f"{name} must be {vector}, got {len(values):,} numbers")
+        raise ValueError(f"{name} must be {vector}, got {shown(values, False)} ({len(values):,} numbers)")
     return np.asarray(check(name, values, vector), dtype=np.float64)
 
 

@@ -9,7 +9,7 @@ import contextvars
 import numpy as np
 
 from fastnn import init as _init
-from fastnn._check import FRACTION, NON_NEGATIVE, POSITIVE_INT, SEED, Options, check
+from fastnn._check import FRACTION, NON_NEGATIVE, POSITIVE_INT, SEED, Instance, Options, check
 from fastnn._validation import as_float_dtype, check_matrix
 from fastnn.kernels import get_backend
 from fastnn.kernels import codes
@@ -34,9 +34,9 @@ class Parameter:
     """
 
     def __init__(self, data, name=""):
+        self.name = check("name", name, Instance(str))
         self.data = np.ascontiguousarray(data)
         self.grad = np.zeros_like(self.data)
-        self.name = name
 
     def __repr__(self):
         return f"Parameter({self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"

@@ -133,6 +133,7 @@ class Labels:
 
     def __init__(self, classes=None):
         self.classes_ = None
+        check("classes", classes, NONE, Instance(list, tuple, np.ndarray, what="a list of class labels"))
         if classes is not None:
             self._set(list(classes))
 

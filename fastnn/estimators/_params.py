@@ -3,13 +3,11 @@
 The rules are :mod:`fastnn._check` constraints, as everywhere in fastnn; a fault is raised as scikit-learn raises
 it, an ``InvalidParameterError`` (both a ``ValueError`` and a ``TypeError``) worded as scikit-learn words it.
 """
-import numbers
-
 import numpy as np
 from sklearn.utils._param_validation import InvalidParameterError
 
 from fastnn._check import (NON_NEGATIVE, NONE, POSITIVE, POSITIVE_INT, REAL, Interval, Items, Options, check,
-                           expected, problem, shown)
+                           expected, meets, problem, shown)
 from fastnn._validation import FLOAT_DTYPE
 
 # scikit-learn's activation names -> fastnn's layers.ACTIVATIONS names (None: no layer).
@@ -54,4 +52,4 @@ def check_params(est, rules):
             raise InvalidParameterError(f"The {name!r} parameter of {type(est).__name__} must be {wanted}. "
                                         f"Got {shown(value, False)} instead.") from None
     h = est.hidden_layer_sizes
-    return [int(h)] if isinstance(h, numbers.Integral) else [int(s) for s in h]
+    return [int(h)] if meets(h, POSITIVE_INT) else [int(s) for s in h]
