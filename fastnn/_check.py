@@ -9,8 +9,9 @@ any one constraint accepts it, and otherwise raises with one rule, everywhere in
 The message names the argument, what was expected and what came::
 
     lr must be a finite number >= 0, got 'fast' (str)
-    momentum must be a number in [0, 1), got 1.5
-    loss must be one of 'mse', 'cross_entropy', got 'hinge'
+    p must be a number in [0, 1), got 1.5
+    anneal_strategy must be 'cos' or 'linear', got 'exp'
+    loss must be a fastnn Loss or one of 'bce', 'cross_entropy', 'mse', ..., got 'hinge'
 
 ``bool`` is never a number, and a number never a bool.
 """
@@ -21,8 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "Options", "Instance", "Items", "Dtype", "BOOL", "PATH", "CALLABLE", "NONE", "NUMBER", "SEED", "INT", "REAL",
-           "FINITE", "NON_NEGATIVE", "POSITIVE", "FRACTION", "COUNT", "POSITIVE_INT",
+__all__ = ["Interval", "Options", "Instance", "Items", "Dtype", "BOOL", "PATH", "CALLABLE", "NONE", "NUMBER", "SEED",
+           "INT", "REAL", "FINITE", "NON_NEGATIVE", "POSITIVE", "FRACTION", "COUNT", "POSITIVE_INT",
            "check", "meets", "parse", "problem", "expected", "shown"]
 
 INT, REAL = "int", "real"

@@ -410,7 +410,8 @@ class Sequential:
 
         A crash mid-write leaves any existing file at ``path`` intact.
         """
-        _io.write_model(check("path", path, PATH), self.get_config(), {name: p.data for name, p in self.named_parameters()},
+        _io.write_model(check("path", path, PATH), self.get_config(),
+                        {name: p.data for name, p in self.named_parameters()},
                         self._preprocessing_config())
 
     def _preprocessing_config(self):

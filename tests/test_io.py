@@ -403,7 +403,8 @@ def test_directory_is_an_oserror(tmp_path):
 
 @pytest.mark.parametrize("edit, match", [
     (lambda arch: arch[0]["config"].update({"in_features": 4.0}), "in_features must be an integer >= 1"),
-    (lambda arch: arch[0]["config"].pop("out_features"), r"out_features must be an integer >= 1, got None \(NoneType\)"),
+    (lambda arch: arch[0]["config"].pop("out_features"),
+     r"out_features must be an integer >= 1, got None \(NoneType\)"),
     (lambda arch: arch[0]["config"].update({"in_features": 10**12}), "bytes of memory"),
     (lambda arch: arch[1]["config"].update({"inplace": True}), r"layer 1 \(ReLU\): unknown config key"),
 ])

@@ -1,7 +1,8 @@
 """PyTorch's step-driven schedules, by PyTorch's own (recursive) formulas, and the 1cycle policy."""
 import math
 
-from fastnn._check import BOOL, COUNT, FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, REAL, Interval, Items, Options, check
+from fastnn._check import (BOOL, COUNT, FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, REAL, Interval, Items, Options,
+                           check)
 from fastnn.lr_scheduler.base import LRScheduler, _check_optimizer
 
 __all__ = ["StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR"]
