@@ -31,6 +31,8 @@ import tempfile
 import threading
 import warnings
 
+from fastnn._check import POSITIVE_INT, Options, parse
+
 __all__ = ["CACHE", "FAST_FLAGS", "BLAS", "BLAS_THREADS", "env_flag", "blas_threads", "thread_limit", "limit_blas",
            "limit_blas_for", "blas_libraries", "jit"]
 
@@ -55,16 +57,11 @@ CACHE = env_flag("FASTNN_CACHE", True) and _FASTMATH
 
 def _env_int(name):
     value = os.environ.get(name, "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return parse(value, POSITIVE_INT, name=name) if value else None
 
 
-BLAS = os.environ.get("FASTNN_BLAS", "").strip().lower() or "numpy"
-if BLAS not in ("numpy", "numba"):
-    raise ValueError(f"FASTNN_BLAS must be 'numpy' or 'numba', got {BLAS!r}")
+BLAS = parse(os.environ.get("FASTNN_BLAS", "").strip().lower() or "numpy", Options("numpy", "numba"),
+             name="FASTNN_BLAS")
 BLAS_THREADS = _env_int("FASTNN_BLAS_THREADS")
 # A second BLAS thread pays from batch 32; at 16 it gains little on a quiet machine and, with one
 # core busy elsewhere, costs several times that (docs/performance.md, "What made it fast").

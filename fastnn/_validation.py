@@ -3,22 +3,19 @@
 Every check raises before anything is modified, with a message that says what
 was expected and what came.
 """
-import numbers
-
 import numpy as np
+
+from fastnn._check import INT, NON_NEGATIVE, Dtype, Instance, Interval, Options, check
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+FLOAT_DTYPE = Dtype(*FLOAT_DTYPES)
+
+
 def as_float_dtype(dtype):
     """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise ``TypeError``."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    return dt
+    return check("dtype", dtype, FLOAT_DTYPE)
 
 
 def as_numeric(a, name):
@@ -118,12 +115,6 @@ def check_dense_target(T, shape, dtype, name="target"):
     return arr
 
 
-def check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def check_sample_weight(sample_weight, n_samples, name="sample_weight"):
     """Validate per-row weights: shape (n_samples,), finite, >= 0; returned as C-contiguous float64."""
     w = as_numeric(sample_weight, name)
@@ -140,22 +131,14 @@ def check_sample_weight(sample_weight, n_samples, name="sample_weight"):
 def class_weights_for(class_weight, labels, n_classes):
     """Per-sample weights from ``class_weight``: a dict ``{class: weight}`` (absent classes weigh 1) or
     ``"balanced"``, scikit-learn's ``n_samples / (n_classes * bincount(y))`` over the classes present."""
+    check("class_weight", class_weight, Instance(dict, what="a dict"), Options("balanced"))
     counts = np.bincount(labels, minlength=n_classes)
+    per_class = np.ones(n_classes)
     if isinstance(class_weight, str):
-        if class_weight != "balanced":
-            raise ValueError(f"class_weight must be a dict or 'balanced', got {class_weight!r}")
         present = counts > 0
-        per_class = np.ones(n_classes)
         per_class[present] = labels.shape[0] / (present.sum() * counts[present])
-    elif isinstance(class_weight, dict):
-        per_class = np.ones(n_classes)
-        for cls, weight in class_weight.items():
-            if isinstance(cls, bool) or not isinstance(cls, numbers.Integral) or not 0 <= cls < n_classes:
-                raise ValueError(f"class_weight key {cls!r} is not a class label in [0, {n_classes})")
-            if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not np.isfinite(weight) \
-                    or weight < 0:
-                raise ValueError(f"class_weight[{cls!r}] must be a finite number >= 0, got {weight!r}")
-            per_class[cls] = weight
     else:
-        raise TypeError(f"class_weight must be a dict or 'balanced', got {type(class_weight).__name__}")
+        for cls, weight in class_weight.items():
+            cls = check("class_weight key", cls, Interval(INT, 0, n_classes, closed="left"))
+            per_class[cls] = check(f"class_weight[{cls!r}]", weight, NON_NEGATIVE)
     return per_class[labels]

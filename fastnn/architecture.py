@@ -9,7 +9,8 @@ import math
 
 from fastnn import init as _init
 from fastnn import io as _io
-from fastnn._validation import as_float_dtype, check_positive_int
+from fastnn._check import POSITIVE_INT, Options, check
+from fastnn._validation import as_float_dtype
 from fastnn.layers import LAYERS, Linear
 
 __all__ = ["parameter_specs", "check_arrays", "check_file"]
@@ -33,12 +34,11 @@ def parameter_specs(architecture):
                              f"expected some of {sorted(accepted)}")
         try:
             if layer_cls is Linear:  # its parameters' sizes come from the config: check them before allocating
-                n_in = check_positive_int(config.get("in_features"), "in_features")
-                n_out = check_positive_int(config.get("out_features"), "out_features")
+                n_in = check("in_features", config.get("in_features"), POSITIVE_INT)
+                n_out = check("out_features", config.get("out_features"), POSITIVE_INT)
                 dtype = as_float_dtype(config.get("dtype", "float32"))
                 init = config.get("init", "he")
-                if not _init.is_known_name(init):
-                    raise ValueError(f"init must be one of {_init.names()}, got {init!r}")
+                check("init", init, Options(*_init.names()))
                 specs[f"{i}.W"], specs[f"{i}.b"] = ((n_in, n_out), dtype), ((n_out,), dtype)
             else:  # the other layers hold no parameters sized by their config: building one allocates nothing
                 for p in layer_cls(**config).parameters():

@@ -13,6 +13,8 @@ forms are taken, as fastnn's own objects and PyTorch's schedulers write them:
 """
 import numpy as np
 
+from fastnn._check import BOOL, COUNT, NON_NEGATIVE, NONE, Instance, Options, check
+
 __all__ = ["History", "EarlyStopping", "stateful", "get_state", "set_state"]
 
 
@@ -103,14 +105,10 @@ class EarlyStopping:
     """
 
     def __init__(self, monitor=None, patience=5, min_delta=0.0, mode="min", restore_best_weights=True):
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
-        if not min_delta >= 0:
-            raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")
-        self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
-        self.mode, self.restore_best_weights = mode, restore_best_weights
+        self.monitor = check("monitor", monitor, Instance(str, what="a History key (str)"), NONE)
+        self.patience, self.min_delta = check("patience", patience, COUNT), check("min_delta", min_delta, NON_NEGATIVE)
+        self.mode = check("mode", mode, Options("min", "max"))
+        self.restore_best_weights = check("restore_best_weights", restore_best_weights, BOOL)
         self.monitor_ = monitor
         self.best_, self.best_epoch_, self.wait_, self._best_weights = None, None, 0, None
 

@@ -17,7 +17,6 @@ import copy
 import datetime
 import hashlib
 import json
-import numbers
 import os
 import socket
 import warnings
@@ -25,6 +24,7 @@ import warnings
 import numpy as np
 
 from fastnn import io as _io
+from fastnn._check import INT, NUMBER, Interval, meets
 from fastnn.callbacks import get_state, set_state
 
 try:
@@ -148,11 +148,11 @@ def write_checkpoint(path, model, optimizer, *, epoch, history, rng, schedulers,
 
 
 def _is_int(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    return meets(v, Interval(INT))
 
 
 def _is_number(v):
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+    return meets(v, NUMBER)
 
 
 def _validate(state, path):

@@ -6,6 +6,8 @@ import numbers
 
 import numpy as np
 
+from fastnn._check import FINITE, NONE, POSITIVE, Items, check, meets, shown
+
 __all__ = ["as_columns"]
 
 # Columns a table may have (a config read from a file is checked against it).
@@ -125,14 +127,13 @@ def _finite_array(X, name):
 
 
 def _vector(values, name, positive=False):
-    if not isinstance(values, (list, tuple, np.ndarray)) or len(values) > _MAX_COLUMNS:
-        raise ValueError(f"{name} must be a list of at most {_MAX_COLUMNS:,} numbers")
-    if not all(isinstance(v, (numbers.Real, np.floating)) and not isinstance(v, bool) for v in np.ravel(values)):
-        raise ValueError(f"{name} must hold numbers")
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    if not np.isfinite(v).all() or (positive and not (v > 0).all()) or v.size == 0:
-        raise ValueError(f"{name} must be non-empty and finite" + (" and positive" if positive else ""))
-    return v
+    """Standardize's ``mean`` or ``std``: 1 to ``_MAX_COLUMNS`` finite numbers (> 0 with ``positive``), float64."""
+    vector = Items(POSITIVE if positive else FINITE, what=f"a list of 1 to {_MAX_COLUMNS:,} numbers, each "
+                                                          f"{POSITIVE if positive else FINITE}")
+    values = np.ravel(values) if isinstance(values, np.ndarray) else values
+    if vector.accepts(values) and not 0 < len(values) <= _MAX_COLUMNS:  # its length before its items
+        raise ValueError(f"{name} must be {vector}, got {shown(values, False)} ({len(values):,} numbers)")
+    return np.asarray(check(name, values, vector), dtype=np.float64)
 
 
 def _keys_exactly(config, keys, what):
@@ -141,17 +142,13 @@ def _keys_exactly(config, keys, what):
                          f"{sorted(config) if isinstance(config, dict) else type(config).__name__}")
 
 
-def _finite(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _check_column(c, i, max_categories):
     """A column entry of a Table config read from a file: exactly the keys its kind has, values in range."""
     if not isinstance(c, dict) or c.get("kind") not in ("number", "category"):
         raise ValueError(f"Table: column {i} is not a {{'kind': 'number' | 'category', ...}} entry")
     if c["kind"] == "number":
         _keys_exactly(c, {"name", "kind", "fill", "mean", "std"}, f"Table column {i}")
-        if not (_finite(c["mean"]) and _finite(c["std"]) and c["std"] > 0 and (c["fill"] is None or _finite(c["fill"]))):
+        if not (meets(c["mean"], FINITE) and meets(c["std"], POSITIVE) and meets(c["fill"], NONE, FINITE)):
             raise ValueError(f"Table: column {i}: mean, std (> 0) and fill must be finite numbers")
     else:
         _keys_exactly(c, {"name", "kind", "fill", "categories"}, f"Table column {i}")

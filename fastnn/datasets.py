@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastnn._check import BOOL, NONE, PATH, check
 from fastnn.io import atomic_write, open_regular, physical_memory
 
 __all__ = ["load_idx", "load_mnist", "load_fashion_mnist", "DownloadError", "MNIST_MIRROR", "FASHION_MNIST_MIRROR"]
@@ -195,7 +196,7 @@ def load_idx(path):
         If the file is not a well-formed IDX file, naming the file, what was expected and what was found. The
         size the header declares is checked before the data is read, and gzip data is decompressed only up to it.
     """
-    return _read_idx(path, _to_array)
+    return _read_idx(check("path", path, PATH), _to_array)
 
 
 def _files_in(directory):
@@ -375,7 +376,8 @@ def _find_or_download(spec, mirror, data_dir, download):
 
 def _load(spec, mirror, data_dir, download):
     """Load one dataset as ``(X_train, y_train), (X_test, y_test)``, validating images and labels."""
-    paths = _find_or_download(spec, mirror, data_dir, download)
+    check("data_dir", data_dir, NONE, PATH)
+    paths = _find_or_download(spec, mirror, data_dir, check("download", download, BOOL))
     splits = []
     for images_path, labels_path in (paths[:2], paths[2:]):
         images, labels = load_idx(images_path), load_idx(labels_path)

@@ -34,6 +34,7 @@ import sys
 import numpy as np
 
 from fastnn import onnx_nodes
+from fastnn._check import PATH, check
 from fastnn.io import atomic_write
 from fastnn.layers import Dropout, Linear, Softmax
 from fastnn.registry import ACTIVATIONS, LOSSES
@@ -279,6 +280,7 @@ def export_onnx(model, path):
 
     See the module documentation for the graph's inputs and outputs. Returns the ``onnx.ModelProto`` written.
     """
+    check("path", path, PATH)
     proto = to_onnx(model)
     with atomic_write(path) as f:
         f.write(proto.SerializeToString())

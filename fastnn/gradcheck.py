@@ -3,7 +3,10 @@ import copy
 
 import numpy as np
 
+from fastnn._check import POSITIVE, Instance, check
 from fastnn._validation import check_matrix
+from fastnn.losses import Loss
+from fastnn.model import Sequential
 
 __all__ = ["gradcheck"]
 
@@ -51,6 +54,9 @@ def gradcheck(model, loss, X, y, *, eps=1e-6):
         ``{"0.W": err, "0.b": err, ..., "input": err}``: for each parameter and
         the input, ``max|analytic - numeric| / max(max|analytic|, max|numeric|)``.
     """
+    check("model", model, Instance(Sequential, what="a fastnn Sequential"))
+    check("loss", loss, Instance(Loss, what="a fastnn Loss"))
+    eps = check("eps", eps, POSITIVE)
     model = model.copy().astype(np.float64)
     loss = copy.deepcopy(loss)
     X = check_matrix(X, "X", n_features=model.n_features_in, dtype=np.float64).copy()

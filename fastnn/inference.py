@@ -13,7 +13,8 @@ import numpy as np
 from fastnn import fused
 from fastnn._config import limit_blas
 from fastnn._cpu import threads_now
-from fastnn._validation import check_matrix, check_positive_int
+from fastnn._check import POSITIVE_INT, check
+from fastnn._validation import check_matrix
 from fastnn.kernels import get_backend, layout
 from fastnn.layers import INFERENCE
 
@@ -38,7 +39,7 @@ def predict(model, X, batch_size=1024):
             and type(batch_size) is int and batch_size > 0 and math.isfinite(np.vdot(X, X))):
         # Any other dtype or layout is converted a batch at a time: never a second copy of X.
         X = check_matrix(X, "X", n_features=model.n_features_in, dtype=model.dtype, convert="blocks")
-        batch_size = check_positive_int(batch_size, "batch_size")
+        batch_size = check("batch_size", batch_size, POSITIVE_INT)
     return predict_checked(model, X, batch_size, plan)
 
 

@@ -5,6 +5,8 @@ Each takes ``(rng, fan_in, fan_out, dtype)`` and returns an array of shape
 """
 import numpy as np
 
+from fastnn._check import CALLABLE, Options, check
+
 __all__ = ["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "get_initializer", "names",
            "is_known_name", "name_of"]
 
@@ -40,12 +42,8 @@ _INITIALIZERS = {
 
 def get_initializer(init):
     """Resolve ``init`` (a name such as ``"he"``/``"glorot_normal"`` or a callable)."""
-    if callable(init):
-        return init
-    try:
-        return _INITIALIZERS[init]
-    except (KeyError, TypeError):
-        raise ValueError(f"init must be a callable or one of {sorted(_INITIALIZERS)}, got {init!r}") from None
+    init = check("init", init, CALLABLE, Options(*sorted(_INITIALIZERS)))
+    return init if callable(init) else _INITIALIZERS[init]
 
 
 def names():

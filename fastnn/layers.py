@@ -10,7 +10,8 @@ from typing import NamedTuple
 import numpy as np
 
 from fastnn import init as _init
-from fastnn._validation import as_float_dtype, check_matrix, check_positive_int
+from fastnn._check import FRACTION, NON_NEGATIVE, POSITIVE_INT, SEED, Instance, Options, check
+from fastnn._validation import as_float_dtype, check_matrix
 from fastnn.kernels import get_backend
 from fastnn.kernels import codes
 
@@ -57,9 +58,9 @@ class Parameter:
     """
 
     def __init__(self, data, name=""):
+        self.name = check("name", name, Instance(str))
         self.data = np.ascontiguousarray(data)
         self.grad = np.zeros_like(self.data)
-        self.name = name
 
     def __repr__(self):
         return f"Parameter({self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
@@ -142,10 +143,10 @@ class Linear(Layer):
     """
 
     def __init__(self, in_features, out_features, *, init="he", seed=None, dtype=np.float32):
-        self.in_features = check_positive_int(in_features, "in_features")
-        self.out_features = check_positive_int(out_features, "out_features")
+        self.in_features = check("in_features", in_features, POSITIVE_INT)
+        self.out_features = check("out_features", out_features, POSITIVE_INT)
         dtype = as_float_dtype(dtype)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check("seed", seed, SEED))
         W = np.asarray(_init.get_initializer(init)(rng, self.in_features, self.out_features, dtype))
         if W.shape != (self.in_features, self.out_features):
             raise ValueError(f"init returned shape {W.shape}, expected {(self.in_features, self.out_features)}")
@@ -305,7 +306,7 @@ class LeakyReLU(_Activation):
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self.alpha = _check_alpha(negative_slope, "negative_slope")
+        self.alpha = check("negative_slope", negative_slope, NON_NEGATIVE)
 
     def get_config(self):
         return {"negative_slope": self.alpha}
@@ -318,7 +319,7 @@ class ELU(_Activation):
 
     def __init__(self, alpha=1.0):
         super().__init__()
-        self.alpha = _check_alpha(alpha, "alpha")
+        self.alpha = check("alpha", alpha, NON_NEGATIVE)
 
     def get_config(self):
         return {"alpha": self.alpha}
@@ -335,19 +336,11 @@ class GELU(_Activation):
 
     def __init__(self, approximate="tanh"):
         super().__init__()
-        if approximate != "tanh":
-            raise ValueError(f"GELU supports approximate='tanh' only (the erf form has no kernel), got {approximate!r}")
-        self.approximate = approximate
+        # the erf form has no kernel
+        self.approximate = check("approximate", approximate, Options("tanh"))
 
     def get_config(self):
         return {"approximate": self.approximate}
-
-
-def _check_alpha(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 class Dropout(Layer):
@@ -367,10 +360,8 @@ class Dropout(Layer):
     """
 
     def __init__(self, p=0.5, *, seed=None):
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p < 1:
-            raise ValueError(f"Dropout p must be a number in [0, 1), got {p!r}")
-        self.p = float(p)
-        self._rng = np.random.default_rng(seed)
+        self.p = check("p", p, FRACTION)
+        self._rng = np.random.default_rng(check("seed", seed, SEED))
         self._key = None  # (key, row offset) for the next forward, set by fit; else drawn from _rng
         self._mask_key = None
         self._shape = None

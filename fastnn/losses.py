@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fastnn._check import BOOL, REAL, Interval, Options, check
 from fastnn._validation import as_numeric, check_dense_target, check_labels, check_matrix, check_sample_weight
 from fastnn.kernels import codes, get_backend
 
@@ -62,9 +63,7 @@ class Loss:
     _last = codes.IDENTITY  # the activation the step expects the model to end in (LossSpec.last)
 
     def __init__(self, outputs="mean"):
-        if outputs not in ("mean", "sum"):
-            raise ValueError(f"outputs must be 'mean' or 'sum', got {outputs!r}")
-        self.outputs = outputs
+        self.outputs = check("outputs", outputs, Options("mean", "sum"))
         self._grad = None
 
     def row_scale(self, n_outputs):
@@ -202,9 +201,7 @@ class NLLLoss(Loss):
 
     def __init__(self, eps=1e-7):
         super().__init__()
-        if not 0 < eps < 1:
-            raise ValueError(f"eps must be in (0, 1), got {eps!r}")
-        self.eps = float(eps)
+        self.eps = check("eps", eps, Interval(REAL, 0, 1, closed="neither"))
 
     def get_config(self):
         return {"eps": self.eps, **super().get_config()}
@@ -235,7 +232,7 @@ class MSELoss(Loss):
 
     def __init__(self, outputs="mean", half=False):
         super().__init__(outputs)
-        self.half = bool(half)
+        self.half = check("half", half, BOOL)
 
     def row_scale(self, n_outputs):
         return super().row_scale(n_outputs) * (0.5 if self.half else 1.0)

@@ -6,7 +6,8 @@ from fastnn import inference
 from fastnn import io as _io
 from fastnn import preprocessing as _pre
 from fastnn import train as _train
-from fastnn._validation import check_matrix
+from fastnn._check import BOOL, CALLABLE, NONE, PATH, Instance, check
+from fastnn._validation import as_float_dtype, check_matrix
 from fastnn.layers import LAYERS, Layer, Linear, Sigmoid, Softmax
 from fastnn.losses import BCEWithLogitsLoss, SoftmaxCrossEntropy
 
@@ -44,8 +45,7 @@ class Sequential:
             raise ValueError("Sequential needs at least one layer")
         width, dtype = None, None
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"layer {i} must be a fastnn Layer, got {type(layer).__name__}")
+            check(f"layer {i}", layer, Instance(Layer, what="a fastnn Layer"))
             n_in = layer._n_in()
             if n_in is None:
                 continue
@@ -58,12 +58,10 @@ class Sequential:
         self.layers = list(layers)
         self.fit_loss = None
         self._output_shape = None
-        if preprocessing is not None and not isinstance(preprocessing, (_pre.Table, _pre.Standardize)):
-            raise TypeError(f"preprocessing must be a fastnn.preprocessing Table or Standardize, got "
-                            f"{type(preprocessing).__name__}")
-        if target is not None and not isinstance(target, (_pre.Labels, _pre.Standardize)):
-            raise TypeError(f"target must be a fastnn.preprocessing Labels or Standardize, got {type(target).__name__}")
-        self.preprocessing, self.target = preprocessing, target
+        self.preprocessing = check("preprocessing", preprocessing, NONE, Instance(
+            _pre.Table, _pre.Standardize, what="a fastnn.preprocessing Table or Standardize"))
+        self.target = check("target", target, NONE, Instance(
+            _pre.Labels, _pre.Standardize, what="a fastnn.preprocessing Labels or Standardize"))
         self._check_preprocessing()
 
     def _check_preprocessing(self):
@@ -136,8 +134,9 @@ class Sequential:
 
     def train(self, mode=True):
         """Training mode: ``Dropout`` layers drop (in ``forward``); ``fit`` sets it while it runs. Returns ``self``."""
+        mode = check("mode", mode, BOOL)
         for layer in self.layers:
-            layer.training = bool(mode)
+            layer.training = mode
         return self
 
     def eval(self):
@@ -154,6 +153,7 @@ class Sequential:
 
     def astype(self, dtype):
         """Convert every parameter to ``dtype`` in place; returns ``self``."""
+        dtype = as_float_dtype(dtype)
         for layer in self.layers:
             layer._astype(dtype)
         return self
@@ -344,6 +344,7 @@ class Sequential:
     def summary(self, print_fn=print):
         """A table of the layers with their output widths and parameter counts, as Keras' ``summary``;
         printed with ``print_fn`` (``None``: not printed) and returned."""
+        check("print_fn", print_fn, CALLABLE, NONE)
         rows, width = [], self.n_features_in
         for i, layer in enumerate(self.layers):
             width = getattr(layer, "out_features", width)
@@ -414,7 +415,8 @@ class Sequential:
 
         A crash mid-write leaves any existing file at ``path`` intact.
         """
-        _io.write_model(path, self.get_config(), {name: p.data for name, p in self.named_parameters()},
+        _io.write_model(check("path", path, PATH), self.get_config(),
+                        {name: p.data for name, p in self.named_parameters()},
                         self._preprocessing_config())
 
     def _preprocessing_config(self):
@@ -447,7 +449,9 @@ class Sequential:
             Naming the file and the fault: not a fastnn model, an unknown layer or config value, members
             that disagree with the architecture, or (unless allowed) a parameter with non-finite values.
         """
-        architecture, arrays, extra = _io.read_model(path, check=_arch.check_file, preprocessing=True)
+        check("allow_nonfinite", allow_nonfinite, BOOL)
+        architecture, arrays, extra = _io.read_model(check("path", path, PATH), check=_arch.check_file,
+                                                     preprocessing=True)
         try:
             model = cls._from_config(architecture, arrays)
             if extra is not None:

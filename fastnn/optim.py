@@ -6,29 +6,18 @@ Each optimizer describes itself to the compiled training step through :meth:`Opt
 which reads the hyper-parameters afresh at every call: a learning rate changed by a callback or a
 scheduler between calls takes effect on the next batch, on the compiled and the layer-by-layer path alike.
 """
-import math
 from typing import NamedTuple
 
 import numpy as np
 
+from fastnn._check import BOOL, FRACTION, NON_NEGATIVE, POSITIVE, Items, check
 from fastnn.kernels import codes, get_backend
 from fastnn.layers import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepSpec", "clip_grad_norm"]
 
 
-def _check_number(value, name, *, low=0.0, low_open=False, high=None):
-    """Return ``float(value)`` if finite, above ``low`` and below ``high``; else ``ValueError``."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not (math.isfinite(v) and (v > low if low_open else v >= low) and (high is None or v < high)):
-        bound = f"{'>' if low_open else '>='} {low:g}" + ("" if high is None else f" and < {high:g}")
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return v
+_BETAS = Items(FRACTION, length=2, what="a pair (beta1, beta2) of numbers in [0, 1)")
 
 
 class StepSpec(NamedTuple):
@@ -77,7 +66,7 @@ class Optimizer:
                     raise ValueError(f"parameter group {i} must have a 'params' key and may set only "
                                      f"'weight_decay'; got keys {sorted(item)}")
                 group = [item["params"]] if isinstance(item["params"], Parameter) else list(item["params"])
-                decay = (_check_number(item["weight_decay"], f"parameter group {i} weight_decay")
+                decay = (check(f"parameter group {i} weight_decay", item["weight_decay"], NON_NEGATIVE)
                          if "weight_decay" in item else None)
             else:
                 group, decay = [item], None
@@ -107,7 +96,7 @@ class Optimizer:
 
     def weight_decays(self):
         """The weight decay of each parameter: its group's, else ``self.weight_decay``."""
-        wd = _check_number(self.weight_decay, "weight_decay")
+        wd = check("weight_decay", self.weight_decay, NON_NEGATIVE)
         return [wd if d is None else d for d in self._group_decay]
 
     def _decay_step(self, batch_weight):
@@ -133,7 +122,7 @@ class Optimizer:
 
     def current_lr(self):
         """``self.lr``, checked: a scheduler or callback may have set it since the last call."""
-        return _check_number(self.lr, "lr")
+        return check("lr", self.lr, NON_NEGATIVE)
 
     kind = None  # the codes.OPT_* update rule
     OPTIONS = ()  # scikit-learn's variants of the rule this optimizer takes
@@ -206,14 +195,14 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0, velocity=False,
                  sample_decay=False):
-        super().__init__(params)
-        self.velocity, self.sample_decay = bool(velocity), bool(sample_decay)
-        self.lr = _check_number(lr, "lr")
-        self.momentum = _check_number(momentum, "momentum")
-        self.weight_decay = _check_number(weight_decay, "weight_decay")
-        if nesterov and self.momentum == 0:
+        self.lr = check("lr", lr, NON_NEGATIVE)
+        self.momentum = check("momentum", momentum, NON_NEGATIVE)
+        self.weight_decay = check("weight_decay", weight_decay, NON_NEGATIVE)
+        self.nesterov, self.velocity, self.sample_decay = (check(name, v, BOOL) for name, v in (
+            ("nesterov", nesterov), ("velocity", velocity), ("sample_decay", sample_decay)))
+        if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True requires momentum > 0")
-        self.nesterov = bool(nesterov)
+        super().__init__(params)
         # Momentum buffers exist even at momentum 0: a schedule (OneCycleLR) may raise it later.
         self.buffers = self._state()
 
@@ -225,7 +214,7 @@ class SGD(Optimizer):
         return {"momentum_buffer": self.buffers}
 
     def hyper(self):
-        momentum = _check_number(self.momentum, "momentum")
+        momentum = check("momentum", self.momentum, NON_NEGATIVE)
         if self.nesterov and momentum == 0:
             raise ValueError("nesterov=True requires momentum > 0")
         return {"lr": self.current_lr(), "momentum": momentum, "nesterov": float(self.nesterov),
@@ -266,21 +255,14 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, eps_hat=False,
                  sample_decay=False):
+        self.lr = check("lr", lr, NON_NEGATIVE)
+        self.betas = check("betas", betas, _BETAS)
+        self.eps = check("eps", eps, POSITIVE)
+        self.weight_decay = check("weight_decay", weight_decay, NON_NEGATIVE)
+        self.eps_hat, self.sample_decay = check("eps_hat", eps_hat, BOOL), check("sample_decay", sample_decay, BOOL)
         super().__init__(params)
-        self.eps_hat, self.sample_decay = bool(eps_hat), bool(sample_decay)
-        self.lr = _check_number(lr, "lr")
-        self.betas = self._check_betas(betas)
-        self.eps = _check_number(eps, "eps", low_open=True)
-        self.weight_decay = _check_number(weight_decay, "weight_decay")
         self.m, self.v = self._state(), self._state()
 
-    @staticmethod
-    def _check_betas(betas):
-        try:
-            b1, b2 = betas
-        except (TypeError, ValueError):
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
-        return (_check_number(b1, "betas[0]", high=1.0), _check_number(b2, "betas[1]", high=1.0))
 
     def get_config(self):
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay,
@@ -290,9 +272,9 @@ class Adam(Optimizer):
         return {"m": self.m, "v": self.v}
 
     def hyper(self):
-        b1, b2 = self._check_betas(self.betas)
+        b1, b2 = check("betas", self.betas, _BETAS)
         return {"lr": self.current_lr(), "beta1": b1, "beta2": b2,
-                "eps": _check_number(self.eps, "eps", low_open=True), "decoupled": float(self.decoupled),
+                "eps": check("eps", self.eps, POSITIVE), "decoupled": float(self.decoupled),
                 "eps_hat": float(self.eps_hat), "sample_decay": float(self.sample_decay)}
 
     def _state_pair(self):
@@ -328,7 +310,7 @@ def clip_grad_norm(parameters, max_norm):
     does the same on the compiled step. Returns the norm before clipping.
     """
     params = list(parameters)
-    max_norm = _check_number(max_norm, "max_norm", low_open=True)
+    max_norm = check("max_norm", max_norm, POSITIVE)
     if not params:
         return 0.0
     grads = [p.grad for p in params]

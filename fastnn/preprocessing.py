@@ -13,10 +13,10 @@ in the order ``adapt`` saw. Each class's state is its ``get_config()`` (JSON), c
 model file is read: a model file may come from anyone.
 """
 import math
-import numbers
 
 import numpy as np
 
+from fastnn._check import BOOL, NONE, POSITIVE_INT, Instance, Items, check
 from fastnn.columns import (_MAX_COLUMNS, _check_column, _finite_array, _is_number, _key, _keys, _keys_exactly,
                             _median, _shown, _vector, _vector_of_labels, as_columns)
 
@@ -133,6 +133,7 @@ class Labels:
 
     def __init__(self, classes=None):
         self.classes_ = None
+        check("classes", classes, NONE, Instance(list, tuple, np.ndarray, what="a list of class labels"))
         if classes is not None:
             self._set(list(classes))
 
@@ -252,14 +253,11 @@ class Table:
     """
 
     def __init__(self, *, categorical=None, standardize=True, impute=True, max_categories=MAX_CATEGORIES):
-        if categorical is not None and (isinstance(categorical, str)
-                                        or not all(isinstance(c, str) for c in categorical)):
-            raise TypeError(f"categorical must be a list of column names, got {categorical!r}")
-        if isinstance(max_categories, bool) or not isinstance(max_categories, numbers.Integral) \
-                or max_categories < 1:
-            raise ValueError(f"max_categories must be a positive integer, got {max_categories!r}")
+        categorical = check("categorical", categorical, NONE,
+                            Items(Instance(str, what="a column name (str)"), what="a list of column names"))
         self.categorical = None if categorical is None else list(categorical)
-        self.standardize, self.impute, self.max_categories = bool(standardize), bool(impute), int(max_categories)
+        self.standardize, self.impute = check("standardize", standardize, BOOL), check("impute", impute, BOOL)
+        self.max_categories = check("max_categories", max_categories, POSITIVE_INT)
         self.columns_ = self.target_ = None
 
     # -- state -------------------------------------------------------------------------------------------

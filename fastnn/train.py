@@ -5,7 +5,6 @@ The work of a run of batches is one call of a :class:`fastnn.core.TrainingCore`,
 optimizer allow it, else the layer-by-layer path.
 """
 import contextlib
-import math
 import os
 import signal
 import sys
@@ -14,11 +13,13 @@ import time
 
 import numpy as np
 
+from fastnn._check import (BOOL, FRACTION, INT, NONE, PATH, POSITIVE, POSITIVE_INT, SEED, Instance, Interval,
+                           Options, check)
 from fastnn.callbacks import EarlyStopping, History, stateful
 from fastnn.core import TrainingCore, accuracy_units, hits, labels_for_accuracy
 from fastnn.checkpoint import check_allow_changes, fingerprint, locked, read_checkpoint, write_checkpoint
 from fastnn.inference import predict, predict_checked, probabilities
-from fastnn._validation import check_matrix, check_positive_int, check_sample_weight, class_weights_for
+from fastnn._validation import check_matrix, check_sample_weight, class_weights_for
 from fastnn.losses import Loss
 from fastnn.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from fastnn.optim import Optimizer
@@ -62,11 +63,8 @@ class TrainingTerminated(SystemExit):
 
 
 def resolve_loss(loss):
-    if loss in LOSSES:
-        return LOSSES[loss].cls()
-    if isinstance(loss, Loss):
-        return loss
-    raise TypeError(f"loss must be a fastnn Loss or one of {list(LOSSES.names())}, got {loss!r}")
+    loss = check("loss", loss, Instance(Loss, what="a fastnn Loss"), Options(*LOSSES.names()))
+    return LOSSES[loss].cls() if isinstance(loss, str) else loss
 
 
 def _check_data(model, loss, X, y, name, convert=True):
@@ -97,6 +95,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True, 
         validation_split=0.0, early_stopping=None, seed=None, verbose=1, callbacks=None, sample_weight=None,
         class_weight=None, clip_grad_norm=None, checkpoint=None, resume=False, allow_changes=None):
     """Train ``model`` in place; see :meth:`fastnn.Sequential.fit` for the parameters."""
+    shuffle, seed = check("shuffle", shuffle, BOOL), check("seed", seed, SEED)
     loss, epochs, batch_size, early_stopping, callbacks, schedulers, max_norm, allow_changes = _check_options(
         model, loss, optimizer, epochs, batch_size, verbose, validation_data, validation_split, early_stopping,
         callbacks, clip_grad_norm, checkpoint, resume, allow_changes)
@@ -191,26 +190,24 @@ def _check_options(model, loss, optimizer, epochs, batch_size, verbose, validati
     """fit's options, checked: ``(loss, epochs, batch_size, early_stopping, callbacks, schedulers, max_norm,
     allow_changes)``."""
     loss = resolve_loss(loss)
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a fastnn Optimizer (SGD, Adam, AdamW), got {type(optimizer).__name__}")
+    check("optimizer", optimizer, Instance(Optimizer, what="a fastnn Optimizer (SGD, Adam, AdamW)"))
     mine = {id(p) for p in model.parameters()}
     if not mine <= {id(p) for p in optimizer.params}:
         raise ValueError("optimizer does not hold this model's parameters; build it with model.parameters()")
-    epochs = check_positive_int(epochs, "epochs")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    if not 0 <= validation_split < 1:
-        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    epochs = check("epochs", epochs, POSITIVE_INT)
+    batch_size = check("batch_size", batch_size, POSITIVE_INT)
+    check("verbose", verbose, Interval(INT, 0, 2))
+    validation_split = check("validation_split", validation_split, FRACTION)
     if validation_data is not None and validation_split:
         raise ValueError("pass validation_data or validation_split, not both")
-    if isinstance(early_stopping, int) and not isinstance(early_stopping, bool):
+    early_stopping = check("early_stopping", early_stopping, NONE, Instance(EarlyStopping, what="an EarlyStopping"),
+                           Interval(INT, 0, None))
+    if isinstance(early_stopping, int):  # the patience
         early_stopping = EarlyStopping(patience=early_stopping)
-    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-        raise TypeError(f"early_stopping must be an EarlyStopping or an int patience, got {early_stopping!r}")
     callbacks, schedulers = _split_callbacks(callbacks, optimizer)
-    max_norm = _check_clip(clip_grad_norm)
-    if resume and checkpoint is None:
+    max_norm = check("clip_grad_norm", clip_grad_norm, NONE, POSITIVE)
+    check("checkpoint", checkpoint, NONE, PATH)
+    if check("resume", resume, BOOL) and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=PATH: the file a previous fit(checkpoint=PATH) wrote")
     allow_changes = check_allow_changes(allow_changes, optimizer)
     if allow_changes and not resume:
@@ -357,16 +354,6 @@ def _in_training_mode(model, run, *args):
             layer.training = mode
 
 
-def _check_clip(max_norm):
-    if max_norm is None:
-        return None
-    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(max_norm) or max_norm <= 0:
-        raise ValueError(f"clip_grad_norm must be a finite number > 0 (the largest global gradient norm), "
-                         f"got {max_norm!r}")
-    return float(max_norm)
-
-
 def _split_callbacks(callbacks, optimizer):
     """``(callbacks, schedulers)``: learning-rate schedulers among ``callbacks`` are stepped by fit itself."""
     plain, schedulers = [], []
@@ -428,7 +415,7 @@ def evaluate(model, X, y, loss, batch_size=1024, sample_weight=None, _checked=Fa
     if not _checked:
         X, y = _check_data(model, loss, X, y, "")
         sample_weight = None if sample_weight is None else _weights(loss, y, sample_weight, None, "")
-    out = predict_checked(model, X, check_positive_int(batch_size, "batch_size"))
+    out = predict_checked(model, X, check("batch_size", batch_size, POSITIVE_INT))
     result = {"loss": loss.value(out, y, sample_weight)}
     if loss.accuracy is not None:
         result["accuracy"] = hits(loss, out, y) / accuracy_units(loss, y)

@@ -356,7 +356,7 @@ def test_unknown_init_is_an_error(tmp_path):
     arch = make_model().get_config()
     arch[0]["config"]["init"] = "__import__('os')"
     fio.write_model(tmp_path / "m.npz", arch, good_arrays())
-    with pytest.raises(ValueError, match=r"layer 0 \(Linear\): init must be one of \[.*'he'.*\], got"):
+    with pytest.raises(ValueError, match=r"layer 0 \(Linear\): init must be one of .*'he'.*, got"):
         fastnn.Sequential.load(tmp_path / "m.npz")
 
 
@@ -402,8 +402,9 @@ def test_directory_is_an_oserror(tmp_path):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda arch: arch[0]["config"].update({"in_features": 4.0}), "in_features must be a positive integer"),
-    (lambda arch: arch[0]["config"].pop("out_features"), "out_features must be a positive integer, got None"),
+    (lambda arch: arch[0]["config"].update({"in_features": 4.0}), "in_features must be an integer >= 1"),
+    (lambda arch: arch[0]["config"].pop("out_features"),
+     r"out_features must be an integer >= 1, got None \(NoneType\)"),
     (lambda arch: arch[0]["config"].update({"in_features": 10**12}), "bytes of memory"),
     (lambda arch: arch[1]["config"].update({"inplace": True}), r"layer 1 \(ReLU\): unknown config key"),
 ])

@@ -118,7 +118,7 @@ def test_backend_switching():
         assert fn.get_backend().__name__.endswith("numpy_ref")
     finally:
         fn.set_backend("numba")
-    with pytest.raises(ValueError, match="backend must be one of"):
+    with pytest.raises(ValueError, match="backend must be 'numba' or 'numpy', got 'cuda'"):
         fn.set_backend("cuda")
 
 

@@ -79,23 +79,23 @@ def test_state_allocated_once_and_dtype_kept():
     assert not p.grad.any()
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda p: fn.SGD(p, lr=-0.5), "lr must be a finite number >= 0, got -0.5"),
-    (lambda p: fn.SGD(p, lr=-1), "lr"),
-    (lambda p: fn.SGD(p, lr=float("nan")), "lr"),
-    (lambda p: fn.SGD(p, lr="fast"), "lr must be a number"),
-    (lambda p: fn.SGD(p, lr=0.1, momentum=-0.1), "momentum"),
-    (lambda p: fn.SGD(p, lr=0.1, nesterov=True), "nesterov=True requires momentum > 0"),
-    (lambda p: fn.SGD(p, lr=0.1, weight_decay=-1), "weight_decay"),
-    (lambda p: fn.Adam(p, betas=(0.9, 1.0)), r"betas\[1\] must be a finite number >= 0 and < 1"),
-    (lambda p: fn.Adam(p, betas=(-0.1, 0.9)), r"betas\[0\]"),
-    (lambda p: fn.Adam(p, betas=0.9), "betas must be a pair"),
-    (lambda p: fn.Adam(p, eps=0), "eps"),
-    (lambda p: fn.AdamW(p, weight_decay=-0.01), "weight_decay"),
-    (lambda p: fn.SGD([], lr=0.1), "empty parameter list"),
+@pytest.mark.parametrize("make, match, error", [
+    (lambda p: fn.SGD(p, lr=-0.5), "lr must be a finite number >= 0, got -0.5", ValueError),
+    (lambda p: fn.SGD(p, lr=-1), "lr", ValueError),
+    (lambda p: fn.SGD(p, lr=float("nan")), "lr", ValueError),
+    (lambda p: fn.SGD(p, lr="fast"), "lr must be a finite number >= 0, got 'fast' \\(str\\)", TypeError),
+    (lambda p: fn.SGD(p, lr=0.1, momentum=-0.1), "momentum", ValueError),
+    (lambda p: fn.SGD(p, lr=0.1, nesterov=True), "nesterov=True requires momentum > 0", ValueError),
+    (lambda p: fn.SGD(p, lr=0.1, weight_decay=-1), "weight_decay", ValueError),
+    (lambda p: fn.Adam(p, betas=(0.9, 1.0)), r"betas\[1\] must be a number in \[0, 1\), got 1.0", ValueError),
+    (lambda p: fn.Adam(p, betas=(-0.1, 0.9)), r"betas\[0\]", ValueError),
+    (lambda p: fn.Adam(p, betas=0.9), "betas must be a pair", TypeError),
+    (lambda p: fn.Adam(p, eps=0), "eps", ValueError),
+    (lambda p: fn.AdamW(p, weight_decay=-0.01), "weight_decay", ValueError),
+    (lambda p: fn.SGD([], lr=0.1), "empty parameter list", ValueError),
 ])
-def test_invalid_hyperparameters(make, match):
-    with pytest.raises(ValueError, match=match):
+def test_invalid_hyperparameters(make, match, error):
+    with pytest.raises(error, match=match):
         make([_param([1.0])])
 
 

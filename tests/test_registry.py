@@ -96,7 +96,7 @@ def _in_the_estimators(param, row):
     too), or None where scikit-learn has no such row (and the estimator refuses its name)."""
     X, y = _data()
     if row.sklearn is None:
-        with pytest.raises(ValueError, match=f"{param} must be one of"):
+        with pytest.raises(ValueError, match=f"The '{param}' parameter of MLPClassifier must be one of"):
             fn.MLPClassifier(**{param: row.names[0]}).fit(X, y)
         return None
     kw = {"hidden_layer_sizes": (6,), param: row.sklearn, "max_iter": 2, "random_state": 0}

@@ -190,7 +190,7 @@ HOSTILE_MODELS = {
     "unknown config key": (lambda p: zip_members(p, {"__fastnn__.npy": npy(meta([linear(2, 2, eval="1")]))}),
                            ValueError, "unknown config key(s) ['eval']"),
     "bool width": (lambda p: zip_members(p, {"__fastnn__.npy": npy(meta([linear(True, 2)]))}),
-                   ValueError, "in_features must be a positive integer"),
+                   ValueError, "in_features must be an integer >= 1"),
     "10 MB marker": (lambda p: zip_members(p, {"__fastnn__.npy": npy(np.zeros(10 << 20, np.uint8))},
                                            zipfile.ZIP_DEFLATED), ValueError, "more than the 1048576 allowed"),
     "20,000 tiny members": (many_members, ValueError, "declares 20000 members, more than the 10000"),

@@ -278,9 +278,9 @@ def test_python_api_adapt_save_load(tmp_path):
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"mean": [0.0], "std": [-1.0]}, "std must be non-empty and finite and positive"),
+    ({"mean": [0.0], "std": [-1.0]}, r"std\[0\] must be a finite number > 0, got -1.0"),
     ({"mean": [0.0], "std": [1.0], "extra": 1}, "config must have exactly the keys"),
-    ({"mean": ["a"], "std": [1.0]}, "mean must hold numbers"),
+    ({"mean": ["a"], "std": [1.0]}, r"mean\[0\] must be a finite number, got 'a' \(str\)"),
 ])
 def test_hostile_preprocessing_in_a_model_file_is_refused(tmp_path, config, message):
     model = fn.Sequential(fn.Linear(1, 1, seed=0))

@@ -107,9 +107,9 @@ def test_bad_construction():
         fn.Sequential(fn.Linear(4, 3), fn.Linear(3, 2, dtype=np.float64))
     with pytest.raises(ValueError, match="at least one layer"):
         fn.Sequential()
-    with pytest.raises(ValueError, match="in_features must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="in_features must be an integer >= 1, got 0"):
         fn.Linear(0, 3)
-    with pytest.raises(ValueError, match="out_features must be a positive integer, got 2.5"):
+    with pytest.raises(TypeError, match=r"out_features must be an integer >= 1, got 2.5 \(float\)"):
         fn.Linear(3, 2.5)
     with pytest.raises(TypeError, match="float32 or float64, got int32"):
         fn.Linear(3, 2, dtype=np.int32)

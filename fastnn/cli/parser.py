@@ -4,9 +4,9 @@ Each builds its parser and binds ``set_defaults(run=<the command's run>, parser=
 plain-text output>)``; listing the function in ``_SUBCOMMANDS`` adds the command.
 """
 import argparse
-import math
 
 import fastnn as fn
+from fastnn._check import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, parse
 from fastnn import selection
 from fastnn import bench as bench_report
 from fastnn.cli import bench, evaluate, export, predict, train
@@ -18,37 +18,33 @@ __all__ = ["build_parser"]
 
 
 # -- argument types: raise ArgumentTypeError so argparse names the option and exits 2 ----------------------
+def _arg(*constraints):
+    """An argparse ``type=``: the text read and checked by :func:`fastnn._check.parse`, worded as fastnn's
+    argument errors (argparse puts the option's name in front)."""
+    def read(text):
+        try:
+            return parse(text, *constraints)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return read
+
+
 def _widths(text):
     """``"128,64"`` -> ``[128, 64]``; ``""`` -> ``[]`` (no hidden layer: softmax regression)."""
     if not text.strip():
         return []
     widths = []
     for part in text.split(","):
-        part = part.strip()
-        if not (part.isascii() and part.isdigit()) or int(part) < 1:
-            raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 128,64, "
-                                             f"got {part!r} in {text!r}")
-        widths.append(int(part))
+        try:
+            widths.append(parse(part.strip(), POSITIVE_INT))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be comma-separated widths like 128,64, each {POSITIVE_INT}, "
+                                             f"got {part.strip()!r} in {text!r}") from None
     return widths
 
 
-def _number(low, *, integer=False, open_low=False, high=None):
-    def parse(text):
-        try:
-            value = int(text) if integer else float(text)
-        except ValueError:
-            value = math.nan
-        ok = math.isfinite(value) and (value > low if open_low else value >= low) and (high is None or value < high)
-        if not ok:
-            kind = "an integer" if integer else "a number"
-            bound = f"{'>' if open_low else '>='} {low:g}" + ("" if high is None else f" and < {high:g}")
-            raise argparse.ArgumentTypeError(f"expected {kind} {bound}, got {text!r}")
-        return value
-    return parse
-
-
-_positive_int, _count = _number(0, integer=True, open_low=True), _number(0, integer=True)
-_positive, _non_negative, _fraction = _number(0, open_low=True), _number(0), _number(0, high=1)
+_positive_int, _count = _arg(POSITIVE_INT), _arg(COUNT)
+_positive, _non_negative, _fraction = _arg(POSITIVE), _arg(NON_NEGATIVE), _arg(FRACTION)
 
 
 # -- parser ----------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ class _Solver:
                   for p in network.parameters()]
         if est.solver == "sgd":
             self.optimizer = SGD(groups, lr=est.learning_rate_init, momentum=est.momentum,
-                                 nesterov=est.nesterovs_momentum and est.momentum > 0, velocity=True,
+                                 nesterov=bool(est.nesterovs_momentum) and est.momentum > 0, velocity=True,
                                  sample_decay=True)
         else:
             self.optimizer = Adam(groups, lr=est.learning_rate_init, betas=(est.beta_1, est.beta_2),

@@ -13,6 +13,8 @@ import contextlib
 import contextvars
 import importlib
 
+from fastnn._check import Options, check
+
 __all__ = ["BACKENDS", "get_backend", "get_step", "set_backend", "backend", "compiled_by"]
 
 # name -> (per-op kernels, training step)
@@ -60,8 +62,7 @@ _COMPILED = tuple(_Compiled(path) for path in BACKENDS["numba"])
 
 
 def _module(name, part=0):
-    if not isinstance(name, str) or name not in BACKENDS:
-        raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {name!r}")
+    check("backend", name, Options(*sorted(BACKENDS)))
     if name == "numba":
         return _COMPILED[part]
     return importlib.import_module(BACKENDS[name][part])

@@ -1,8 +1,7 @@
 """The base of every learning-rate scheduler (:class:`LRScheduler`) and the argument checks they share."""
 import copy
-import math
-import numbers
 
+from fastnn._check import Instance, Options, check
 from fastnn.optim import Optimizer
 
 __all__ = ["LRScheduler"]
@@ -10,41 +9,12 @@ __all__ = ["LRScheduler"]
 _INTERVALS = ("epoch", "batch")
 
 
-def _real(value, name, low=None, high=None, *, low_open=False, high_open=False):
-    """Return ``float(value)`` for a finite real number within the bounds, else raise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    v = float(value)
-    below = low is not None and (v <= low if low_open else v < low)
-    above = high is not None and (v >= high if high_open else v > high)
-    if not math.isfinite(v) or below or above:
-        bounds = [f"{'>' if low_open else '>='} {low:g}"] if low is not None else []
-        bounds += [f"{'<' if high_open else '<='} {high:g}"] if high is not None else []
-        raise ValueError(f"{name} must be a finite number{''.join(' ' + b for b in bounds[:1])}"
-                         f"{''.join(' and ' + b for b in bounds[1:])}, got {value!r}")
-    return v
-
-
-def _int(value, name, low):
-    """Return ``int(value)`` for an integer >= ``low``, else raise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def _check_optimizer(optimizer):
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError("optimizer must be a fastnn optimizer (fastnn.SGD, Adam or AdamW), "
-                        f"got {type(optimizer).__name__}")
-    return optimizer
+    return check("optimizer", optimizer, Instance(Optimizer, what="a fastnn optimizer (fastnn.SGD, Adam or AdamW)"))
 
 
 def _check_interval(interval):
-    if interval not in _INTERVALS:
-        raise ValueError(f"interval must be 'epoch' or 'batch', got {interval!r}")
-    return interval
+    return check("interval", interval, Options(*_INTERVALS))
 
 
 class LRScheduler:

@@ -2,9 +2,9 @@
 (a function of the epoch)."""
 import inspect
 import math
-import numbers
 
-from fastnn.lr_scheduler.base import LRScheduler, _check_optimizer, _int, _real
+from fastnn._check import CALLABLE, COUNT, FRACTION, NON_NEGATIVE, NONE, NUMBER, POSITIVE, Instance, Options, check
+from fastnn.lr_scheduler.base import LRScheduler, _check_optimizer
 
 __all__ = ["ReduceLROnPlateau", "LearningRateScheduler"]
 
@@ -44,19 +44,16 @@ class ReduceLROnPlateau(LRScheduler):
         if interval != "epoch":
             raise ValueError(f"ReduceLROnPlateau steps on a per-epoch metric; interval must be 'epoch', "
                              f"got {interval!r}")
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
-        if monitor is not None and not isinstance(monitor, str):
-            raise TypeError(f"monitor must be a History key (str) or None, got {monitor!r}")
-        self.interval, self.mode, self.threshold_mode, self.monitor = interval, mode, threshold_mode, monitor
-        self.factor = _real(factor, "factor", 0.0, 1.0, high_open=True)
-        self.patience = _int(patience, "patience", 0)
-        self.threshold = _real(threshold, "threshold", 0.0)
-        self.cooldown = _int(cooldown, "cooldown", 0)
-        self.min_lr = _real(min_lr, "min_lr", 0.0)
-        self.eps = _real(eps, "eps", 0.0)
+        self.mode = check("mode", mode, Options("min", "max"))
+        self.threshold_mode = check("threshold_mode", threshold_mode, Options("rel", "abs"))
+        self.monitor = check("monitor", monitor, Instance(str, what="a History key (str)"), NONE)
+        self.interval = interval
+        self.factor = check("factor", factor, FRACTION)
+        self.patience = check("patience", patience, COUNT)
+        self.threshold = check("threshold", threshold, NON_NEGATIVE)
+        self.cooldown = check("cooldown", cooldown, COUNT)
+        self.min_lr = check("min_lr", min_lr, NON_NEGATIVE)
+        self.eps = check("eps", eps, NON_NEGATIVE)
         self.base_lr = self._last_lr = float(optimizer.lr)
         self.last_epoch = 0
         self.best = math.inf if mode == "min" else -math.inf
@@ -71,12 +68,7 @@ class ReduceLROnPlateau(LRScheduler):
 
     def step(self, metrics):
         """Record this epoch's ``metrics`` (a number) and reduce the learning rate if it has plateaued."""
-        if isinstance(metrics, (str, bytes, bool)):
-            raise TypeError(f"metrics must be a number, got {type(metrics).__name__} {metrics!r}")
-        try:
-            current = float(metrics)
-        except (TypeError, ValueError):
-            raise TypeError(f"metrics must be a number, got {type(metrics).__name__} {metrics!r}") from None
+        current = check("metrics", metrics, NUMBER)
         self.last_epoch += 1
         if self._is_better(current):
             self.best, self.num_bad_epochs = current, 0
@@ -140,11 +132,10 @@ class LearningRateScheduler:
     interval = "epoch"
 
     def __init__(self, schedule, verbose=0):
-        if not callable(schedule):
-            raise TypeError(f"schedule must be callable, got {type(schedule).__name__}")
+        check("schedule", schedule, CALLABLE)
         self._two_args = _takes_lr(schedule)
         self.schedule = schedule
-        self.verbose = _int(verbose, "verbose", 0)
+        self.verbose = check("verbose", verbose, COUNT)
         self.optimizer = None
         self.last_epoch = -1
         self._last_lr = None
@@ -158,11 +149,13 @@ class LearningRateScheduler:
         if self.optimizer is None:
             raise RuntimeError("LearningRateScheduler has no optimizer: call set_optimizer(optimizer) first "
                                "(fit does)")
-        epoch = _int(epoch, "epoch", 0)
+        epoch = check("epoch", epoch, COUNT)
         lr = self.schedule(epoch, float(self.optimizer.lr)) if self._two_args else self.schedule(epoch)
-        if (isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0):
-            raise ValueError(f"schedule returned {lr!r} for epoch {epoch}; expected a finite number > 0")
-        self._last_lr = self.optimizer.lr = float(lr)
+        try:
+            lr = check("lr", lr, POSITIVE)
+        except (TypeError, ValueError):  # a result, not an argument: the schedule is wrong, whatever came
+            raise ValueError(f"schedule returned {lr!r} for epoch {epoch}; expected {POSITIVE}") from None
+        self._last_lr = self.optimizer.lr = lr
         self.last_epoch = epoch
         if self.verbose > 0:
             print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {self._last_lr}.")

@@ -1,7 +1,9 @@
 """PyTorch's step-driven schedules, by PyTorch's own (recursive) formulas, and the 1cycle policy."""
 import math
 
-from fastnn.lr_scheduler.base import LRScheduler, _check_optimizer, _int, _real
+from fastnn._check import (BOOL, COUNT, FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, REAL, Interval, Items, Options,
+                           check)
+from fastnn.lr_scheduler.base import LRScheduler, _check_optimizer
 
 __all__ = ["StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR"]
 
@@ -20,8 +22,8 @@ class StepLR(LRScheduler):
     """
 
     def __init__(self, optimizer, step_size, gamma=0.1, interval="epoch"):
-        self.step_size = _int(step_size, "step_size", 1)
-        self.gamma = _real(gamma, "gamma", 0.0, low_open=True)
+        self.step_size = check("step_size", step_size, POSITIVE_INT)
+        self.gamma = check("gamma", gamma, POSITIVE)
         super().__init__(optimizer, interval)
 
     def _lr(self, epoch, lr):
@@ -42,12 +44,10 @@ class MultiStepLR(LRScheduler):
     """
 
     def __init__(self, optimizer, milestones, gamma=0.1, interval="epoch"):
-        if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
-            raise TypeError(f"milestones must be a sequence of integers, got {milestones!r}")
-        self.milestones = [_int(m, f"milestones[{i}]", 0) for i, m in enumerate(milestones)]
+        self.milestones = list(check("milestones", milestones, Items(COUNT, what="a sequence of integers >= 0")))
         if any(a >= b for a, b in zip(self.milestones, self.milestones[1:])):
             raise ValueError(f"milestones must be strictly increasing, got {self.milestones}")
-        self.gamma = _real(gamma, "gamma", 0.0, low_open=True)
+        self.gamma = check("gamma", gamma, POSITIVE)
         super().__init__(optimizer, interval)
 
     def _lr(self, epoch, lr):
@@ -66,7 +66,7 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, optimizer, gamma, interval="epoch"):
-        self.gamma = _real(gamma, "gamma", 0.0, low_open=True)
+        self.gamma = check("gamma", gamma, POSITIVE)
         super().__init__(optimizer, interval)
 
     def _lr(self, epoch, lr):
@@ -96,8 +96,8 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer, T_max, eta_min=0.0, interval="epoch"):
-        self.T_max = _int(T_max, "T_max", 1)
-        self.eta_min = _real(eta_min, "eta_min", 0.0)
+        self.T_max = check("T_max", T_max, POSITIVE_INT)
+        self.eta_min = check("eta_min", eta_min, NON_NEGATIVE)
         super().__init__(optimizer, interval)
 
     def _lr(self, epoch, lr):
@@ -127,9 +127,9 @@ class LinearLR(LRScheduler):
     """
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, interval="epoch"):
-        self.start_factor = _real(start_factor, "start_factor", 0.0, 1.0, low_open=True)
-        self.end_factor = _real(end_factor, "end_factor", 0.0, 1.0)
-        self.total_iters = _int(total_iters, "total_iters", 1)
+        self.start_factor = check("start_factor", start_factor, Interval(REAL, 0, 1, closed="right"))
+        self.end_factor = check("end_factor", end_factor, Interval(REAL, 0, 1))
+        self.total_iters = check("total_iters", total_iters, POSITIVE_INT)
         super().__init__(optimizer, interval)
 
     def _lr(self, epoch, lr):
@@ -186,19 +186,19 @@ class OneCycleLR(LRScheduler):
                  div_factor=25.0, final_div_factor=1e4, three_phase=False, interval="batch"):
         _check_optimizer(optimizer)
         if total_steps is not None:
-            self.total_steps = _int(total_steps, "total_steps", 1)
+            self.total_steps = check("total_steps", total_steps, POSITIVE_INT)
         elif epochs is not None and steps_per_epoch is not None:
-            self.total_steps = _int(epochs, "epochs", 1) * _int(steps_per_epoch, "steps_per_epoch", 1)
+            self.total_steps = (check("epochs", epochs, POSITIVE_INT)
+                                * check("steps_per_epoch", steps_per_epoch, POSITIVE_INT))
         else:
             raise ValueError("OneCycleLR needs total_steps, or both epochs and steps_per_epoch")
-        pct_start = _real(pct_start, "pct_start", 0.0, 1.0)
-        if anneal_strategy not in ("cos", "linear"):
-            raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
-        self.anneal_strategy = anneal_strategy
-        self.max_lr = _real(max_lr, "max_lr", 0.0, low_open=True)
-        self.initial_lr = self.max_lr / _real(div_factor, "div_factor", 0.0, low_open=True)
-        self.min_lr = self.initial_lr / _real(final_div_factor, "final_div_factor", 0.0, low_open=True)
-        self.cycle_momentum = bool(cycle_momentum)
+        pct_start = check("pct_start", pct_start, Interval(REAL, 0, 1))
+        three_phase = check("three_phase", three_phase, BOOL)
+        self.anneal_strategy = check("anneal_strategy", anneal_strategy, Options("cos", "linear"))
+        self.max_lr = check("max_lr", max_lr, POSITIVE)
+        self.initial_lr = self.max_lr / check("div_factor", div_factor, POSITIVE)
+        self.min_lr = self.initial_lr / check("final_div_factor", final_div_factor, POSITIVE)
+        self.cycle_momentum = check("cycle_momentum", cycle_momentum, BOOL)
         self.momentum_attr = None
         lo_m = hi_m = None
         if self.cycle_momentum:
@@ -209,8 +209,8 @@ class OneCycleLR(LRScheduler):
             else:
                 raise ValueError(f"cycle_momentum=True needs an optimizer with momentum or betas, got "
                                  f"{type(optimizer).__name__}")
-            lo_m = _real(base_momentum, "base_momentum", 0.0, 1.0, high_open=True)
-            hi_m = _real(max_momentum, "max_momentum", 0.0, 1.0, high_open=True)
+            lo_m = check("base_momentum", base_momentum, FRACTION)
+            hi_m = check("max_momentum", max_momentum, FRACTION)
         # Each phase: [end_step, start_lr, end_lr, start_momentum, end_momentum], as PyTorch's table.
         up = float(pct_start * self.total_steps) - 1
         if three_phase:
