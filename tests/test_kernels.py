@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastnn.kernels import codes, get_backend, layout, numba_cpu, numpy_ref, step_numba, step_numpy
+from fastnn.kernels import (codes, get_backend, layout, numba_cpu, numba_losses, numpy_losses, numpy_ref, step_numba,
+                            step_numpy)
 from tests.conftest import DTYPES, tol
 
 # The compiled kernels as fastnn runs them: the prebuilt exports (fastnn.kernels.aot) where a call fits their
@@ -190,29 +191,32 @@ def _compiled_functions(module, defined_in=None):
 
 def test_the_step_twins_are_built_alike():
     """The NumPy step mirrors the compiled one: every helper step_numba defines (the loss gradient, the gather,
-    the workspace and state views, ...) and every helper it takes from numba_cpu (the loss rows, the weights, the
-    views of the layer table) has a twin of the same name and signature, so the NumPy twin specifies the loss
-    part of the step too."""
+    the workspace and state views, ...) and every helper it takes from numba_cpu (the views of the layer table)
+    and numba_losses (the loss rows, the weights) has a twin of the same name and signature, so the NumPy twin
+    specifies the loss part of the step too."""
     own = _compiled_functions(step_numba)
     taken = _compiled_functions(step_numba, defined_in=numba_cpu)
+    rows = _compiled_functions(step_numba, defined_in=numba_losses)
     assert {"_loss_grad", "_gather", "_work", "_state", "_clip_grad_norm", "_relu_dropout_backward"} <= set(own)
+    assert {"_vec", "_mat"} <= set(taken)
     assert {"_xent_row_label", "_xent_row_dense", "_mse_row", "_bce_logits_row", "_bce_row",
-            "_add_weighted"} <= set(taken)
-    for twins, names in ((step_numpy, own), (numpy_ref, taken)):
+            "_add_weighted"} <= set(rows)
+    for twins, names in ((step_numpy, own), (numpy_ref, taken), (numpy_losses, rows)):
         for name, compiled in names.items():
             assert hasattr(twins, name), f"{twins.__name__} has no twin of {name}"
             assert inspect.signature(compiled) == inspect.signature(getattr(twins, name)), name
-    step_numpy_imports = {name for name in vars(step_numpy) if callable(getattr(numpy_ref, name, None))}
-    assert set(taken) <= step_numpy_imports  # taken from numpy_ref as the compiled step takes them from numba_cpu
+    for twins, names in ((numpy_ref, taken), (numpy_losses, rows)):
+        # taken from numpy_ref and numpy_losses as the compiled step takes them from numba_cpu and numba_losses
+        assert set(names) <= {name for name in vars(step_numpy) if getattr(twins, name, None) is vars(step_numpy)[name]}
 
 
 def test_the_loss_kernels_are_built_from_the_same_row_helpers():
     """Every row helper of the compiled loss kernels has a NumPy twin of the same name and signature."""
-    rows = {name: f for name, f in _compiled_functions(numba_cpu).items()
+    rows = {name: f for name, f in _compiled_functions(numba_losses).items()
             if re.search(r"_row(_|$)", name) or name in ("_weight", "_inv_weight_sum", "_add_weighted")}
     assert len(rows) == 12  # with _poisson_row
     for name, compiled in rows.items():
-        assert inspect.signature(compiled) == inspect.signature(getattr(numpy_ref, name)), name
+        assert inspect.signature(compiled) == inspect.signature(getattr(numpy_losses, name)), name
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -14,9 +14,10 @@ from fastnn.kernels.codes import (
     NEEDS_INPUT_MASK, RELU, H_BETA1, H_CLIP_NORM, H_BETA2, H_DECOUPLED, H_EPS, H_EPS_HAT, H_LOSS_SCALE, H_LR, H_MOMENTUM,
     H_NESTEROV, H_SAMPLE_DECAY, H_VELOCITY, IDENTITY, LOSS_BCE, LOSS_BCE_LOGITS, LOSS_MSE, LOSS_POISSON, LOSS_SCE_LABELS, RAW_F32, RAW_F64, RAW_I32, RAW_U8, O_D, O_G, O_H, O_Z, OPT_SGD, P_B, P_DB, P_DW, P_S1B, P_S1W, P_S2B,
     P_S2W, P_W)
-from fastnn.kernels.numba_cpu import (
-    _add_weighted, _bce_logits_row, _bce_row, _mat, _mse_row, _poisson_row, _vec, _xent_row_dense, _xent_row_label, act_backward,
-    activation_forward, adam_update, dropout, linear_backward, linear_backward_sgd, linear_forward, sgd_update)
+from fastnn.kernels.numba_cpu import (_mat, _vec, act_backward, activation_forward, adam_update, dropout, linear_backward,
+                                      linear_backward_sgd, linear_forward, sgd_update)
+from fastnn.kernels.numba_losses import (_add_weighted, _bce_logits_row, _bce_row, _mse_row, _poisson_row, _xent_row_dense,
+                                         _xent_row_label)
 
 __all__ = ["train_batches"]
 

@@ -13,10 +13,10 @@ from fastnn.kernels.codes import (
     H_BETA1, H_BETA2, H_CLIP_NORM, H_DECOUPLED, H_EPS, H_EPS_HAT, H_LOSS_SCALE, H_LR, H_MOMENTUM, H_NESTEROV,
     H_SAMPLE_DECAY, H_VELOCITY, IDENTITY, LOSS_BCE, LOSS_BCE_LOGITS, LOSS_MSE, LOSS_POISSON, LOSS_SCE_LABELS,
     NEEDS_INPUT_MASK, RAW_DTYPES, O_D, O_G, O_H, O_Z, OPT_SGD, P_B, P_DB, P_DW, P_S1B, P_S1W, P_S2B, P_S2W, P_W, RELU)
-from fastnn.kernels.numpy_ref import (
-    _add_weighted, _bce_logits_row, _bce_row, _mat, _mse_row, _poisson_row, _vec, _xent_row_dense, _xent_row_label,
-    act_backward, activation_forward, adam_update, clip_grad_norm, dropout, linear_backward, linear_backward_sgd,
-    linear_forward, sgd_update)
+from fastnn.kernels.numpy_losses import (_add_weighted, _bce_logits_row, _bce_row, _mse_row, _poisson_row, _xent_row_dense,
+                                         _xent_row_label)
+from fastnn.kernels.numpy_ref import (_mat, _vec, act_backward, activation_forward, adam_update, clip_grad_norm, dropout,
+                                      linear_backward, linear_backward_sgd, linear_forward, sgd_update)
 
 __all__ = ["train_batches"]
 
