@@ -11,7 +11,7 @@ The message names the argument, what was expected and what came::
     lr must be a finite number >= 0, got 'fast' (str)
     p must be a number in [0, 1), got 1.5
     anneal_strategy must be 'cos' or 'linear', got 'exp'
-    loss must be a fastnn Loss or one of 'bce', 'cross_entropy', 'mse', ..., got 'hinge'
+    loss must be a fastnn Loss or one of 'BCELoss', 'BCEWithLogitsLoss', 'MSELoss', ..., got 'hinge'
 
 ``bool`` is never a number, and a number never a bool.
 """
