@@ -102,6 +102,23 @@ def test_linear_backward_without_dx(module, dtype):
     np.testing.assert_allclose(db, g.sum(0), **tol(dtype))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, k", [(1, 1), (7, 3), (33, 255), (5, 256), (9, 257), (3, 600)])
+def test_bias_gradients_are_the_column_sums_down_each_column(dtype, n, k):
+    """The compiled bias gradient (linear_backward's db, linear_backward_sgd's bias step) is each column's float64
+    sum taken down the column in row order, bit for bit, across the stack buffer's 256-column blocks."""
+    rng = np.random.default_rng(k)
+    X, W, g = (rng.standard_normal(s).astype(dtype) for s in [(n, 2), (2, k), (n, k)])
+    down = np.cumsum(g, axis=0, dtype=np.float64)[-1]
+    db = np.full(k, np.nan, dtype)
+    numba_cpu.linear_backward(X, W, g, np.empty((2, k), dtype), db, None)
+    assert np.array_equal(db, down.astype(dtype))
+    b0 = rng.standard_normal(k).astype(dtype)
+    b = b0.copy()
+    numba_cpu.linear_backward_sgd(X, W.copy(), g, b, 0.1, 0.0, 0.01, None)
+    assert np.array_equal(b, (b0 - 0.1 * (down + 0.01 * b0.astype(np.float64))).astype(dtype))
+
+
 @pytest.mark.parametrize("module", [COMPILED, numpy_ref], ids=["numba", "numpy"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_optimizer_updates_match(module, dtype):
