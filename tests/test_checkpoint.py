@@ -33,7 +33,10 @@ SCRIPT = textwrap.dedent("""
 
     if __name__ == "__main__":
         model, h = run(int(sys.argv[1]), sys.argv[2], resume=True, n=int(sys.argv[4]))
-        np.savez(sys.argv[3], *[p.data for p in model.parameters()], loss=np.array(h.history["loss"]))
+        # atomically: a signal landing after fit returned, while the result is written, must not leave half a file
+        from fastnn.io import atomic_write
+        with atomic_write(sys.argv[3]) as f:
+            np.savez(f, *[p.data for p in model.parameters()], loss=np.array(h.history["loss"]))
 """)
 
 
