@@ -66,6 +66,10 @@ BLAS_THREADS = _env_int("FASTNN_BLAS_THREADS")
 # A second BLAS thread pays from batch 32; at 16 it gains little on a quiet machine and, with one
 # core busy elsewhere, costs several times that (docs/performance.md, "What made it fast").
 MIN_BATCH_FOR_THREADS = 32
+# ... and only where a GEMM call has the work for two: batch rows x the largest layer's inputs x outputs. A 64-wide
+# net's 64 x 64 x 64 calls gained nothing from a second thread (one-thread and two-thread fits alike), a 128-wide
+# net's 32 x 128 x 128 gained 1.4x (docs/performance.md, "The BLAS threads of a narrow net").
+MIN_WORK_FOR_THREADS = 400_000
 
 
 def _env_threads(name):
@@ -180,17 +184,21 @@ def thread_limit():
     return max(1, min(limits))
 
 
-def blas_threads(batch_size):
-    """BLAS threads for a training step on batches of ``batch_size`` rows.
+def blas_threads(batch_size, width=None):
+    """BLAS threads for a training step on batches of ``batch_size`` rows of a network whose largest layer
+    has ``width`` weights (inputs x outputs; None: not known, as if large).
 
     One level of parallelism at a time: the Numba kernels run serially, and BLAS gets
     every thread :func:`thread_limit` allows only for batches of :data:`MIN_BATCH_FOR_THREADS`
-    or more. ``FASTNN_BLAS_THREADS`` overrides both. Results are bit-identical for the
+    or more whose largest GEMM call has :data:`MIN_WORK_FOR_THREADS` multiply-adds or more.
+    ``FASTNN_BLAS_THREADS`` overrides both. Results are bit-identical for the
     same seed, backend and thread count; a different count sums in a different order.
     """
     if BLAS_THREADS is not None:
         return BLAS_THREADS
-    return 1 if batch_size < MIN_BATCH_FOR_THREADS else thread_limit()
+    if batch_size < MIN_BATCH_FOR_THREADS or (width is not None and batch_size * width < MIN_WORK_FOR_THREADS):
+        return 1
+    return thread_limit()
 
 
 # LLVM flags for loops that may reassociate and contract sums. ``nnan`` and

@@ -132,13 +132,14 @@ def others():
     return _shared()()
 
 
-def threads_now(batch_size):
-    """BLAS threads for a compiled call on batches of ``batch_size`` rows, asked before every call:
+def threads_now(batch_size, width=None):
+    """BLAS threads for a compiled call on batches of ``batch_size`` rows of a network whose largest layer has
+    ``width`` weights (None: not known), asked before every call:
     :func:`fastnn._config.blas_threads`, lowered to the CPUs other processes have left free over the last
     :data:`WINDOW` seconds (a CPU counts as free while they use at most a quarter of it), and one thread while
     nothing is known yet (the process's first call: one short call). ``FASTNN_BLAS_THREADS`` fixes the count
     whatever the load."""
-    n = _config.blas_threads(batch_size)
+    n = _config.blas_threads(batch_size, width)
     if n == 1 or _config.BLAS_THREADS is not None:
         return n
     sampler = _shared()
@@ -154,12 +155,12 @@ class Pace:
     for :data:`RETRY` seconds, whatever ``/proc/stat`` says (a neighbour it cannot see: another container's, the
     hypervisor's). ``clock`` is replaceable in tests."""
 
-    def __init__(self, batch_size, clock=time.monotonic):
-        self.batch_size, self._clock = batch_size, clock
+    def __init__(self, batch_size, width=None, clock=time.monotonic):
+        self.batch_size, self.width, self._clock = batch_size, width, clock
         self._last = {}  # threads -> (clock, seconds per batch) of the last call on that many
 
     def threads(self):
-        n = threads_now(self.batch_size)
+        n = threads_now(self.batch_size, self.width)
         if n > 1:
             mine, one = self._last.get(n), self._last.get(1)
             if mine and one and self._clock() - mine[0] < RETRY and mine[1] > SLOWER * one[1]:

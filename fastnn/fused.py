@@ -221,7 +221,8 @@ def make_runner(model, loss, optimizer, X, T, labels, sw, batch_size, clip_norm=
     n_batches = -(-n_samples // batch_size)
     losses, weights, correct = np.empty(n_batches), np.empty(n_batches), np.empty(n_batches, np.int64)
     hyper = np.empty((n_batches, len(codes.HYPER)))
-    pace = Pace(batch_size)  # the BLAS threads, asked at every call: neighbours come and go
+    # the BLAS threads, asked at every call (neighbours come and go), for GEMMs as large as the largest layer's
+    pace = Pace(batch_size, max(a * b for a, b in zip(widths, widths[1:])))
 
     current = _Current(model, found, widths, rows, dtype)
 

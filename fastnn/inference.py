@@ -55,6 +55,7 @@ class _Plan(NamedTuple):
     n_in: int
     n_out: int
     hidden: int  # the widest hidden layer (0: none)
+    weights: int  # the largest layer's inputs x outputs (the BLAS thread rule's GEMM size)
     acts: np.ndarray
     alphas: np.ndarray
     dims: np.ndarray
@@ -86,8 +87,8 @@ def _forward_plan(model):
         return None
     arrays = tuple((p, p.data) for lin in found.linears for p in lin.params)
     widths = [int(d) for d in dims]
-    plan = _Plan(found.specs, arrays, Ws[0].dtype, widths[0], widths[-1], max(widths[1:-1], default=0), found.acts,
-                 found.alphas, dims, params)
+    plan = _Plan(found.specs, arrays, Ws[0].dtype, widths[0], widths[-1], max(widths[1:-1], default=0),
+                 max(a * b for a, b in zip(widths, widths[1:])), found.acts, found.alphas, dims, params)
     _PLANS[model] = plan
     return plan
 
@@ -98,7 +99,8 @@ def predict_checked(model, X, batch_size, plan=False):
     runs on one thread anyway and which should not pay for asking."""
     if X.shape[0] < 2:
         return _predict_on(model, X, batch_size, plan)
-    with limit_blas(threads_now(min(batch_size, X.shape[0]))):
+    plan = _forward_plan(model) if plan is False else plan
+    with limit_blas(threads_now(min(batch_size, X.shape[0]), None if plan is None else plan.weights)):
         return _predict_on(model, X, batch_size, plan)
 
 

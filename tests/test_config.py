@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import fastnn
@@ -144,6 +145,36 @@ def no_thread_limits(monkeypatch):
 def test_threads_by_batch_size(no_thread_limits):
     assert no_thread_limits.blas_threads(16) == 1
     assert no_thread_limits.blas_threads(256) == 8
+
+
+def test_threads_by_the_work_of_a_gemm_call(no_thread_limits):
+    """A second thread only where the largest layer's GEMM call has the work for it: the 64-wide deep net and the
+    tabular net (32-64-64-1) at their batch sizes stay on one, a 128-wide net at batch 32 takes every thread."""
+    c = no_thread_limits
+    assert c.blas_threads(64, 64 * 64) == c.blas_threads(32, 64 * 64) == 1
+    assert c.blas_threads(32, 128 * 128) == c.blas_threads(64, 784 * 128) == 8
+    assert c.blas_threads(256, 64 * 64) == 8  # 1M multiply-adds a call
+    assert c.blas_threads(16, 1024 * 1024) == 1  # the batch rule still holds
+    assert c.blas_threads(32) == 8  # no width given: as before
+
+
+def test_the_compiled_step_and_predict_ask_with_the_networks_width(monkeypatch):
+    """fit's compiled step and a many-row predict pass the largest layer's inputs x outputs to the thread rule."""
+    from fastnn import _cpu
+
+    asked = []
+    real = _cpu.threads_now
+    monkeypatch.setattr(_cpu, "threads_now", lambda b, w=None: asked.append((b, w)) or real(b, w))
+    import fastnn as fn
+    from fastnn import inference
+
+    monkeypatch.setattr(inference, "threads_now", _cpu.threads_now)
+    model = fn.Sequential(fn.Linear(6, 20), fn.ReLU(), fn.Linear(20, 3))
+    X, y = np.zeros((40, 6), np.float32), np.zeros(40, np.int64)
+    h = model.fit(X, y, loss=fn.SoftmaxCrossEntropy(), optimizer=fn.SGD(model.parameters(), lr=0.1), epochs=1,
+                  batch_size=8, verbose=0)
+    model.predict(X)
+    assert h.fast_path and (8, 120) in asked and (40, 120) in asked
 
 
 @pytest.mark.parametrize("limit", [
