@@ -60,7 +60,8 @@ class Loss:
     classification = False
     accuracy = None
     outputs = "mean"  # how a row's k outputs combine: "mean" (PyTorch's) or "sum" (scikit-learn's)
-    _last = codes.IDENTITY  # the activation the step expects the model to end in (LossSpec.last)
+    # the activation code the compiled step needs the model to end in (LossSpec.last): the last Linear's outputs
+    last = codes.IDENTITY
 
     def __init__(self, outputs="mean"):
         self.outputs = check("outputs", outputs, Options("mean", "sum"))
@@ -109,7 +110,7 @@ class Loss:
     def describe(self, T, n_outputs):
         """The :class:`LossSpec` the compiled step needs for targets ``T`` and a model of ``n_outputs``
         outputs, from the current attributes (asked at every call of the step)."""
-        return LossSpec(self.step_code(T), self.row_scale(n_outputs), self._last)
+        return LossSpec(self.step_code(T), self.row_scale(n_outputs), self.last)
 
     def value(self, prediction, target, sample_weight=None):
         """The mean loss of an already validated ``prediction``, ``target`` and ``sample_weight`` (as
@@ -297,7 +298,7 @@ class BCELoss(_BinaryLoss):
     the more accurate choice.
     """
 
-    _last = codes.SIGMOID
+    last = codes.SIGMOID  # the step folds the Sigmoid's backward into the loss
 
     def step_code(self, T):
         return codes.LOSS_BCE

@@ -3,7 +3,7 @@
 * :data:`ACTIVATIONS` -- names, cls, init, sklearn, onnx; code, needs_input. Read by the compiled step's planner
   (:mod:`fastnn.fused`), the CLI (``--activation``), the estimators (``activation``), export and the kernel
   benchmarks.
-* :data:`LOSSES` -- names, cls, codes, last, sklearn, out_activation, onnx. Read by ``fit(loss=name)``, the planner,
+* :data:`LOSSES` -- names, cls, codes, sklearn, out_activation, onnx. Read by ``fit(loss=name)``, the planner,
   the estimators (``MLPRegressor(loss=...)``) and export (an estimator's output head).
 * :data:`OPTIMIZERS` -- names, cls, sklearn; code. Read by the planner, the CLI (``--optimizer``) and the
   estimators (``solver``).
@@ -117,8 +117,6 @@ class Loss:
     codes : tuple of int
         The ``codes.LOSS_*`` its :meth:`~fastnn.losses.Loss.step_code` gives (for labels, for dense targets); empty
         when the compiled step has no fused form of it.
-    last : int or None
-        The activation code the compiled step needs the model to end in (``IDENTITY``: the last Linear's outputs).
     sklearn : str or None
         ``MLPRegressor``'s ``loss`` name.
     out_activation : str or None
@@ -131,7 +129,6 @@ class Loss:
     names: tuple
     cls: type
     codes: tuple
-    last: int = None
     sklearn: str = None
     out_activation: str = None
     onnx: object = None
@@ -164,16 +161,14 @@ ACTIVATIONS = Table("activation", [
 ])
 
 LOSSES = Table("loss", [
-    Loss(("SoftmaxCrossEntropy",), losses.SoftmaxCrossEntropy,
-         (codes.LOSS_SCE_LABELS, codes.LOSS_SCE_DENSE), codes.IDENTITY, out_activation="softmax",
-         onnx=onnx_nodes.head("Softmax", "probabilities", axis=-1)),
+    Loss(("SoftmaxCrossEntropy",), losses.SoftmaxCrossEntropy, (codes.LOSS_SCE_LABELS, codes.LOSS_SCE_DENSE),
+         out_activation="softmax", onnx=onnx_nodes.head("Softmax", "probabilities", axis=-1)),
     Loss(("NLLLoss",), losses.NLLLoss, ()),
-    Loss(("MSELoss", "squared_error"), losses.MSELoss, (codes.LOSS_MSE,), codes.IDENTITY, "squared_error",
-         "identity"),
-    Loss(("BCEWithLogitsLoss",), losses.BCEWithLogitsLoss, (codes.LOSS_BCE_LOGITS,),
-         codes.IDENTITY, out_activation="logistic", onnx=onnx_nodes.head("Sigmoid", "probabilities")),
-    Loss(("BCELoss",), losses.BCELoss, (codes.LOSS_BCE,), codes.SIGMOID),
-    Loss(("PoissonLoss", "poisson"), losses.PoissonLoss, (codes.LOSS_POISSON,), codes.IDENTITY, "poisson", "exp",
+    Loss(("MSELoss", "squared_error"), losses.MSELoss, (codes.LOSS_MSE,), "squared_error", "identity"),
+    Loss(("BCEWithLogitsLoss",), losses.BCEWithLogitsLoss, (codes.LOSS_BCE_LOGITS,), out_activation="logistic",
+         onnx=onnx_nodes.head("Sigmoid", "probabilities")),
+    Loss(("BCELoss",), losses.BCELoss, (codes.LOSS_BCE,)),
+    Loss(("PoissonLoss", "poisson"), losses.PoissonLoss, (codes.LOSS_POISSON,), "poisson", "exp",
          onnx_nodes.head("Exp", "mean")),
 ])
 

@@ -148,7 +148,9 @@ def _targets(loss, n, k, rng):
 
 
 def _last_layer(loss):
-    return {codes.SIGMOID: fn.Sigmoid, None: fn.Softmax}.get(loss.last)
+    """What the model ends in: the activation the loss class names (a Sigmoid for BCELoss), a Softmax for a loss
+    with no compiled form (NLLLoss takes probabilities)."""
+    return {codes.SIGMOID: fn.Sigmoid}.get(loss.cls.last) if loss.codes else fn.Softmax
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=_name)
