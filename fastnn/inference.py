@@ -97,15 +97,14 @@ def predict_checked(model, X, batch_size, plan=False):
     """``predict`` on a checked ``X``; ``plan`` is ``_forward_plan(model)`` if the caller has it. Under the
     training step's BLAS thread rule (:func:`fastnn._cpu.threads_now`), except for a single row, which the BLAS
     runs on one thread anyway and which should not pay for asking."""
+    plan = _forward_plan(model) if plan is False else plan
     if X.shape[0] < 2:
         return _predict_on(model, X, batch_size, plan)
-    plan = _forward_plan(model) if plan is False else plan
     with limit_blas(threads_now(min(batch_size, X.shape[0]), None if plan is None else plan.weights)):
         return _predict_on(model, X, batch_size, plan)
 
 
 def _predict_on(model, X, batch_size, plan):
-    plan = _forward_plan(model) if plan is False else plan
     if plan is not None:  # compiled calls through every layer
         dims, dtype, forward = plan.dims, plan.dtype, get_backend().mlp_forward
         work = np.empty((2, min(batch_size, X.shape[0]) * plan.hidden), dtype)
