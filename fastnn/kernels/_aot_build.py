@@ -69,5 +69,5 @@ def extension():
     pycc compiler whose object file it links (``setup.py``'s ``build_ext`` makes it)."""
     cc = _cc()
     ext = cc.distutils_extension()
-    ext.sources.append("fastnn/kernels/_aot_blas.c")  # setuptools wants it relative to setup.py
+    ext.sources += ["fastnn/kernels/_aot_blas.c", "fastnn/kernels/_aot_gemm.c"]  # relative to setup.py
     return ext

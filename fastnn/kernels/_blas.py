@@ -75,6 +75,7 @@ def _register():
         source = "numba"
     else:
         source = "numpy"
+    # The JIT's kernels call the BLAS for every GEMM; fastnn's own float32 GEMM is in the ahead-of-time build only.
     ll.add_symbol("fastnn_sgemm", found[0])
     ll.add_symbol("fastnn_dgemm", found[1])
     return source

@@ -8,16 +8,19 @@ __all__ = ["numpy_cblas"]
 
 
 def numpy_cblas():
-    """Addresses of NumPy's ILP64 ``cblas_sgemm``/``cblas_dgemm``, or None."""
+    """Addresses of NumPy's ILP64 ``cblas_sgemm``/``cblas_dgemm`` and of its ``openblas_get_num_threads`` (None
+    where the library has none), or None."""
     for info in blas_libraries():  # only NumPy's build exports the ILP64 names below
         try:
             lib = ctypes.CDLL(info["filepath"])
         except OSError:  # listed by threadpoolctl but not loadable by path: not ours to use
             continue
-        for prefix in ("scipy_cblas_", "cblas_"):  # scipy-openblas64 wheels, then a plain ILP64 build
+        for prefix, threads in (("scipy_cblas_", "scipy_openblas_get_num_threads64_"),  # scipy-openblas64 wheels
+                                ("cblas_", "openblas_get_num_threads64_")):  # a plain ILP64 build
             try:
                 s, d = (getattr(lib, f"{prefix}{k}gemm64_") for k in "sd")
             except AttributeError:
                 continue
-            return ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value
+            get_threads = getattr(lib, threads, None)
+            return tuple(None if f is None else ctypes.cast(f, ctypes.c_void_p).value for f in (s, d, get_threads))
     return None

@@ -36,7 +36,7 @@ from fastnn import _config
 from fastnn.kernels._cblas import numpy_cblas
 
 __all__ = ["EXPORTS", "SOURCES", "DTYPES", "source_hash", "cpu_flags", "signatures", "arguments", "load", "reason",
-           "kernel"]
+           "gemm", "kernel"]
 
 # name: (signature or signatures, index of the argument returned or None). ``{T}`` is the model's dtype: each
 # is built for float32 and float64. Array arguments are C-contiguous (``[:, ::1]``), as the callers make them;
@@ -94,7 +94,7 @@ def signatures(name, dtype_code):
 _HERE = Path(__file__).resolve().parent
 # What the compiled code is made of: a change to any of these makes a built module stale.
 SOURCES = ("codes.py", "numba_cpu.py", "numba_losses.py", "step_numba.py", "_blas.py", "_cblas.py", "aot.py",
-           "_aot_build.py", "_aot_blas.c", "../_config.py")
+           "_aot_build.py", "_aot_blas.c", "_aot_gemm.c", "../_config.py")
 # Instruction-set extensions whose absence on this CPU makes a module built where they were present unusable.
 CPU_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "avx512f", "avx512dq", "avx512cd",
              "avx512bw", "avx512vl", "avx512vnni", "avx512_bf16", "amx_tile")
@@ -194,7 +194,9 @@ def _open():
     found = numpy_cblas()
     if found is None:
         return None, "NumPy's BLAS has no ILP64 CBLAS ?gemm for the ahead-of-time kernels"
-    ctypes.CDLL(module.__file__).fastnn_aot_set_gemm(ctypes.c_void_p(found[0]), ctypes.c_void_p(found[1]))
+    own = ctypes.CDLL(module.__file__).fastnn_aot_set_gemm(*(ctypes.c_void_p(f) for f in found),
+                                                           ctypes.c_int(_config.GEMM == "auto"))
+    _state["gemm"] = "fastnn-avx512" if own else "openblas"
     return module, None
 
 
@@ -212,6 +214,12 @@ def reason():
     """Why the ahead-of-time kernels are not used (None when they are)."""
     load()
     return _state["reason"]
+
+
+def gemm():
+    """Who multiplies the ahead-of-time kernels' float32 matrices: ``"fastnn-avx512"`` (fastnn's own GEMM,
+    ``_aot_gemm.c``) or ``"openblas"`` (NumPy's); None when those kernels are not used."""
+    return _state.get("gemm") if load() is not None else None
 
 
 _ndarray = np.ndarray

@@ -1,0 +1,138 @@
+"""fastnn's own float32 GEMM (``fastnn/kernels/_aot_gemm.c``), which the ahead-of-time kernels call on AVX-512 CPUs.
+
+Checked against NumPy in float64 for every transpose, tile tail, packed-panel boundary, leading dimension and
+alpha/beta the kernels use; then that the kernels really take it (and ``FASTNN_GEMM=blas`` really does not), and
+that a fit on it is deterministic whatever the BLAS thread count and agrees with a fit on OpenBLAS.
+"""
+import ctypes
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fastnn.kernels import aot
+
+_module = aot.load()
+_lib = ctypes.CDLL(_module.__file__) if _module is not None else None
+_available = bool(_lib is not None and _lib.fastnn_own_sgemm_available())
+needs_own = pytest.mark.skipif(not _available, reason="fastnn's own GEMM needs the ahead-of-time build and AVX-512")
+
+_I, _P, _F = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
+
+
+def own_sgemm(ta, tb, alpha, A, B, beta, C):
+    """``C = alpha op(A) op(B) + beta C`` by fastnn's GEMM, on (views of) C-ordered rows with their own strides."""
+    M, N = C.shape
+    K = A.shape[0] if ta else A.shape[1]
+    item = 4
+    f = _lib.fastnn_own_sgemm
+    f.restype = None
+    f(ctypes.c_int(ta), ctypes.c_int(tb), _I(M), _I(N), _I(K), _F(alpha), _P(A.ctypes.data), _I(A.strides[0] // item),
+      _P(B.ctypes.data), _I(B.strides[0] // item), _F(beta), _P(C.ctypes.data), _I(C.strides[0] // item))
+
+
+def operands(rng, M, N, K, ta, tb, pad):
+    """op(A) M x K and op(B) K x N as float32 row-major views inside wider arrays (leading dimension + pad)."""
+    def view(rows, cols):
+        return rng.standard_normal((rows, cols + pad)).astype(np.float32)[:, :cols]
+    A = view(K, M) if ta else view(M, K)
+    B = view(N, K) if tb else view(K, N)
+    return A, B
+
+
+SHAPES = [(1, 1, 1), (1, 128, 784), (14, 32, 5), (15, 33, 7), (13, 31, 300), (29, 65, 257), (64, 10, 64),
+          (3, 1, 64), (64, 128, 1), (40, 47, 513), (0, 5, 3), (5, 0, 3), (6, 7, 0)]
+
+
+@needs_own
+@pytest.mark.parametrize("ta", [0, 1])
+@pytest.mark.parametrize("tb", [0, 1])
+@pytest.mark.parametrize("M,N,K", SHAPES)
+@pytest.mark.parametrize("pad", [0, 3])
+def test_products_match_numpy(M, N, K, ta, tb, pad):
+    rng = np.random.default_rng(M * 1000 + N * 10 + K)
+    A, B = operands(rng, M, N, K, ta, tb, pad)
+    opA = (A.T if ta else A).astype(np.float64)
+    opB = (B.T if tb else B).astype(np.float64)
+    scale = np.sqrt(max(K, 1)) * 1e-6 * 4
+    for alpha, beta in [(1.0, 0.0), (-0.01, 1.0), (0.5, 0.25)]:
+        C0 = rng.standard_normal((M, N + pad)).astype(np.float32)[:, :N]
+        if beta == 0.0:
+            C0[...] = np.nan  # beta == 0 must not read C
+        C = C0.copy() if pad == 0 else np.pad(C0, ((0, 0), (0, pad)), constant_values=7.0)[:, :N]
+        outside = C.base[:, N:].copy() if pad else None
+        want = alpha * (opA @ opB) + (beta * C0.astype(np.float64) if beta != 0.0 else 0.0)
+        own_sgemm(ta, tb, alpha, A, B, beta, C)
+        assert not np.isnan(C).any()
+        np.testing.assert_allclose(C, want, rtol=1e-5, atol=scale * (1 + np.abs(want).max(initial=0)))
+        if pad:
+            np.testing.assert_array_equal(C.base[:, N:], outside)  # nothing written beyond each row's N columns
+
+
+@needs_own
+def test_special_values_propagate_like_blas():
+    """inf and NaN in an operand reach exactly the outputs they feed, as in any BLAS."""
+    A = np.ones((3, 4), np.float32)
+    B = np.ones((4, 5), np.float32)
+    A[1, 2] = np.inf
+    B[0, 3] = np.nan
+    C = np.zeros((3, 5), np.float32)
+    own_sgemm(0, 0, 1.0, A, B, 0.0, C)
+    want = A.astype(np.float64) @ B
+    np.testing.assert_array_equal(np.isnan(C), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(C), np.isinf(want))
+
+
+def _child(code, **env):
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+WHO = "from fastnn.kernels import aot; print(aot.gemm())"
+
+
+@needs_own
+def test_the_kernels_take_it_unless_told_not_to():
+    assert aot.gemm() == ("fastnn-avx512" if os.environ.get("FASTNN_GEMM", "auto") == "auto" else "openblas")
+    assert _child(WHO, FASTNN_GEMM="blas") == "openblas"
+    assert _child(WHO, FASTNN_GEMM="auto") == "fastnn-avx512"
+
+
+def test_a_bad_setting_is_named():
+    out = subprocess.run([sys.executable, "-c", WHO], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "FASTNN_GEMM": "mkl"})
+    assert out.returncode != 0
+    assert "FASTNN_GEMM" in out.stderr and "mkl" in out.stderr
+
+
+FIT = """
+    import hashlib, numpy as np, fastnn
+    from fastnn import SGD, SoftmaxCrossEntropy, Linear, ReLU, Sequential
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2000, 64)).astype(np.float32); y = rng.integers(0, 10, 2000)
+    net = Sequential(Linear(64, 96, seed=1), ReLU(), Linear(96, 10, seed=2))
+    net.fit(X, y, loss=SoftmaxCrossEntropy(), optimizer=SGD(net.parameters(), lr=0.05), epochs=2, batch_size=64,
+            seed=3, verbose=0)
+    W = np.concatenate([p.data.ravel() for p in net.parameters()])
+    np.save({path!r}, W)
+    print(hashlib.sha256(W.tobytes()).hexdigest())
+"""
+
+
+@needs_own
+def test_fits_are_bit_identical_at_any_thread_count_and_close_to_openblas(tmp_path):
+    """fastnn's GEMM sums in one order on one thread: unlike OpenBLAS's, its results do not change with the BLAS
+    threads allowed (this net's calls are all below the size where two OpenBLAS threads take over)."""
+    paths = {k: str(tmp_path / f"{k}.npy") for k in ("one", "two", "blas")}
+    one = _child(FIT.format(path=paths["one"]), FASTNN_BLAS_THREADS="1")
+    two = _child(FIT.format(path=paths["two"]), FASTNN_BLAS_THREADS="2")
+    assert one == two
+    _child(FIT.format(path=paths["blas"]), FASTNN_GEMM="blas", FASTNN_BLAS_THREADS="1")
+    own, blas = np.load(paths["one"]), np.load(paths["blas"])
+    assert not np.array_equal(own, blas)  # really another GEMM
+    np.testing.assert_allclose(own, blas, rtol=1e-3, atol=1e-4)
