@@ -23,15 +23,17 @@ needs_own = pytest.mark.skipif(not _available, reason="fastnn's own GEMM needs t
 _I, _P, _F = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
 
 
-def own_sgemm(ta, tb, alpha, A, B, beta, C):
-    """``C = alpha op(A) op(B) + beta C`` by fastnn's GEMM, on (views of) C-ordered rows with their own strides."""
+def own_sgemm(ta, tb, alpha, A, B, beta, C, threads=1):
+    """``C = alpha op(A) op(B) + beta C`` by fastnn's GEMM on ``threads`` threads, on (views of) C-ordered rows with
+    their own strides."""
     M, N = C.shape
     K = A.shape[0] if ta else A.shape[1]
     item = 4
     f = _lib.fastnn_own_sgemm
     f.restype = None
     f(ctypes.c_int(ta), ctypes.c_int(tb), _I(M), _I(N), _I(K), _F(alpha), _P(A.ctypes.data), _I(A.strides[0] // item),
-      _P(B.ctypes.data), _I(B.strides[0] // item), _F(beta), _P(C.ctypes.data), _I(C.strides[0] // item))
+      _P(B.ctypes.data), _I(B.strides[0] // item), _F(beta), _P(C.ctypes.data), _I(C.strides[0] // item),
+      ctypes.c_int(threads))
 
 
 def operands(rng, M, N, K, ta, tb, pad):
@@ -114,9 +116,9 @@ FIT = """
     import hashlib, numpy as np, fastnn
     from fastnn import SGD, SoftmaxCrossEntropy, Linear, ReLU, Sequential
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((2000, 64)).astype(np.float32); y = rng.integers(0, 10, 2000)
-    net = Sequential(Linear(64, 96, seed=1), ReLU(), Linear(96, 10, seed=2))
-    net.fit(X, y, loss=SoftmaxCrossEntropy(), optimizer=SGD(net.parameters(), lr=0.05), epochs=2, batch_size=64,
+    X = rng.standard_normal((2000, 256)).astype(np.float32); y = rng.integers(0, 10, 2000)
+    net = Sequential(Linear(256, 256, seed=1), ReLU(), Linear(256, 10, seed=2))  # 128 x 256 x 256: shared
+    net.fit(X, y, loss=SoftmaxCrossEntropy(), optimizer=SGD(net.parameters(), lr=0.05), epochs=2, batch_size=128,
             seed=3, verbose=0)
     W = np.concatenate([p.data.ravel() for p in net.parameters()])
     np.save({path!r}, W)
@@ -126,8 +128,8 @@ FIT = """
 
 @needs_own
 def test_fits_are_bit_identical_at_any_thread_count_and_close_to_openblas(tmp_path):
-    """fastnn's GEMM sums in one order on one thread: unlike OpenBLAS's, its results do not change with the BLAS
-    threads allowed (this net's calls are all below the size where two OpenBLAS threads take over)."""
+    """fastnn's GEMM sums each tile in one order on one thread: unlike OpenBLAS's, its results do not change with
+    the threads allowed (this net's first layer's calls are shared between two)."""
     paths = {k: str(tmp_path / f"{k}.npy") for k in ("one", "two", "blas")}
     one = _child(FIT.format(path=paths["one"]), FASTNN_BLAS_THREADS="1")
     two = _child(FIT.format(path=paths["two"]), FASTNN_BLAS_THREADS="2")
@@ -136,3 +138,99 @@ def test_fits_are_bit_identical_at_any_thread_count_and_close_to_openblas(tmp_pa
     own, blas = np.load(paths["one"]), np.load(paths["blas"])
     assert not np.array_equal(own, blas)  # really another GEMM
     np.testing.assert_allclose(own, blas, rtol=1e-3, atol=1e-4)
+
+
+THREADED = [(200, 300, 100), (130, 70, 600), (256, 128, 784), (29, 1024, 256), (784, 10, 256)]  # >= 2M mult-adds
+
+
+@needs_own
+@pytest.mark.parametrize("ta", [0, 1])
+@pytest.mark.parametrize("tb", [0, 1])
+@pytest.mark.parametrize("M,N,K", THREADED)
+def test_more_threads_give_the_same_bits(M, N, K, ta, tb):
+    """The threads share a call's tiles, each tile summed whole by one of them: the same bits as one thread,
+    call after call (the helper threads sleep and wake between them)."""
+    rng = np.random.default_rng(M + N + K)
+    A, B = operands(rng, M, N, K, ta, tb, 0)
+    C0 = rng.standard_normal((M, N)).astype(np.float32)
+    alone = C0.copy()
+    own_sgemm(ta, tb, -0.01, A, B, 1.0, alone, threads=1)
+    np.testing.assert_allclose(alone, -0.01 * ((A.T if ta else A).astype(np.float64) @ (B.T if tb else B)) + C0,
+                               rtol=1e-5, atol=1e-4)
+    for threads in (2, 3, 2, 8):
+        for _ in range(5):
+            C = C0.copy()
+            own_sgemm(ta, tb, -0.01, A, B, 1.0, C, threads=threads)
+            np.testing.assert_array_equal(C, alone)
+
+
+@needs_own
+def test_callers_in_several_threads_at_once():
+    """Python threads calling at once (the exports release the GIL): one of them gets the helpers, the others
+    run alone, every result right."""
+    import threading
+    rng = np.random.default_rng(5)
+    A, B = operands(rng, 256, 128, 784, 0, 0, 0)
+    want = np.zeros((256, 128), np.float32)
+    own_sgemm(0, 0, 1.0, A, B, 0.0, want)
+    bad = []
+
+    def work():
+        for _ in range(30):
+            C = np.full((256, 128), np.nan, np.float32)
+            own_sgemm(0, 0, 1.0, A, B, 0.0, C, threads=2)
+            if not np.array_equal(C, want):
+                bad.append(1)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+
+
+@needs_own
+def test_a_forked_child_multiplies_on_its_own_threads():
+    """After fork the child has none of the parent's helper threads; it must start its own, not wait for them."""
+    code = """
+        import os, numpy as np
+        from fastnn.kernels import get_backend
+        K = get_backend("numba")  # the ahead-of-time kernels, which call fastnn's GEMM
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((256, 784)).astype(np.float32); W = rng.standard_normal((784, 128)).astype(np.float32)
+        import threadpoolctl
+        with threadpoolctl.threadpool_limits(2):
+            first = K.matmul(X, W, np.empty((256, 128), np.float32)).copy()
+            pid = os.fork()
+            if pid == 0:
+                again = K.matmul(X, W, np.empty((256, 128), np.float32))
+                os._exit(0 if np.array_equal(again, first) else 3)
+            _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+    """
+    assert _child(code) == "0"
+
+
+@needs_own
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
+def test_helpers_sharing_one_core_with_the_caller():
+    """Pinned to one CPU, a helper is often descheduled in the middle of its piece: the caller waits for it, then
+    runs alone for a while. No deadlock, and the same bits."""
+    code = """
+        import ctypes, os, numpy as np
+        from fastnn.kernels import aot
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        f = ctypes.CDLL(aot.load().__file__).fastnn_own_sgemm
+        I, P, F = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
+        rng = np.random.default_rng(1)
+        A = rng.standard_normal((256, 784)).astype(np.float32); B = rng.standard_normal((784, 128)).astype(np.float32)
+        def mul(threads):
+            C = np.full((256, 128), np.nan, np.float32)
+            f(0, 0, I(256), I(128), I(784), F(1.0), P(A.ctypes.data), I(784), P(B.ctypes.data), I(128), F(0.0),
+              P(C.ctypes.data), I(128), ctypes.c_int(threads))
+            return C
+        alone = mul(1)
+        print(all(np.array_equal(mul(2), alone) for _ in range(300)))
+    """
+    assert _child(code) == "True"

@@ -17,11 +17,11 @@ typedef void (*dgemm_t)(int32_t, int32_t, int32_t, int64_t, int64_t, int64_t, do
 static sgemm_t sgemm_ptr;
 static dgemm_t dgemm_ptr;
 static int (*blas_threads)(void); /* the BLAS's thread count now (openblas_get_num_threads), or NULL */
-static int own_sgemm;             /* float32 GEMMs to fastnn_own_sgemm (where the rule below says so) */
+static int own_sgemm;             /* float32 GEMMs to fastnn_own_sgemm */
 
 int fastnn_own_sgemm_available(void);
 void fastnn_own_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int threads);
 
 /* Sets the BLAS's GEMMs (and its thread-count query, may be NULL) and whether float32 takes fastnn's own;
  * returns whether it does (only where the CPU can run it). */
@@ -35,16 +35,15 @@ int fastnn_aot_set_gemm(void *sgemm, void *dgemm, void *get_threads, int own)
 }
 
 enum { ROW_MAJOR = 101, TRANS = 112 };
-/* fastnn's GEMM runs on one thread: it takes every call while the BLAS is allowed one thread (fastnn's thread
- * rule, the user's limits), and, with more, the calls below this many multiply-adds, where one thread of it
- * outran two of OpenBLAS's (docs/performance.md, "fastnn's own GEMM"). */
-#define OWN_ALONE_MAX_WORK (32LL << 20)
 
 void fastnn_sgemm(int32_t order, int32_t ta, int32_t tb, int64_t m, int64_t n, int64_t k, float alpha, const void *a,
                   int64_t lda, const void *b, int64_t ldb, float beta, void *c, int64_t ldc)
 {
-    if (own_sgemm && order == ROW_MAJOR && (m * n * k < OWN_ALONE_MAX_WORK || !blas_threads || blas_threads() <= 1))
-        fastnn_own_sgemm(ta == TRANS, tb == TRANS, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    /* fastnn's GEMM takes as many threads as the BLAS is allowed now: fastnn's thread rule and the user's limits
+     * (threadpoolctl, OPENBLAS_NUM_THREADS) set that number, and it follows. */
+    if (own_sgemm && order == ROW_MAJOR)
+        fastnn_own_sgemm(ta == TRANS, tb == TRANS, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                         blas_threads ? blas_threads() : 1);
     else
         sgemm_ptr(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
