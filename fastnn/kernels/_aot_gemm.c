@@ -140,9 +140,9 @@ AVX512 static void piece(const job_t *j, int64_t p, int64_t r0, int64_t r1)
 #define MAX_HELPERS 7
 #define THREADED_MIN_WORK (1LL << 21) /* multiply-adds: below this, waking a helper costs more than it saves */
 #define HELPER_SPIN_NS 50000          /* a helper polls this long for the next call before it sleeps */
-#define SOLO_MIN 16
-#define SOLO_MAX (1 << 14)
-#define STALL_NS 20000 /* a wait this much longer than two of the caller's pieces counts as a stall */
+#define SOLO_MIN_NS 2000000  /* after a stall, one thread for 2 ms, ... */
+#define SOLO_MAX_NS 50000000 /* ... doubling up to 50 ms while stalls go on */
+#define STALL_NS 20000       /* a wait this much longer than two of the caller's pieces counts as a stall */
 
 static job_t job;
 static _Atomic uint64_t ticket; /* generation (24 bits) | pieces (20) | next piece (20) */
@@ -152,10 +152,11 @@ static _Atomic uint64_t posted; /* the generation helpers should work on */
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static int helpers; /* started so far */
-/* A helper descheduled in the middle of a piece makes the caller wait for it (a busy machine, or another
- * library's threads spinning on the other core). After such a wait the next solo_left calls run on one thread;
- * each further one doubles that, a call the helpers served promptly halves it. */
-static int64_t solo_left, solo_next = SOLO_MIN;
+/* A helper descheduled in the middle of a piece makes the caller wait for it: a busy machine, or another
+ * library's threads spinning on the other core (OpenBLAS's spin ~80 ms after each of its threaded calls). After
+ * such a wait the calls run on one thread for solo_ns; each further stall doubles that, a call the helpers served
+ * promptly halves it. */
+static int64_t solo_until, solo_ns = SOLO_MIN_NS;
 
 #define T_GEN(t) ((t) >> 40)
 #define T_PIECES(t) (((t) >> 20) & 0xFFFFF)
@@ -245,8 +246,7 @@ AVX512 static void sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K,
             piece(&one, p, 0, M);
         return;
     }
-    if (solo_left > 0) {
-        solo_left--;
+    if (solo_until && now_ns() < solo_until) {
         for (int64_t p = 0; p < panels; p++)
             piece(&one, p, 0, M);
         atomic_store(&busy, 0);
@@ -287,10 +287,10 @@ AVX512 static void sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K,
     if (mine < pieces) { /* the helpers did some: how long did their last piece keep us? */
         int64_t waited = now_ns() - t1, piece_ns = mine ? (t1 - t0) / mine : 0;
         if (waited > 2 * piece_ns + STALL_NS) {
-            solo_left = solo_next;
-            solo_next = solo_next * 2 < SOLO_MAX ? solo_next * 2 : SOLO_MAX;
-        } else if (solo_next > SOLO_MIN) {
-            solo_next /= 2;
+            solo_until = now_ns() + solo_ns;
+            solo_ns = solo_ns * 2 < SOLO_MAX_NS ? solo_ns * 2 : SOLO_MAX_NS;
+        } else if (solo_ns > SOLO_MIN_NS) {
+            solo_ns /= 2;
         }
     }
     atomic_store_explicit(&busy, 0, memory_order_release);
