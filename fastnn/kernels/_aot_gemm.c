@@ -8,10 +8,11 @@
  *
  * How: a register tile of MR rows x NR = 32 columns (28 zmm accumulators), accumulated over the whole of K
  * (the step's K is at most a few thousand, and B's 32-column panel stays in L1/L2 for all row tiles).
- * Neither operand is packed when op(B) = B: each k loads two vectors of B's row k and broadcasts one element of
- * op(A) per tile row, which is contiguous along k (A) or along the rows (A^T). op(B) = B^T is packed a panel
- * (KC x 32) at a time into a stack buffer. Column tails are masked loads and stores; row tails are tiles of fewer
- * rows, each its own unrolled copy. beta == 0 never reads C (NaN in C is ignored, as BLAS does).
+ * op(A) is never packed: each k broadcasts one element of op(A) per tile row, contiguous along k (A) or along the
+ * rows (A^T). Nor is op(B) = B of a narrow layer: each k loads two vectors of B's row k. op(B) = B^T, and B whose
+ * rows lie PACK_LDB floats or more apart, are packed a panel (KC x 32) at a time into a stack buffer. Column
+ * tails are masked loads and stores; row tails are tiles of fewer rows, each its own unrolled copy. beta == 0
+ * never reads C (NaN in C is ignored, as BLAS does).
  * Calls of 2M multiply-adds or more are shared among threads (below). Each tile is summed whole by one thread,
  * so results are the same bits whatever the thread count or the machine's load.
  *
@@ -30,7 +31,10 @@
 #define MR 14
 #define NV 2
 #define NR (16 * NV)
-#define KC 256 /* rows of a packed B^T panel: 256 x 32 floats = 32 KiB on the stack */
+#define KC 256        /* rows of a packed panel of op(B): 256 x 32 floats = 32 KiB on the stack */
+#ifndef PACK_LDB
+#define PACK_LDB 512 /* op(B) = B is packed from this leading dimension (floats) on */
+#endif
 #define AVX512 __attribute__((target("avx512f")))
 
 /* One tile: C[0:mr, 0:nn] = alpha * sum_k a(r, k) b[k, :] (+ beta C). a(r, k) = a[r * ars + k * aks]. */
@@ -110,20 +114,29 @@ AVX512 static void piece(const job_t *j, int64_t p, int64_t r0, int64_t r1)
     int nn = j->N - j0 < NR ? (int)(j->N - j0) : NR;
     const float *A = j->A + r0 * ars;
     float *C = j->C + r0 * j->ldc + j0;
-    if (!j->tb) {
+    if (!j->tb && j->ldb < PACK_LDB) {
         panel(r1 - r0, K, A, ars, aks, j->B + j0, j->ldb, C, j->ldc, nn, j->alpha, j->beta);
         return;
     }
-    /* op(B) = B^T: B is N x K; its rows j0.. are this panel's columns, packed KC rows of K at a time. The first
-     * chunk takes the caller's beta, the rest add to C: per tile, the same sums in the same order however the
-     * work is split. */
+    /* Packed: the panel's columns of op(B), KC rows of K at a time, contiguous. op(B) = B^T (B is N x K, its rows
+     * j0.. are the panel's columns) always; op(B) = B when its rows lie so far apart that each k of a tile would
+     * touch another page. The first chunk takes the caller's beta, the rest add to C: per tile, the same sums in
+     * the same order however the work is split. */
     float packed[KC * NR] __attribute__((aligned(64)));
     for (int64_t k0 = 0; k0 == 0 || k0 < K; k0 += KC) {
         int64_t kc = K - k0 < KC ? K - k0 : KC;
-        for (int jj = 0; jj < nn; jj++) {
-            const float *row = j->B + (j0 + jj) * j->ldb + k0;
-            for (int64_t k = 0; k < kc; k++)
-                packed[k * NR + jj] = row[k];
+        if (j->tb) {
+            for (int jj = 0; jj < nn; jj++) {
+                const float *row = j->B + (j0 + jj) * j->ldb + k0;
+                for (int64_t k = 0; k < kc; k++)
+                    packed[k * NR + jj] = row[k];
+            }
+        } else {
+            for (int64_t k = 0; k < kc; k++) {
+                const float *row = j->B + (k0 + k) * j->ldb + j0;
+                for (int jj = 0; jj < nn; jj++)
+                    packed[k * NR + jj] = row[jj];
+            }
         }
         panel(r1 - r0, kc, A + k0 * aks, ars, aks, packed, NR, C, j->ldc, nn, j->alpha, k0 == 0 ? j->beta : 1.0f);
     }
