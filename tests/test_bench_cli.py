@@ -248,3 +248,27 @@ def test_workload_tables_and_chart(tmp_path):
     assert "JAX" not in text.split("Not timed")[0] and "torch.compile" not in text.split("Not timed")[0]
     assert "Not timed in this run (not installed, or deselected): JAX jit+scan, JAX per-step jit, torch.compile." \
         in text
+
+
+def test_workload_floor_is_the_faster_gemm(tmp_path):
+    """With fastnn's own GEMM timed beside NumPy's BLAS, each thread count's floor is the faster of the two, and
+    both rates are printed."""
+    floor_flop = 2 * 2048**3
+    fmnist64 = {"order": "shuffled", "flop": 25e9}
+
+    def floor(threads, gemm, rate):
+        return {"group": "sgemm floor", "name": f"test_sgemm_floor[{gemm}-{threads}]", "stats": stats(floor_flop / rate),
+                "extra_info": {"kind": "sgemm", "sgemm": 2048, "threads": threads, "gemm": gemm, "flop": floor_flop}}
+
+    benchmarks = [floor(2, "numpy", 100e9), floor(2, "fastnn", 125e9), floor(1, "numpy", 50e9),
+                  floor(1, "fastnn", 40e9), workload("epoch", "fmnist", "fastnn", 0.5, 64, **fmnist64),
+                  workload("epoch", "fmnist", "fastnn", 0.5, 16, threads=1, order="in-order", flop=25e9)]
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"benchmarks": benchmarks}))
+    text = bench.render(path, out_png=None)
+    assert "through NumPy's BLAS, same run: 50.0 GFLOP/s at 1 thread, 100.0 GFLOP/s at 2 threads" in text
+    assert "through fastnn's GEMM, same run: 40.0 GFLOP/s at 1 thread, 125.0 GFLOP/s at 2 threads" in text
+    assert "floor: the GEMM FLOPs at the faster of the two" in text
+    rows = {(r["batch"], r["order"]): r for r in bench.workload_rows(bench.load(path))}
+    assert rows[(64, "shuffled")]["floor_s"] == pytest.approx(25e9 / 125e9)  # fastnn's GEMM, faster at 2 threads
+    assert rows[(16, "in-order")]["floor_s"] == pytest.approx(25e9 / 50e9)  # NumPy's, faster at 1

@@ -38,8 +38,9 @@ Threads: every framework of a row gets the BLAS threads fastnn's step uses at th
 (:func:`fastnn._config.blas_threads`; ``FASTNN_BLAS_THREADS`` overrides it), via threadpoolctl and
 ``torch.set_num_threads`` (torch.compile's kernels too), except JAX: XLA's CPU client keeps one pool of every core
 for the life of the process, so its rows record ``os.cpu_count()`` threads. ``test_sgemm_floor`` times a 2048^3
-sgemm at each thread count used, in the same run: a row's floor is its epoch's GEMM FLOPs
-(:func:`fastnn.benchmarks.reference.epoch_flop`) at that rate.
+sgemm at each thread count used, in the same run, through NumPy's BLAS and through fastnn's own GEMM where the
+kernels use it: a row's floor is its epoch's GEMM FLOPs (:func:`fastnn.benchmarks.reference.epoch_flop`) at the
+faster rate.
 
 Inference: ``predict`` of one row of 784-128-64-10 (p50 and p90 of single calls, one thread) and of 10,000 rows
 (floor: the forward FLOPs at the sgemm rate), beside PyTorch and a jitted JAX forward pass. Start-up: import ->
@@ -393,17 +394,26 @@ def test_workload_predict(request, benchmark, threads, limit_threads, rows, fram
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("gemm", ["numpy", "fastnn"])
 @pytest.mark.parametrize("n_threads", sorted({1, os.cpu_count() or 1}))
-def test_sgemm_floor(request, benchmark, threads, limit_threads, n_threads):
-    """A 2048^3 float32 GEMM through NumPy's BLAS at ``n_threads``: the rate a row's floor divides by."""
+def test_sgemm_floor(request, benchmark, threads, limit_threads, n_threads, gemm):
+    """A 2048^3 float32 GEMM at ``n_threads`` through NumPy's BLAS and through fastnn's own GEMM (where the kernels
+    use it, :func:`fastnn.kernels.aot.gemm`): a row's floor divides by the faster of the two."""
+    if gemm == "fastnn" and kernels.aot.gemm() != "fastnn-avx512":
+        pytest.skip("fastnn's kernels multiply with NumPy's BLAS here: its row is the floor")
     limit_threads(n_threads)
     n = 256 if benchmarks_disabled(request.config) else 2048
     rng = np.random.default_rng(0)
     A, B = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
     C = np.empty((n, n), np.float32)
     benchmark.group = "sgemm floor"
-    benchmark.extra_info.update(kind="sgemm", sgemm=n, threads=n_threads, flop=2 * n**3, **threads())
-    benchmark.pedantic(np.dot, args=(A, B), kwargs={"out": C}, rounds=max(ROUNDS, 3), iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(kind="sgemm", sgemm=n, threads=n_threads, gemm=gemm, flop=2 * n**3, **threads())
+    if gemm == "numpy":
+        benchmark.pedantic(np.dot, args=(A, B), kwargs={"out": C}, rounds=max(ROUNDS, 3), iterations=1,
+                           warmup_rounds=1)
+    else:
+        benchmark.pedantic(kernels.get_backend("numba").matmul, args=(A, B, C), rounds=max(ROUNDS, 3), iterations=1,
+                           warmup_rounds=1)
     np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=1e-4)
 
 
