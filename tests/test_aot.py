@@ -236,9 +236,11 @@ SAME_BITS = """
 @pytest.mark.slow  # the JIT side compiles the step for both dtypes
 @pytest.mark.skipif(AOT_OFF, reason="FASTNN_AOT=0")
 def test_aot_and_jit_train_the_same_bits():
-    """Same seed, data, dtype and thread count: the prebuilt step and the JIT's give bit-identical weights and
-    predictions (dropout, a per-batch schedule, momentum, clipping, sample weights, data of three dtypes)."""
-    env = {"FASTNN_BLAS_THREADS": "1"}
+    """Same seed, data, dtype, GEMM and thread count: the prebuilt step and the JIT's give bit-identical weights
+    and predictions (dropout, a per-batch schedule, momentum, clipping, sample weights, data of three dtypes). The
+    JIT's kernels multiply with NumPy's BLAS, so the prebuilt ones are told to as well (``FASTNN_GEMM=blas``: by
+    default they use fastnn's own float32 GEMM where the CPU has AVX-512, tests/test_gemm.py)."""
+    env = {"FASTNN_BLAS_THREADS": "1", "FASTNN_GEMM": "blas"}
     aot_out, _ = _run(SAME_BITS, env=env)
     jit_out, _ = _run(SAME_BITS, env={**env, "FASTNN_AOT": "0"})
     assert aot_out.split()[0] == "aot" and jit_out.split()[0] == "jit"

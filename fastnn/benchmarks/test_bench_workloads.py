@@ -178,6 +178,17 @@ class _NumPy(_FastNN):
     backend = "numpy"
 
 
+class _NumPy64(_NumPy):
+    """The NumPy twin in float64 (data and weights): the reference the others' epochs are checked against."""
+
+    def __init__(self, sizes, loss, lr, X, y, batch, shuffle, init):
+        super().__init__(sizes, loss, lr, X.astype(np.float64), y, batch, shuffle, init)
+
+    def setup(self):
+        (model,), _ = super().setup()
+        return (model.astype(np.float64),), {}
+
+
 class _Torch:
     def __init__(self, sizes, loss, lr, X, y, batch, shuffle, init):
         self.torch = pytest.importorskip("torch")
@@ -276,7 +287,7 @@ def _load_library(framework):
 
 
 # -- benchmarks ---------------------------------------------------------------------------------------
-_TWIN_LOSS = {}  # (workload, batch, order, small) -> the NumPy twin's loss after its epoch
+_REF_LOSS = {}  # (workload, batch, order, small) -> the loss after the float64 twin's epoch
 
 
 @pytest.mark.parametrize("framework", FRAMEWORK_PARAMS)
@@ -310,18 +321,17 @@ def test_workload_epoch(request, benchmark, threads, limit_threads, workload, ba
     after = mean_loss([np.ascontiguousarray(p, np.float64) for p in params], X, y, loss)
     benchmark.extra_info.update(loss_before=before, loss_after=after)
     assert math.isfinite(after) and after < before, f"{framework}: loss {before:.4f} -> {after:.4f}"
-    key = (workload, batch, order, small)
-    if framework == "numpy":
-        _TWIN_LOSS[key] = after
-    elif small:
-        # Same weights, same batches; fastnn, its twin and JAX differ only by float32 rounding order, PyTorch
-        # and torch.compile also by PyTorch's own GEMM: SGD amplifies that over an epoch, so close, not equal.
-        if key not in _TWIN_LOSS:
-            twin = _NumPy(sizes, loss, lr, X, y, batch, order == "shuffled", init)
-            _TWIN_LOSS[key] = mean_loss(twin.run(*twin.setup()[0])[0], X, y, loss)
-        ref = _TWIN_LOSS[key]
-        assert after == pytest.approx(ref, rel=0.05 if framework.startswith("torch") else 1e-3), \
-            f"{framework} ends at loss {after:.5f}, the NumPy twin at {ref:.5f}"
+    if small:
+        # Same weights, same batches: the float32 epochs differ from the float64 one by rounding, which SGD
+        # amplifies. Mostly that leaves ~1e-7 of the loss, but at batch 16 one ReLU whose pre-activation rounds to
+        # the other side of 0 (step 82 of 188 with NumPy's BLAS, measured) sends the rest of the epoch elsewhere:
+        # 0.37% of the end loss. PyTorch and torch.compile also differ by PyTorch's own kernels.
+        key = (workload, batch, order, small)
+        if key not in _REF_LOSS:
+            ref = _NumPy64(sizes, loss, lr, X, y, batch, order == "shuffled", init)
+            _REF_LOSS[key] = mean_loss(ref.run(*ref.setup()[0])[0], X, y, loss)
+        assert after == pytest.approx(_REF_LOSS[key], rel=0.05 if framework.startswith("torch") else 0.01), \
+            f"{framework} ends at loss {after:.5f}, the float64 twin at {_REF_LOSS[key]:.5f}"
 
 
 def _fmnist_model():
