@@ -166,6 +166,29 @@ def test_more_threads_give_the_same_bits(M, N, K, ta, tb):
 
 
 @needs_own
+@pytest.mark.parametrize("tb", [0, 1])
+@pytest.mark.parametrize("M,N,K,lda", [(30, 40, 1024, 1024), (23, 33, 300, 1024), (9, 70, 100, 2048),
+                                       (256, 128, 1024, 1024)])
+def test_rows_4k_apart_give_the_same_bits_as_any_other_layout(M, N, K, lda, tb):
+    """op(A) rows a multiple of 1024 floats apart go through tiles of 8 rows instead of 14 (L1's sets): right, and
+    the same bits as the same numbers laid out otherwise, on one thread or two."""
+    rng = np.random.default_rng(M + K)
+    wide = rng.standard_normal((M, lda)).astype(np.float32)
+    A, other = wide[:, :K], np.ascontiguousarray(wide[:, :K])  # leading dimension lda, and K (or K + 1 below)
+    if K == lda:
+        other = np.pad(other, ((0, 0), (0, 1)))[:, :K]
+    B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+    C0 = rng.standard_normal((M, N)).astype(np.float32)
+    want = C0.copy()
+    own_sgemm(0, tb, -0.01, other, B, 1.0, want)
+    np.testing.assert_allclose(want, -0.01 * (A.astype(np.float64) @ (B.T if tb else B)) + C0, rtol=1e-5, atol=1e-4)
+    for threads in (1, 2):
+        C = C0.copy()
+        own_sgemm(0, tb, -0.01, A, B, 1.0, C, threads=threads)
+        np.testing.assert_array_equal(C, want)
+
+
+@needs_own
 def test_callers_in_several_threads_at_once():
     """Python threads calling at once (the exports release the GIL): one of them gets the helpers, the others
     run alone, every result right."""

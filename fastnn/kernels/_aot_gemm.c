@@ -9,10 +9,10 @@
  * How: a register tile of MR rows x NR = 32 columns (28 zmm accumulators), accumulated over the whole of K
  * (the step's K is at most a few thousand, and B's 32-column panel stays in L1/L2 for all row tiles).
  * op(A) is never packed: each k broadcasts one element of op(A) per tile row, contiguous along k (A) or along the
- * rows (A^T). Nor is op(B) = B of a narrow layer: each k loads two vectors of B's row k. op(B) = B^T, and B whose
- * rows lie PACK_LDB floats or more apart, are packed a panel (KC x 32) at a time into a stack buffer. Column
- * tails are masked loads and stores; row tails are tiles of fewer rows, each its own unrolled copy. beta == 0
- * never reads C (NaN in C is ignored, as BLAS does).
+ * rows (A^T); rows of A 4 KiB apart (one L1 set) go 8 at a time. Nor is op(B) = B of a narrow layer: each k
+ * loads two vectors of B's row k. op(B) = B^T, and B whose rows lie PACK_LDB floats or more apart, are packed a
+ * panel (KC x 32) at a time into a stack buffer. Column tails are masked loads and stores; row tails are tiles of
+ * fewer rows, each its own unrolled copy. beta == 0 never reads C (NaN in C is ignored, as BLAS does).
  * Calls of 2M multiply-adds or more are shared among threads (below). Each tile is summed whole by one thread,
  * so results are the same bits whatever the thread count or the machine's load.
  *
@@ -35,6 +35,8 @@
 #ifndef PACK_LDB
 #define PACK_LDB 512 /* op(B) = B is packed from this leading dimension (floats) on */
 #endif
+#define ALIASED 1024  /* floats: rows of op(A) this far apart (4 KiB) map to one L1 set, ... */
+#define MR_ALIASED 8  /* ... so they go in tiles of this many rows */
 #define AVX512 __attribute__((target("avx512f")))
 
 /* One tile: C[0:mr, 0:nn] = alpha * sum_k a(r, k) b[k, :] (+ beta C). a(r, k) = a[r * ars + k * aks]. */
@@ -88,8 +90,12 @@ AVX512 __attribute__((always_inline)) static inline void tile(const int mr, int6
 AVX512 static void panel(int64_t M, int64_t K, const float *A, int64_t ars, int64_t aks, const float *b, int64_t ldb,
                          float *C, int64_t ldc, int nn, float alpha, float beta)
 {
-    for (int64_t i0 = 0; i0 < M; i0 += MR) {
-        int mr = M - i0 < MR ? (int)(M - i0) : MR;
+    /* Rows of op(A) a multiple of 4 KiB apart share one of L1's 64 sets: a tile's 14 overflow its 12 ways at every
+     * k (a 1024-wide layer's activations: 1.5x slower). Such A goes 8 rows at a time. Each sum is the same
+     * whichever rows share a tile, so this changes no bits. */
+    const int rows = ars % ALIASED == 0 ? MR_ALIASED : MR;
+    for (int64_t i0 = 0; i0 < M; i0 += rows) {
+        int mr = M - i0 < rows ? (int)(M - i0) : rows;
         const float *a = A + i0 * ars;
         float *c = C + i0 * ldc;
         switch (mr) {
@@ -102,7 +108,7 @@ AVX512 static void panel(int64_t M, int64_t K, const float *A, int64_t ars, int6
 /* One piece of the work: rows [r0, r1) of the 32-column panel p. */
 typedef struct {
     int ta, tb;
-    int64_t M, N, K, lda, ldb, ldc, rows; /* rows: of each piece (a multiple of MR) */
+    int64_t M, N, K, lda, ldb, ldc, rows; /* rows: of each piece (whole tiles) */
     float alpha, beta;
     const float *A, *B;
     float *C;
@@ -267,10 +273,11 @@ AVX512 static void sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K,
     }
     int n_helpers = start_helpers(threads - 1 < MAX_HELPERS ? threads - 1 : MAX_HELPERS);
     /* pieces: about 4 per thread, of whole tiles of rows within a panel */
-    int64_t per_panel = (4 * (n_helpers + 1) + panels - 1) / panels, tiles = (M + MR - 1) / MR;
+    int64_t unit = !ta && lda % ALIASED == 0 ? MR_ALIASED : MR;
+    int64_t per_panel = (4 * (n_helpers + 1) + panels - 1) / panels, tiles = (M + unit - 1) / unit;
     if (per_panel > tiles)
         per_panel = tiles;
-    one.rows = ((tiles + per_panel - 1) / per_panel) * MR;
+    one.rows = ((tiles + per_panel - 1) / per_panel) * unit;
     per_panel = (M + one.rows - 1) / one.rows;
     int64_t pieces = panels * per_panel;
     if (n_helpers == 0 || pieces > 0xFFFFF) {
