@@ -37,8 +37,8 @@ import warnings
 
 from fastnn._check import POSITIVE_INT, Options, parse
 
-__all__ = ["CACHE", "FAST_FLAGS", "BLAS", "GEMM", "BLAS_THREADS", "env_flag", "blas_threads", "thread_limit", "limit_blas",
-           "limit_blas_for", "blas_libraries", "jit"]
+__all__ = ["CACHE", "FAST_FLAGS", "BLAS", "GEMM", "BLAS_THREADS", "env_flag", "blas_threads", "thread_limit",
+           "limit_blas", "limit_blas_for", "blas_libraries", "jit"]
 
 
 def env_flag(name, default):

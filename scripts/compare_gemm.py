@@ -5,6 +5,11 @@ Providers (each skipped, with a note, when it is not installed):
 ``openblas``
     NumPy's bundled OpenBLAS, called as fastnn's kernels call it: its ILP64 ``cblas_sgemm`` through ctypes,
     row-major, with the transposes of the training step (no copies).
+``fastnn``
+    fastnn's own float32 GEMM for AVX-512 CPUs (``fastnn/kernels/_aot_gemm.c``), through the ahead-of-time
+    module's ``fastnn_sgemm``, the entry its kernels call; skipped unless ``fastnn.kernels.aot.gemm()`` is
+    ``"fastnn-avx512"``. It shares its calls among as many threads as NumPy's OpenBLAS is allowed, so it is
+    limited through OpenBLAS's thread count.
 ``mkl``
     Intel's oneMKL from the ``mkl`` wheel (``libmkl_rt``), the same ``cblas_sgemm`` call (LP64).
 ``blis``
@@ -80,6 +85,18 @@ def openblas():
                     return _Cblas(getattr(lib, name), ctypes.c_int64, lambda n: controller.limit(limits=n)), \
                         f"OpenBLAS {info.get('version')} ({info.get('architecture')}) from NumPy"
     return None, "NumPy's OpenBLAS has no ILP64 cblas_sgemm"
+
+
+def fastnn_gemm():
+    from fastnn.kernels import aot
+    if aot.gemm() != "fastnn-avx512":
+        why = aot.reason() or "a CPU without AVX-512, or FASTNN_GEMM=blas"
+        return None, f"not in use here (fastnn.kernels.aot.gemm() is {aot.gemm()!r}: {why})"
+    blas, note = openblas()
+    if blas is None:
+        return None, note
+    return _Cblas(ctypes.CDLL(aot.load().__file__).fastnn_sgemm, ctypes.c_int64, blas.set_threads), \
+        "fastnn's own GEMM (_aot_gemm.c, AVX-512)"
 
 
 def mkl():
@@ -201,11 +218,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=5, help="timed rounds per GEMM (median reported)")
     parser.add_argument("--json", help="write every timing here")
-    parser.add_argument("--providers", nargs="+", default=["openblas", "mkl", "blis"])
+    parser.add_argument("--providers", nargs="+", default=["openblas", "fastnn", "mkl", "blis"])
     args = parser.parse_args(argv)
     providers, notes = {}, {}
     for name in args.providers:
-        prov, note = {"openblas": openblas, "mkl": mkl, "blis": blis}[name]()
+        prov, note = {"openblas": openblas, "fastnn": fastnn_gemm, "mkl": mkl, "blis": blis}[name]()
         notes[name] = note
         if prov is not None:
             providers[name] = prov

@@ -257,7 +257,8 @@ def test_workload_floor_is_the_faster_gemm(tmp_path):
     fmnist64 = {"order": "shuffled", "flop": 25e9}
 
     def floor(threads, gemm, rate):
-        return {"group": "sgemm floor", "name": f"test_sgemm_floor[{gemm}-{threads}]", "stats": stats(floor_flop / rate),
+        return {"group": "sgemm floor", "name": f"test_sgemm_floor[{gemm}-{threads}]",
+                "stats": stats(floor_flop / rate),
                 "extra_info": {"kind": "sgemm", "sgemm": 2048, "threads": threads, "gemm": gemm, "flop": floor_flop}}
 
     benchmarks = [floor(2, "numpy", 100e9), floor(2, "fastnn", 125e9), floor(1, "numpy", 50e9),
