@@ -86,14 +86,16 @@ AVX512 __attribute__((always_inline)) static inline void tile(const int mr, int6
         tile(m, K, a, ars, aks, b, ldb, c, ldc, nn, alpha, beta);                                                 \
         break;
 
+/* Rows of op(A) a multiple of 4 KiB apart share one of L1's 64 sets: a tile's 14 overflow its 12 ways at every k
+ * (a 1024-wide layer's activations: 1.5x slower). Such A goes 8 rows at a time. Each sum is the same whichever
+ * rows share a tile, so this changes no bits. ars: the distance between rows of op(A), in floats. */
+static inline int tile_rows(int64_t ars) { return ars % ALIASED == 0 ? MR_ALIASED : MR; }
+
 /* The row tiles of one 32-column panel (b: its first column; c: C's). */
 AVX512 static void panel(int64_t M, int64_t K, const float *A, int64_t ars, int64_t aks, const float *b, int64_t ldb,
                          float *C, int64_t ldc, int nn, float alpha, float beta)
 {
-    /* Rows of op(A) a multiple of 4 KiB apart share one of L1's 64 sets: a tile's 14 overflow its 12 ways at every
-     * k (a 1024-wide layer's activations: 1.5x slower). Such A goes 8 rows at a time. Each sum is the same
-     * whichever rows share a tile, so this changes no bits. */
-    const int rows = ars % ALIASED == 0 ? MR_ALIASED : MR;
+    const int rows = tile_rows(ars);
     for (int64_t i0 = 0; i0 < M; i0 += rows) {
         int mr = M - i0 < rows ? (int)(M - i0) : rows;
         const float *a = A + i0 * ars;
@@ -273,7 +275,7 @@ AVX512 static void sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K,
     }
     int n_helpers = start_helpers(threads - 1 < MAX_HELPERS ? threads - 1 : MAX_HELPERS);
     /* pieces: about 4 per thread, of whole tiles of rows within a panel */
-    int64_t unit = !ta && lda % ALIASED == 0 ? MR_ALIASED : MR;
+    int64_t unit = tile_rows(ta ? 1 : lda);
     int64_t per_panel = (4 * (n_helpers + 1) + panels - 1) / panels, tiles = (M + unit - 1) / unit;
     if (per_panel > tiles)
         per_panel = tiles;
