@@ -15,10 +15,12 @@ Environment overrides, read once at import:
     Which BLAS the compiled kernels call: NumPy's OpenBLAS (default, faster at the
     network's shapes; falls back to Numba's when NumPy's has no ILP64 CBLAS) or the
     one Numba's ``np.dot`` uses (SciPy's). See :mod:`fastnn.kernels._blas`.
-``FASTNN_GEMM=auto|blas``
+``FASTNN_GEMM=auto|avx2|blas``
     Who multiplies the float32 matrices of the ahead-of-time kernels: ``auto`` (default) is fastnn's own
     AVX-512 GEMM where the CPU has AVX-512 (:mod:`fastnn.kernels._aot_gemm.c`), NumPy's OpenBLAS elsewhere;
-    ``blas`` is always NumPy's OpenBLAS. float64 is always OpenBLAS's.
+    ``avx2`` is fastnn's own GEMM with its AVX2 kernels on any AVX2 CPU (the same bits as the AVX-512 ones, at
+    any thread count; 0.7-1.0x OpenBLAS's epochs on an AVX2 EPYC, docs/performance.md); ``blas`` is always
+    NumPy's OpenBLAS. float64 is always OpenBLAS's.
 ``FASTNN_BLAS_THREADS=N``
     BLAS threads for the compiled training step (default: chosen by batch size
     within the user's limits, see :func:`blas_threads`). ``1`` makes results
@@ -66,7 +68,8 @@ def _env_int(name):
 
 BLAS = parse(os.environ.get("FASTNN_BLAS", "").strip().lower() or "numpy", Options("numpy", "numba"),
              name="FASTNN_BLAS")
-GEMM = parse(os.environ.get("FASTNN_GEMM", "").strip().lower() or "auto", Options("auto", "blas"), name="FASTNN_GEMM")
+GEMM = parse(os.environ.get("FASTNN_GEMM", "").strip().lower() or "auto", Options("auto", "avx2", "blas"),
+             name="FASTNN_GEMM")
 BLAS_THREADS = _env_int("FASTNN_BLAS_THREADS")
 # A second BLAS thread pays from batch 32; at 16 it gains little on a quiet machine and, with one
 # core busy elsewhere, costs several times that (docs/performance.md, "What made it fast").

@@ -6,10 +6,10 @@ Providers (each skipped, with a note, when it is not installed):
     NumPy's bundled OpenBLAS, called as fastnn's kernels call it: its ILP64 ``cblas_sgemm`` through ctypes,
     row-major, with the transposes of the training step (no copies).
 ``fastnn``
-    fastnn's own float32 GEMM for AVX-512 CPUs (``fastnn/kernels/_aot_gemm.c``), through the ahead-of-time
-    module's ``fastnn_sgemm``, the entry its kernels call; skipped unless ``fastnn.kernels.aot.gemm()`` is
-    ``"fastnn-avx512"``. It shares its calls among as many threads as NumPy's OpenBLAS is allowed, so it is
-    limited through OpenBLAS's thread count.
+    fastnn's own float32 GEMM (``fastnn/kernels/_aot_gemm.c``), through the ahead-of-time module's
+    ``fastnn_sgemm``, the entry its kernels call; skipped unless ``fastnn.kernels.aot.gemm()`` is
+    ``"fastnn-avx512"`` (or ``"fastnn-avx2"`` under ``FASTNN_GEMM=avx2``). It shares its calls among as many
+    threads as NumPy's OpenBLAS is allowed, so it is limited through OpenBLAS's thread count.
 ``mkl``
     Intel's oneMKL from the ``mkl`` wheel (``libmkl_rt``), the same ``cblas_sgemm`` call (LP64).
 ``blis``
@@ -89,7 +89,7 @@ def openblas():
 
 def fastnn_gemm():
     from fastnn.kernels import aot
-    if aot.gemm() != "fastnn-avx512":
+    if not str(aot.gemm()).startswith("fastnn-"):
         why = aot.reason() or "a CPU without AVX-512, or FASTNN_GEMM=blas"
         return None, f"not in use here (fastnn.kernels.aot.gemm() is {aot.gemm()!r}: {why})"
     blas, note = openblas()

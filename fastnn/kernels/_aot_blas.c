@@ -17,20 +17,22 @@ typedef void (*dgemm_t)(int32_t, int32_t, int32_t, int64_t, int64_t, int64_t, do
 static sgemm_t sgemm_ptr;
 static dgemm_t dgemm_ptr;
 static int (*blas_threads)(void); /* the BLAS's thread count now (openblas_get_num_threads), or NULL */
-static int own_sgemm;             /* float32 GEMMs to fastnn_own_sgemm */
+static int own_sgemm;             /* float32 GEMMs to fastnn_own_sgemm with this instruction set (0: none) */
 
 int fastnn_own_sgemm_available(void);
-void fastnn_own_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int threads);
+void fastnn_own_sgemm(int level, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int threads);
 
-/* Sets the BLAS's GEMMs (and its thread-count query, may be NULL) and whether float32 takes fastnn's own;
- * returns whether it does (only where the CPU can run it). */
+/* Sets the BLAS's GEMMs (and its thread-count query, may be NULL) and which of fastnn's own float32 GEMMs to take:
+ * 0 none; 3 the AVX-512 one where the CPU has AVX-512 (FASTNN_GEMM=auto: on AVX2 CPUs OpenBLAS's kernels measured
+ * faster); 2 the AVX2 one (FASTNN_GEMM=avx2). Returns the one taken (0: the BLAS's). */
 int fastnn_aot_set_gemm(void *sgemm, void *dgemm, void *get_threads, int own)
 {
     sgemm_ptr = (sgemm_t)sgemm;
     dgemm_ptr = (dgemm_t)dgemm;
     blas_threads = (int (*)(void))get_threads;
-    own_sgemm = own && fastnn_own_sgemm_available();
+    int best = fastnn_own_sgemm_available();
+    own_sgemm = own == 3 ? (best == 3 ? 3 : 0) : own == 2 && best >= 2 ? 2 : 0;
     return own_sgemm;
 }
 
@@ -42,7 +44,7 @@ void fastnn_sgemm(int32_t order, int32_t ta, int32_t tb, int64_t m, int64_t n, i
     /* fastnn's GEMM takes as many threads as the BLAS is allowed now: fastnn's thread rule and the user's limits
      * (threadpoolctl, OPENBLAS_NUM_THREADS) set that number, and it follows. */
     if (own_sgemm && order == ROW_MAJOR)
-        fastnn_own_sgemm(ta == TRANS, tb == TRANS, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+        fastnn_own_sgemm(own_sgemm, ta == TRANS, tb == TRANS, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
                          blas_threads ? blas_threads() : 1);
     else
         sgemm_ptr(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

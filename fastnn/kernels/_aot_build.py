@@ -70,4 +70,5 @@ def extension():
     cc = _cc()
     ext = cc.distutils_extension()
     ext.sources += ["fastnn/kernels/_aot_blas.c", "fastnn/kernels/_aot_gemm.c"]  # relative to setup.py
+    ext.depends += ["fastnn/kernels/_aot_gemm_kernel.h"]  # included by _aot_gemm.c, once per instruction set
     return ext

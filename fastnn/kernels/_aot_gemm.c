@@ -1,17 +1,19 @@
-/* fastnn's own float32 GEMM for AVX-512 CPUs: C = alpha op(A) op(B) + beta C, row-major.
+/* fastnn's own float32 GEMM for AVX-512 and AVX2 CPUs: C = alpha op(A) op(B) + beta C, row-major.
  *
  * Why: the MLP's GEMMs are small (a batch of 16-256 rows times layers of 10-1024), where a BLAS library's
  * per-call work (argument checks, packing both operands, its thread hand-off) is a large share of the call, and
  * where NumPy's OpenBLAS may be running AVX2 kernels on an AVX-512 CPU (OPENBLAS_CORETYPE, or a build that does
  * not know the CPU). Measured per call, one thread, 2-vCPU AVX-512 EPYC (docs/performance.md, "fastnn's own
  * GEMM"): 1.5-2.2x OpenBLAS's Haswell kernels at the training step's shapes, on a par with its SkylakeX ones.
+ * Its threads (below) are why a busy machine no longer slows every call.
  *
- * How: a register tile of MR rows x NR = 32 columns (28 zmm accumulators), accumulated over the whole of K
- * (the step's K is at most a few thousand, and B's 32-column panel stays in L1/L2 for all row tiles).
+ * How: a register tile of MR rows x NR columns (AVX-512: 14 x 32 in 28 zmm accumulators; AVX2: 6 x 16 in 12 ymm),
+ * accumulated over the whole of K (the step's K is at most a few thousand, and B's panel of NR columns stays in
+ * L1/L2 for all row tiles); _aot_gemm_kernel.h holds the tiles, once per instruction set.
  * op(A) is never packed: each k broadcasts one element of op(A) per tile row, contiguous along k (A) or along the
- * rows (A^T); rows of A 4 KiB apart (one L1 set) go 8 at a time. Nor is op(B) = B of a narrow layer: each k
+ * rows (A^T); rows of A 4 KiB apart (one L1 set) go 8 at a time on AVX-512. Nor is op(B) = B of a narrow layer: each k
  * loads two vectors of B's row k. op(B) = B^T, and B whose rows lie PACK_LDB floats or more apart, are packed a
- * panel (KC x 32) at a time into a stack buffer. Column tails are masked loads and stores; row tails are tiles of
+ * panel (KC x NR) at a time into a stack buffer. Column tails are masked loads and stores; row tails are tiles of
  * fewer rows, each its own unrolled copy. beta == 0 never reads C (NaN in C is ignored, as BLAS does).
  * Calls of 2M multiply-adds or more are shared among threads (below). Each tile is summed whole by one thread,
  * so results are the same bits whatever the thread count or the machine's load.
@@ -28,127 +30,110 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#define MR 14
-#define NV 2
-#define NR (16 * NV)
-#define KC 256        /* rows of a packed panel of op(B): 256 x 32 floats = 32 KiB on the stack */
+#define KC 256 /* rows of a packed panel of op(B): 256 x 32 floats = 32 KiB on the stack */
 #ifndef PACK_LDB
 #define PACK_LDB 512 /* op(B) = B is packed from this leading dimension (floats) on */
 #endif
-#define ALIASED 1024  /* floats: rows of op(A) this far apart (4 KiB) map to one L1 set, ... */
-#define MR_ALIASED 8  /* ... so they go in tiles of this many rows */
-#define AVX512 __attribute__((target("avx512f")))
+#define ALIASED 1024 /* floats: rows of op(A) this far apart (4 KiB) map to one L1 set */
 
-/* One tile: C[0:mr, 0:nn] = alpha * sum_k a(r, k) b[k, :] (+ beta C). a(r, k) = a[r * ars + k * aks]. */
-AVX512 __attribute__((always_inline)) static inline void tile(const int mr, int64_t K, const float *a, int64_t ars,
-                                                                int64_t aks, const float *b, int64_t ldb, float *c,
-                                                                int64_t ldc, int nn, float alpha, float beta)
-{
-    __m512 acc[MR][NV];
-    __mmask16 mask[NV];
-    for (int v = 0; v < NV; v++) {
-        int rest = nn - 16 * v;
-        mask[v] = rest >= 16 ? (__mmask16)0xFFFF : rest <= 0 ? (__mmask16)0 : (__mmask16)((1u << rest) - 1u);
-    }
-#pragma GCC unroll 16
-    for (int r = 0; r < mr; r++)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-            acc[r][v] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; k++) {
-        __m512 bv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-            bv[v] = _mm512_maskz_loadu_ps(mask[v], b + k * ldb + 16 * v);
-#pragma GCC unroll 16
-        for (int r = 0; r < mr; r++) {
-            __m512 av = _mm512_set1_ps(a[r * ars + k * aks]);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
-                acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
-        }
-    }
-    __m512 al = _mm512_set1_ps(alpha), be = _mm512_set1_ps(beta);
-#pragma GCC unroll 16
-    for (int r = 0; r < mr; r++)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) {
-            float *cp = c + r * ldc + 16 * v;
-            __m512 x = _mm512_mul_ps(al, acc[r][v]);
-            if (beta != 0.0f)
-                x = _mm512_fmadd_ps(be, _mm512_maskz_loadu_ps(mask[v], cp), x);
-            _mm512_mask_storeu_ps(cp, mask[v], x);
-        }
-}
-
-#define TILE(m)                                                                                                   \
-    case m:                                                                                                       \
-        tile(m, K, a, ars, aks, b, ldb, c, ldc, nn, alpha, beta);                                                 \
-        break;
-
-/* Rows of op(A) a multiple of 4 KiB apart share one of L1's 64 sets: a tile's 14 overflow its 12 ways at every k
- * (a 1024-wide layer's activations: 1.5x slower). Such A goes 8 rows at a time. Each sum is the same whichever
- * rows share a tile, so this changes no bits. ars: the distance between rows of op(A), in floats. */
-static inline int tile_rows(int64_t ars) { return ars % ALIASED == 0 ? MR_ALIASED : MR; }
-
-/* The row tiles of one 32-column panel (b: its first column; c: C's). */
-AVX512 static void panel(int64_t M, int64_t K, const float *A, int64_t ars, int64_t aks, const float *b, int64_t ldb,
-                         float *C, int64_t ldc, int nn, float alpha, float beta)
-{
-    const int rows = tile_rows(ars);
-    for (int64_t i0 = 0; i0 < M; i0 += rows) {
-        int mr = M - i0 < rows ? (int)(M - i0) : rows;
-        const float *a = A + i0 * ars;
-        float *c = C + i0 * ldc;
-        switch (mr) {
-            TILE(1) TILE(2) TILE(3) TILE(4) TILE(5) TILE(6) TILE(7) TILE(8) TILE(9) TILE(10) TILE(11) TILE(12)
-            TILE(13) TILE(14)
-        }
-    }
-}
-
-/* One piece of the work: rows [r0, r1) of the 32-column panel p. */
+/* One call's work: panels of NR columns, cut into pieces of whole row tiles. */
+typedef struct job job_t;
 typedef struct {
+    void (*piece)(const job_t *j, int64_t p, int64_t r0, int64_t r1); /* rows [r0, r1) of panel p */
+    int nr, mr, mr_aliased;                                           /* a tile's columns and rows */
+    /* 0, or the bytes of op(A) a row block spans: the rows of op(A) are then taken a block at a time through every
+     * panel, so that the block stays in L2 while the panels pass (instead of op(A) streaming from L3 once per
+     * panel). Which rows share a block changes no bits. */
+    int64_t a_block;
+    int pack_group; /* panels packed together when op(B) is packed: one piece's columns */
+} kernel_t;
+struct job {
     int ta, tb;
-    int64_t M, N, K, lda, ldb, ldc, rows; /* rows: of each piece (whole tiles) */
+    int64_t M, N, K, lda, ldb, ldc;
+    int64_t rows, chunks, panels; /* a piece's rows (whole tiles), the pieces of each panel, the panels */
+    int64_t cols;                 /* a panel's columns: the kernel's nr, times its pack_group when op(B) is packed */
     float alpha, beta;
     const float *A, *B;
     float *C;
-} job_t;
+    const kernel_t *kernel;
+};
 
-AVX512 static void piece(const job_t *j, int64_t p, int64_t r0, int64_t r1)
+/* Piece i of the job: in blocks of rows through every panel (kernel->a_block), else panel after panel. */
+static void do_piece(const job_t *j, int64_t i)
 {
-    int64_t ars = j->ta ? 1 : j->lda, aks = j->ta ? j->lda : 1, j0 = p * NR, K = j->K;
-    int nn = j->N - j0 < NR ? (int)(j->N - j0) : NR;
-    const float *A = j->A + r0 * ars;
-    float *C = j->C + r0 * j->ldc + j0;
-    if (!j->tb && j->ldb < PACK_LDB) {
-        panel(r1 - r0, K, A, ars, aks, j->B + j0, j->ldb, C, j->ldc, nn, j->alpha, j->beta);
-        return;
-    }
-    /* Packed: the panel's columns of op(B), KC rows of K at a time, contiguous. op(B) = B^T (B is N x K, its rows
-     * j0.. are the panel's columns) always; op(B) = B when its rows lie so far apart that each k of a tile would
-     * touch another page. The first chunk takes the caller's beta, the rest add to C: per tile, the same sums in
-     * the same order however the work is split. */
-    float packed[KC * NR] __attribute__((aligned(64)));
-    for (int64_t k0 = 0; k0 == 0 || k0 < K; k0 += KC) {
-        int64_t kc = K - k0 < KC ? K - k0 : KC;
-        if (j->tb) {
-            for (int jj = 0; jj < nn; jj++) {
-                const float *row = j->B + (j0 + jj) * j->ldb + k0;
-                for (int64_t k = 0; k < kc; k++)
-                    packed[k * NR + jj] = row[k];
-            }
-        } else {
-            for (int64_t k = 0; k < kc; k++) {
-                const float *row = j->B + (k0 + k) * j->ldb + j0;
-                for (int jj = 0; jj < nn; jj++)
-                    packed[k * NR + jj] = row[jj];
-            }
-        }
-        panel(r1 - r0, kc, A + k0 * aks, ars, aks, packed, NR, C, j->ldc, nn, j->alpha, k0 == 0 ? j->beta : 1.0f);
-    }
+    int64_t p = j->kernel->a_block ? i % j->panels : i / j->chunks;
+    int64_t r0 = (j->kernel->a_block ? i / j->panels : i % j->chunks) * j->rows;
+    j->kernel->piece(j, p, r0, r0 + j->rows < j->M ? r0 + j->rows : j->M);
 }
+
+/* The rows of a piece on one thread: whole tiles of `unit` rows of op(A) (K long) spanning at most a_block bytes
+ * (at least one tile), or all M rows without blocks or when op(B) is packed. */
+static int64_t block_rows(const kernel_t *kernel, int tb, int64_t ldb, int64_t M, int64_t K, int64_t unit)
+{
+    if (!kernel->a_block || tb || ldb >= PACK_LDB) /* a packed panel of op(B) is packed once, for all rows */
+        return M;
+    int64_t rows = kernel->a_block / (4 * (K > 1 ? K : 1)) / unit * unit;
+    return rows < unit ? unit : rows < M ? rows : M;
+}
+
+/* AVX-512: tiles of 14 rows x 32 columns, 28 zmm accumulators; masked loads and stores cost nothing extra. */
+#define ISA __attribute__((target("avx512f")))
+#define SFX(name) name##_avx512
+#define VEC __m512
+#define MASK __mmask16
+#define VW 16
+#define MR 14
+#define MR_ALIASED 8
+#define MASK_OF(rest) ((rest) >= 16 ? (__mmask16)0xFFFF : (rest) <= 0 ? (__mmask16)0 : (__mmask16)((1u << (rest)) - 1u))
+#define LOAD(full, m, p) ((void)(full), _mm512_maskz_loadu_ps(m, p))
+#define STORE(full, m, p, x) ((void)(full), _mm512_mask_storeu_ps(p, m, x))
+#define ZERO() _mm512_setzero_ps()
+#define SET1(x) _mm512_set1_ps(x)
+#define MUL(a, b) _mm512_mul_ps(a, b)
+#define FMADD(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define FULL_TILES 0
+#define A_BLOCK 0
+#define PACK_GROUP 1
+#include "_aot_gemm_kernel.h"
+#undef ISA
+#undef SFX
+#undef VEC
+#undef MASK
+#undef VW
+#undef MR
+#undef MR_ALIASED
+#undef MASK_OF
+#undef LOAD
+#undef STORE
+#undef ZERO
+#undef SET1
+#undef MUL
+#undef FMADD
+#undef FULL_TILES
+#undef A_BLOCK
+#undef PACK_GROUP
+
+/* AVX2 + FMA: 16 ymm registers hold tiles of 6 rows x 16 columns (12 accumulators, two vectors of B, one of A).
+ * Masked moves are slow here (vmaskmovps), so only a panel's tail uses them. Six rows stay within L1's ways
+ * when they are 4 KiB apart. */
+#define ISA __attribute__((target("avx2,fma")))
+#define SFX(name) name##_avx2
+#define VEC __m256
+#define MASK __m256i
+#define VW 8
+#define MR 6
+#define MR_ALIASED 6
+#define MASK_OF(rest) _mm256_cmpgt_epi32(_mm256_set1_epi32(rest), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define LOAD(full, m, p) ((full) ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m))
+#define STORE(full, m, p, x) ((full) ? _mm256_storeu_ps(p, x) : _mm256_maskstore_ps(p, m, x))
+#define ZERO() _mm256_setzero_ps()
+#define SET1(x) _mm256_set1_ps(x)
+#define MUL(a, b) _mm256_mul_ps(a, b)
+#define FMADD(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define FULL_TILES 1
+#define A_BLOCK (128 * 1024)
+#define PACK_GROUP 4
+#include "_aot_gemm_kernel.h"
 
 /* -- Two threads or more --------------------------------------------------------------------------------------
  * The caller and sleeping helper threads share a call's pieces: each takes the next one from a shared ticket
@@ -200,10 +185,7 @@ static int64_t take_pieces(uint64_t gen)
             return taken;
         if (!atomic_compare_exchange_weak_explicit(&ticket, &t, t + 1, memory_order_acq_rel, memory_order_relaxed))
             continue;
-        /* piece T_NEXT(t) of generation gen: job is that generation's until every piece is done */
-        int64_t per_panel = (job.M + job.rows - 1) / job.rows, i = (int64_t)T_NEXT(t);
-        int64_t r0 = (i % per_panel) * job.rows, r1 = r0 + job.rows < job.M ? r0 + job.rows : job.M;
-        piece(&job, i / per_panel, r0, r1);
+        do_piece(&job, (int64_t)T_NEXT(t)); /* job is this generation's until every piece is done */
         atomic_fetch_add_explicit(&done, 1, memory_order_release);
         taken++;
     }
@@ -254,37 +236,46 @@ static int start_helpers(int wanted)
     return helpers < wanted ? helpers : wanted;
 }
 
-AVX512 static void sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
-                                int threads)
+/* All of a job's pieces on this thread, in order. */
+static void alone(const job_t *j)
 {
-    job_t one = {ta, tb, M, N, K, lda, ldb, ldc, M, alpha, beta, A, B, C};
-    int64_t panels = (N + NR - 1) / NR;
+    for (int64_t i = 0; i < j->chunks * j->panels; i++)
+        do_piece(j, i);
+}
+
+static void sgemm(const kernel_t *kernel, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                  int threads)
+{
+    int packed = tb || ldb >= PACK_LDB;
+    int64_t cols = packed ? (int64_t)kernel->nr * kernel->pack_group : kernel->nr;
+    int64_t panels = (N + cols - 1) / cols;
+    int64_t unit = !ta && lda % ALIASED == 0 ? kernel->mr_aliased : kernel->mr; /* rows of a tile */
+    int64_t rows = block_rows(kernel, tb, ldb, M, K, unit);
+    job_t one = {ta, tb, M, N, K, lda, ldb, ldc, rows, rows ? (M + rows - 1) / rows : 0, panels, cols, alpha, beta,
+                 A, B, C, kernel};
     int expected = 0;
     if (threads < 2 || M * N * K < THREADED_MIN_WORK || M == 0 || panels == 0 ||
         !atomic_compare_exchange_strong(&busy, &expected, 1)) {
-        for (int64_t p = 0; p < panels; p++)
-            piece(&one, p, 0, M);
+        alone(&one);
         return;
     }
     if (solo_until && now_ns() < solo_until) {
-        for (int64_t p = 0; p < panels; p++)
-            piece(&one, p, 0, M);
+        alone(&one);
         atomic_store(&busy, 0);
         return;
     }
     int n_helpers = start_helpers(threads - 1 < MAX_HELPERS ? threads - 1 : MAX_HELPERS);
-    /* pieces: about 4 per thread, of whole tiles of rows within a panel */
-    int64_t unit = tile_rows(ta ? 1 : lda);
+    /* pieces: about 4 per thread, of whole tiles of rows within a panel (and within a block) */
     int64_t per_panel = (4 * (n_helpers + 1) + panels - 1) / panels, tiles = (M + unit - 1) / unit;
     if (per_panel > tiles)
         per_panel = tiles;
-    one.rows = ((tiles + per_panel - 1) / per_panel) * unit;
-    per_panel = (M + one.rows - 1) / one.rows;
-    int64_t pieces = panels * per_panel;
+    rows = ((tiles + per_panel - 1) / per_panel) * unit;
+    one.rows = rows < one.rows ? rows : one.rows;
+    one.chunks = (M + one.rows - 1) / one.rows;
+    int64_t pieces = panels * one.chunks;
     if (n_helpers == 0 || pieces > 0xFFFFF) {
-        for (int64_t p = 0; p < panels; p++)
-            piece(&one, p, 0, M);
+        alone(&one);
         atomic_store(&busy, 0);
         return;
     }
@@ -318,26 +309,30 @@ AVX512 static void sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K,
     atomic_store_explicit(&busy, 0, memory_order_release);
 }
 
+/* The best instruction set this CPU runs fastnn's GEMM with: 3 (AVX-512), 2 (AVX2 and FMA) or 0 (neither). */
 int fastnn_own_sgemm_available(void)
 {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
+    if (__builtin_cpu_supports("avx512f"))
+        return 3;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 2 : 0;
 }
 
-void fastnn_own_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int threads)
+/* C = alpha op(A) op(B) + beta C with the kernels of set `level` (2 or 3; at most fastnn_own_sgemm_available()). */
+void fastnn_own_sgemm(int level, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int threads)
 {
-    sgemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+    sgemm(level == 3 ? &kernel_avx512 : &kernel_avx2, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
 }
 
 #else /* not x86 with GCC or Clang: never enabled */
 
 int fastnn_own_sgemm_available(void) { return 0; }
 
-void fastnn_own_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int threads)
+void fastnn_own_sgemm(int level, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int threads)
 {
-    (void)threads, (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B;
+    (void)level, (void)threads, (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B;
     (void)ldb, (void)beta;
     (void)C, (void)ldc;
 }

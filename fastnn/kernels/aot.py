@@ -94,7 +94,7 @@ def signatures(name, dtype_code):
 _HERE = Path(__file__).resolve().parent
 # What the compiled code is made of: a change to any of these makes a built module stale.
 SOURCES = ("codes.py", "numba_cpu.py", "numba_losses.py", "step_numba.py", "_blas.py", "_cblas.py", "aot.py",
-           "_aot_build.py", "_aot_blas.c", "_aot_gemm.c", "../_config.py")
+           "_aot_build.py", "_aot_blas.c", "_aot_gemm.c", "_aot_gemm_kernel.h", "../_config.py")
 # Instruction-set extensions whose absence on this CPU makes a module built where they were present unusable.
 CPU_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "avx512f", "avx512dq", "avx512cd",
              "avx512bw", "avx512vl", "avx512vnni", "avx512_bf16", "amx_tile")
@@ -166,6 +166,11 @@ def _env_off():
     return None
 
 
+# FASTNN_GEMM -> the best instruction set fastnn's GEMM may use (_aot_blas.c's fastnn_aot_set_gemm), and back
+_GEMM_LEVELS = {"auto": 3, "avx2": 2, "blas": 0}
+_GEMM_NAMES = {3: "fastnn-avx512", 2: "fastnn-avx2"}
+
+
 def _open():
     """``(module, None)`` or ``(None, reason)``."""
     reason = _env_off()
@@ -194,9 +199,9 @@ def _open():
     found = numpy_cblas()
     if found is None:
         return None, "NumPy's BLAS has no ILP64 CBLAS ?gemm for the ahead-of-time kernels"
-    own = ctypes.CDLL(module.__file__).fastnn_aot_set_gemm(*(ctypes.c_void_p(f) for f in found),
-                                                           ctypes.c_int(_config.GEMM == "auto"))
-    _state["gemm"] = "fastnn-avx512" if own else "openblas"
+    level = ctypes.CDLL(module.__file__).fastnn_aot_set_gemm(*(ctypes.c_void_p(f) for f in found),
+                                                             ctypes.c_int(_GEMM_LEVELS[_config.GEMM]))
+    _state["gemm"] = _GEMM_NAMES.get(level, "openblas")
     return module, None
 
 
@@ -217,8 +222,9 @@ def reason():
 
 
 def gemm():
-    """Who multiplies the ahead-of-time kernels' float32 matrices: ``"fastnn-avx512"`` (fastnn's own GEMM,
-    ``_aot_gemm.c``) or ``"openblas"`` (NumPy's); None when those kernels are not used."""
+    """Who multiplies the ahead-of-time kernels' float32 matrices: ``"fastnn-avx512"`` or ``"fastnn-avx2"``
+    (fastnn's own GEMM, ``_aot_gemm.c``, with that instruction set) or ``"openblas"`` (NumPy's); None when those
+    kernels are not used."""
     return _state.get("gemm") if load() is not None else None
 
 
