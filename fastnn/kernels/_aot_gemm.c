@@ -36,6 +36,11 @@
 #endif
 #define ALIASED 1024 /* floats: rows of op(A) this far apart (4 KiB) map to one L1 set */
 
+/* Rows of op(A) a multiple of 4 KiB apart share one of L1's 64 sets: 14 of them overflow its 12 ways at every k (a
+ * 1024-wide layer's activations: 1.5x slower), so such A goes mr_aliased rows to a tile instead of mr. Each sum is
+ * the same whichever rows share a tile, so this changes no bits. ars: the distance between rows of op(A), floats. */
+static inline int tile_rows(int64_t ars, int mr, int mr_aliased) { return ars % ALIASED == 0 ? mr_aliased : mr; }
+
 /* One call's work: panels of NR columns, cut into pieces of whole row tiles. */
 typedef struct job job_t;
 typedef struct {
@@ -66,14 +71,21 @@ static void do_piece(const job_t *j, int64_t i)
     j->kernel->piece(j, p, r0, r0 + j->rows < j->M ? r0 + j->rows : j->M);
 }
 
-/* The rows of a piece on one thread: whole tiles of `unit` rows of op(A) (K long) spanning at most a_block bytes
- * (at least one tile), or all M rows without blocks or when op(B) is packed. */
+/* The rows of a block: whole tiles of `unit` rows of op(A) (K long) spanning at most a_block bytes, at least one. */
+static int64_t rows_in(int64_t a_block, int64_t K, int64_t unit)
+{
+    int64_t rows = a_block / (4 * (K > 1 ? K : 1)) / unit * unit;
+    return rows < unit ? unit : rows;
+}
+
+/* The rows of a piece on one thread: a block of them, or all M without blocks or when op(B) is packed (a packed
+ * panel is packed once, for all rows; the piece then blocks its rows itself). */
 static int64_t block_rows(const kernel_t *kernel, int tb, int64_t ldb, int64_t M, int64_t K, int64_t unit)
 {
-    if (!kernel->a_block || tb || ldb >= PACK_LDB) /* a packed panel of op(B) is packed once, for all rows */
+    if (!kernel->a_block || tb || ldb >= PACK_LDB)
         return M;
-    int64_t rows = kernel->a_block / (4 * (K > 1 ? K : 1)) / unit * unit;
-    return rows < unit ? unit : rows < M ? rows : M;
+    int64_t rows = rows_in(kernel->a_block, K, unit);
+    return rows < M ? rows : M;
 }
 
 /* AVX-512: tiles of 14 rows x 32 columns, 28 zmm accumulators; masked loads and stores cost nothing extra. */
@@ -250,7 +262,7 @@ static void sgemm(const kernel_t *kernel, int ta, int tb, int64_t M, int64_t N, 
     int packed = tb || ldb >= PACK_LDB;
     int64_t cols = packed ? (int64_t)kernel->nr * kernel->pack_group : kernel->nr;
     int64_t panels = (N + cols - 1) / cols;
-    int64_t unit = !ta && lda % ALIASED == 0 ? kernel->mr_aliased : kernel->mr; /* rows of a tile */
+    int64_t unit = tile_rows(ta ? 1 : lda, kernel->mr, kernel->mr_aliased);
     int64_t rows = block_rows(kernel, tb, ldb, M, K, unit);
     job_t one = {ta, tb, M, N, K, lda, ldb, ldc, rows, rows ? (M + rows - 1) / rows : 0, panels, cols, alpha, beta,
                  A, B, C, kernel};

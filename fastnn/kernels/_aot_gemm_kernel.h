@@ -59,14 +59,11 @@ ISA __attribute__((always_inline)) static inline void SFX(tile)(const int mr, co
         }
 }
 
-/* The row tiles of one panel (b: its first column; c: C's). Rows of op(A) a multiple of 4 KiB apart share one of
- * L1's 64 sets: 14 of them overflow its 12 ways at every k (a 1024-wide layer's activations: 1.5x slower), so such
- * A goes MR_ALIASED rows at a time (ars: the distance between rows of op(A), in floats). Each sum is the same
- * whichever rows share a tile, so this changes no bits. */
+/* The row tiles of one panel (b: its first column; c: C's), of tile_rows() rows. */
 ISA static void SFX(panel)(int64_t M, int64_t K, const float *A, int64_t ars, int64_t aks, const float *b,
                            int64_t ldb, float *C, int64_t ldc, int nn, float alpha, float beta)
 {
-    const int rows = ars % ALIASED == 0 ? MR_ALIASED : MR;
+    const int rows = tile_rows(ars, MR, MR_ALIASED);
     for (int64_t i0 = 0; i0 < M; i0 += rows) {
         int mr = M - i0 < rows ? (int)(M - i0) : rows;
         const float *a = A + i0 * ars;
@@ -124,12 +121,7 @@ ISA static void SFX(piece)(const job_t *j, int64_t p, int64_t r0, int64_t r1)
                 }
             }
         }
-        int64_t block = r1 - r0;
-        if (subs > 1 && A_BLOCK) {
-            int64_t unit = ars % ALIASED == 0 ? MR_ALIASED : MR;
-            block = A_BLOCK / (4 * (kc > 1 ? kc : 1)) / unit * unit;
-            block = block < unit ? unit : block;
-        }
+        int64_t block = subs > 1 && A_BLOCK ? rows_in(A_BLOCK, kc, tile_rows(ars, MR, MR_ALIASED)) : r1 - r0;
         for (int64_t b0 = 0; b0 < r1 - r0; b0 += block) {
             int64_t rows = r1 - r0 - b0 < block ? r1 - r0 - b0 : block;
             const float *a = A + b0 * ars + k0 * aks;

@@ -166,7 +166,8 @@ def _env_off():
     return None
 
 
-# FASTNN_GEMM -> the best instruction set fastnn's GEMM may use (_aot_blas.c's fastnn_aot_set_gemm), and back
+# FASTNN_GEMM -> which of fastnn's GEMMs to take (_aot_blas.c's fastnn_aot_set_gemm: 3 AVX-512 where the CPU has it,
+# 2 AVX2, 0 none), and the one taken -> its name
 _GEMM_LEVELS = {"auto": 3, "avx2": 2, "blas": 0}
 _GEMM_NAMES = {3: "fastnn-avx512", 2: "fastnn-avx2"}
 
