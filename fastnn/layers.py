@@ -75,6 +75,14 @@ class Layer:
 
     training = False
     _spec = None  # the last describe(), kept while what it holds is unchanged
+    # The attributes describe() reads: setting one drops the kept spec. A kept spec is then always the current
+    # one, and a caller holding it may skip describe() (fastnn.fused.still, at every predict).
+    _DESCRIBED = frozenset()
+
+    def __setattr__(self, name, value):
+        if name in self._DESCRIBED:
+            object.__setattr__(self, "_spec", None)
+        object.__setattr__(self, name, value)
 
     def describe(self):
         """The :class:`LayerSpec` the compiled step needs, from the current attributes; None when the layer has no
@@ -155,6 +163,8 @@ class Linear(Layer):
         self.b = Parameter(np.zeros(self.out_features, dtype), "b")
         self._X = None
 
+    _DESCRIBED = frozenset({"W", "b"})
+
     def parameters(self):
         return [self.W, self.b]
 
@@ -206,6 +216,7 @@ class _Activation(Layer):
 
     code = None
     alpha = 0.0
+    _DESCRIBED = frozenset({"code", "alpha"})
 
     def __init__(self):
         self._x = self._y = None
@@ -365,6 +376,8 @@ class Dropout(Layer):
         self._key = None  # (key, row offset) for the next forward, set by fit; else drawn from _rng
         self._mask_key = None
         self._shape = None
+
+    _DESCRIBED = frozenset({"p"})
 
     def describe(self):
         spec = self._spec

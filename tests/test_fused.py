@@ -532,6 +532,29 @@ def test_an_alpha_changed_after_predict_is_honoured(backend, act):
     np.testing.assert_allclose(model.predict(X), before, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_single_row_predict_honours_every_change(backend, dtype):
+    """The single-row path (the prebuilt export without its checks, into this thread's work rows) plans again for
+    a changed slope, a replaced weight parameter or bias array, and a replaced layer: setting what ``describe``
+    reads drops the spec a layer keeps, so a plan never outlives a change."""
+    rng = np.random.default_rng(0)
+    model = fn.Sequential(fn.Linear(7, 12, seed=0, dtype=dtype), fn.LeakyReLU(0.05), fn.Linear(12, 4, seed=1,
+                                                                                             dtype=dtype))
+    x = rng.standard_normal((1, 7)).astype(dtype)
+    tolerance = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
+    seen = []
+    for change in (lambda: None, lambda: setattr(model.layers[1], "alpha", 0.7),
+                   lambda: setattr(model.layers[0], "W", fn.layers.Parameter(rng.standard_normal((7, 12)).astype(dtype),
+                                                                            "W")),
+                   lambda: setattr(model.layers[2].b, "data", np.ones(4, dtype)),
+                   lambda: model.layers.__setitem__(1, fn.ReLU())):
+        change()
+        got = model.predict(x)
+        np.testing.assert_allclose(got, model.forward(x), **tolerance)
+        assert not any(np.allclose(got, earlier) for earlier in seen)
+        seen.append(got)
+
+
 def test_a_slope_or_dropout_rate_changed_between_epochs_is_honoured_by_the_compiled_step(monkeypatch):
     """A callback changes LeakyReLU's slope and turns a Dropout on (its buffer appears in the step's workspace):
     the compiled step, which asks the layers at every call, trains what the layer-by-layer path trains."""

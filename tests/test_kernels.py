@@ -378,6 +378,55 @@ def test_mlp_forward_matches_twin(n, chunk, depth, dtype, seed):
     np.testing.assert_allclose(outs[1], a, **(tol(dtype) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)))
 
 
+def _srows():
+    """``fastnn_srows`` of the ahead-of-time extension through ctypes, or None without a build that has it."""
+    import ctypes  # noqa: PLC0415
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.find_spec("fastnn.kernels._aot")
+    try:
+        f = ctypes.CDLL(spec.origin).fastnn_srows
+    except (AttributeError, OSError, TypeError):
+        return None
+    f.restype = ctypes.c_int32
+    f.argtypes = (ctypes.c_int64,) * 3 + (ctypes.c_void_p, ctypes.c_int64) * 2 + (ctypes.c_void_p,) * 2 + (
+        ctypes.c_int64,)
+    return f
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 4), n_in=st.integers(0, 40), n_out=st.sampled_from([1, 7, 8, 9, 16, 17, 64, 127, 128, 129,
+                                                                             255, 256, 257, 300]),
+       seed=st.integers(0, 2**32 - 1))
+def test_rows_kernel_gives_the_loops_bits(rows, n_in, n_out, seed):
+    """``fastnn_srows`` (C, the outputs in registers) against the JIT's loop it stands in for: the same bits, for
+    output widths on both sides of a vector and of a pass (AVX2 128, AVX-512 256 columns), zero, -0.0 and NaN
+    inputs (NaN reaches every output, zeros are skipped); nothing written outside the outputs. Both directly and
+    through the JIT's ``_affine_rows``, which calls it under the name registered by ``_blas``."""
+    srows = _srows()
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, n_in)).astype(np.float32)
+    X[rng.random(X.shape) < 0.4] = 0
+    if n_in > 2:
+        X[0, 1], X[-1, 2] = -0.0, (np.nan if seed % 3 == 0 else X[-1, 2])
+    W = rng.standard_normal((n_in, n_out)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+    expected = np.full((rows, n_out), np.nan, np.float32)
+    numba_cpu._affine_rows_loop(X, W, b, expected)
+    through_jit = np.full((rows, n_out), np.nan, np.float32)
+    numba_cpu._affine_rows(X, W, b, through_jit)
+    np.testing.assert_array_equal(through_jit, expected)
+    if srows is None:
+        pytest.skip("no ahead-of-time build with fastnn_srows")
+    padded = np.full((rows, n_out + 5), 7.0, np.float32)  # a wider row: the 5 columns after each must stay
+    done = srows(rows, n_out, n_in, X.ctypes.data, max(1, n_in), W.ctypes.data, n_out, b.ctypes.data,
+                 padded.ctypes.data, n_out + 5)
+    if not done:
+        pytest.skip("fastnn_srows declines on this CPU (no AVX2 and FMA): the loop runs")
+    np.testing.assert_array_equal(padded[:, :n_out], expected)
+    assert (padded[:, n_out:] == 7.0).all()
+
+
 @pytest.mark.parametrize("n", [1, 7])
 @pytest.mark.parametrize("module", [COMPILED, numpy_ref])
 def test_mlp_forward_propagates_nan(module, n):

@@ -52,6 +52,28 @@ def test_predict_from_8_threads_on_a_model_in_training_mode():
     assert model[0]._X is None  # nothing cached by any thread
 
 
+def test_single_row_predicts_from_8_threads_on_two_models():
+    """The compiled single-row predict (each thread its own work rows) from 8 threads, alternating a narrow float32
+    and a wide float64 model so that each thread's rows are made again: the serial results bit for bit."""
+    rng = np.random.default_rng(1)
+    models = (fn.Sequential(fn.Linear(6, 8, seed=0), fn.ReLU(), fn.Linear(8, 3, seed=1)),
+              fn.Sequential(fn.Linear(6, 300, seed=2, dtype=np.float64), fn.Tanh(), fn.Linear(300, 2, seed=3,
+                                                                                               dtype=np.float64)))
+    X = rng.standard_normal((40, 6))
+    rows = [[X[i:i + 1].astype(m.dtype) for i in range(len(X))] for m in models]
+    want = [[m.predict(x) for x in r] for m, r in zip(models, rows)]
+    got = {}
+
+    def work(t):
+        got[t] = [[models[k].predict(rows[k][i]) for k in (0, 1)] for _ in range(5) for i in range(len(X))]
+
+    _in_threads(work)
+    for outs in got.values():
+        for n, pair in enumerate(outs):
+            for k in (0, 1):
+                np.testing.assert_array_equal(pair[k], want[k][n % len(X)])
+
+
 def test_backend_blocks_overlapping_in_two_threads_each_restore_their_own():
     first_in, second_out = threading.Event(), threading.Event()
     seen = {}

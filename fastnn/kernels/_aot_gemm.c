@@ -20,6 +20,9 @@
  *
  * The kernels call it through fastnn_sgemm (_aot_blas.c) when fastnn_aot_set_gemm enables it; everything else
  * goes to NumPy's OpenBLAS.
+ *
+ * fastnn_srows, the product of a few rows by W (the single-row predict), uses the same vectors whatever the GEMM:
+ * below sgemm's reach (it packs all of W for one row), where the JIT's loop stored its outputs at every k.
  */
 #include <stdint.h>
 
@@ -35,6 +38,7 @@
 #define PACK_LDB 512 /* op(B) = B is packed from this leading dimension (floats) on */
 #endif
 #define ALIASED 1024 /* floats: rows of op(A) this far apart (4 KiB) map to one L1 set */
+#define ROW_VECS 16  /* fastnn_srows: vectors of outputs per pass over a row (AVX2 128 columns, AVX-512 256) */
 
 /* Rows of op(A) a multiple of 4 KiB apart share one of L1's 64 sets: 14 of them overflow its 12 ways at every k (a
  * 1024-wide layer's activations: 1.5x slower), so such A goes mr_aliased rows to a tile instead of mr. Each sum is
@@ -330,6 +334,23 @@ int fastnn_own_sgemm_available(void)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 2 : 0;
 }
 
+/* out[i, :] = b + sum_k X[i, k] W[k, :] for the M rows of X (row-major; ldx, ldw, ldo: the rows' distances in floats),
+ * with the best set this CPU has; the single-row predict's product (numba_cpu._affine_rows). Returns 0, having done
+ * nothing, on a CPU without AVX2 and FMA: the caller loops itself. */
+int fastnn_srows(int64_t M, int64_t N, int64_t K, const float *X, int64_t ldx, const float *W, int64_t ldw,
+                 const float *b, float *out, int64_t ldo)
+{
+    static _Atomic int level = -1;
+    int set = atomic_load_explicit(&level, memory_order_relaxed);
+    if (set < 0)
+        atomic_store_explicit(&level, set = fastnn_own_sgemm_available(), memory_order_relaxed);
+    if (set == 3)
+        rows_avx512(M, N, K, X, ldx, W, ldw, b, out, ldo);
+    else if (set == 2)
+        rows_avx2(M, N, K, X, ldx, W, ldw, b, out, ldo);
+    return set >= 2;
+}
+
 /* C = alpha op(A) op(B) + beta C with the kernels of set `level` (2 or 3; at most fastnn_own_sgemm_available()). */
 void fastnn_own_sgemm(int level, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                       int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int threads)
@@ -338,6 +359,13 @@ void fastnn_own_sgemm(int level, int ta, int tb, int64_t M, int64_t N, int64_t K
 }
 
 #else /* not x86 with GCC or Clang: never enabled */
+
+int fastnn_srows(int64_t M, int64_t N, int64_t K, const float *X, int64_t ldx, const float *W, int64_t ldw,
+                 const float *b, float *out, int64_t ldo)
+{
+    (void)M, (void)N, (void)K, (void)X, (void)ldx, (void)W, (void)ldw, (void)b, (void)out, (void)ldo;
+    return 0;
+}
 
 int fastnn_own_sgemm_available(void) { return 0; }
 

@@ -1,4 +1,5 @@
-/* One instruction set's tiles, panels and pieces of fastnn's GEMM (_aot_gemm.c includes this once per set).
+/* One instruction set's tiles, panels and pieces of fastnn's GEMM, and its product of a few rows (_aot_gemm.c
+ * includes this once per set).
  *
  * Before including, the includer defines:
  *   ISA          the functions' target attribute, e.g. __attribute__((target("avx512f")))
@@ -11,6 +12,7 @@
  *   A_BLOCK      kernel_t's a_block: 0, or the bytes of op(A) a row block may span
  *   PACK_GROUP   sub-panels of NR_ columns packed together (1: one), each chunk of op(B) packed once for them all
  *   FULL_TILES   1: full-width tiles get their own copy with plain loads and stores (where masked ones cost more)
+ * ROW_VECS (the accumulators of fastnn_srows' pass over a row, at most 16) is set once for both.
  * Every output element is the same sum in the same order (k ascending, one fused multiply-add per k, then alpha,
  * then beta C) whatever the set, so both sets give the same bits.
  */
@@ -132,6 +134,58 @@ ISA static void SFX(piece)(const job_t *j, int64_t p, int64_t r0, int64_t r1)
             }
         }
     }
+}
+
+/* -- A few rows (fastnn_srows): out[i, :] = b + sum_k x[i, k] W[k, :] ---------------------------------------------
+ * The single-row predict's product: W is read once per row, in storage order, while the row's outputs stay in
+ * ROW_VECS accumulators for the whole of K (the JIT's loop, numba_cpu._affine_rows_loop, loads and stores them at
+ * every k). Rows of W that meet a zero input are skipped, as there (a branch per input: a list of the nonzero ones,
+ * made without branches, measured no faster on real images). Per output the same fused multiply-adds in the
+ * same order (k ascending, starting from b), so the same bits as that loop and on either set. */
+
+/* One pass over a row of x for nv vectors of outputs (the last one masked to `rest` lanes, 1..VW). */
+ISA __attribute__((always_inline)) static inline void SFX(row_pass)(const int nv, int64_t K, const float *x,
+                                                                   const float *w, int64_t ldw, const float *b,
+                                                                   float *out, int rest)
+{
+    VEC acc[ROW_VECS];
+    MASK last = MASK_OF(rest);
+#pragma GCC unroll 16
+    for (int v = 0; v < nv; v++)
+        acc[v] = LOAD(v < nv - 1, last, b + VW * v);
+    for (int64_t k = 0; k < K; k++, w += ldw) {
+        float xk = x[k];
+        if (xk != 0.0f) { /* NaN is not zero: it reaches every output, as in the loop */
+            VEC s = SET1(xk);
+#pragma GCC unroll 16
+            for (int v = 0; v < nv; v++)
+                acc[v] = FMADD(s, LOAD(v < nv - 1, last, w + VW * v), acc[v]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int v = 0; v < nv; v++)
+        STORE(v < nv - 1, last, out + VW * v, acc[v]);
+}
+
+ISA static void SFX(rows)(int64_t M, int64_t N, int64_t K, const float *X, int64_t ldx, const float *W, int64_t ldw,
+                          const float *b, float *out, int64_t ldo)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j0 = 0; j0 < N; j0 += ROW_VECS * VW) {
+            int cols = N - j0 < ROW_VECS * VW ? (int)(N - j0) : ROW_VECS * VW;
+            int nv = (cols + VW - 1) / VW, rest = cols - (nv - 1) * VW;
+            const float *x = X + i * ldx;
+            float *o = out + i * ldo + j0;
+#define PASS(n)                                                                                                       \
+    case n:                                                                                                           \
+        SFX(row_pass)(n, K, x, W + j0, ldw, b + j0, o, rest);                                                         \
+        break;
+            switch (nv) {
+                PASS(1) PASS(2) PASS(3) PASS(4) PASS(5) PASS(6) PASS(7) PASS(8)
+                PASS(9) PASS(10) PASS(11) PASS(12) PASS(13) PASS(14) PASS(15) PASS(16)
+            }
+#undef PASS
+        }
 }
 
 static const kernel_t SFX(kernel) = {SFX(piece), NR_, MR, MR_ALIASED, A_BLOCK, PACK_GROUP};

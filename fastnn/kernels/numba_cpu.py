@@ -1,7 +1,7 @@
 """Numba-compiled kernels: the same names and signatures as :mod:`numpy_ref`.
 
 Each function only loops over the arrays it is given and writes into the
-caller's buffers. Matrix products go through NumPy's OpenBLAS (:mod:`._blas`); the
+caller's buffers. Matrix products go through NumPy's OpenBLAS (:func:`._blas.gemm`); the
 loops around them fuse what NumPy does in several passes (bias + activation, the
 softmax-NLL gradient, optimizer updates). Reductions accumulate in float64
 (``acc = 0.0`` is a float64 in Numba); stores cast back to the buffer dtype.
@@ -15,8 +15,9 @@ from numba.core import cgutils
 from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
-from fastnn._config import jit
-from fastnn.kernels._blas import NO_TRANS, ROW_MAJOR, TRANS, gemm_sig
+from fastnn._config import FAST_FLAGS, jit
+from fastnn.kernels._blas import gemm as _gemm
+from fastnn.kernels._blas import srows as _srows
 from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, P_B, P_W, RELU, SIGMOID, TANH
 from fastnn.kernels.numba_losses import (_sigmoid, _softmax_row, bce, bce_logits, mse, nll_dense, nll_labels,  # noqa: F401
                                          poisson, softmax_xent_dense, softmax_xent_labels)
@@ -27,9 +28,8 @@ __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd",
            "mse", "bce_logits", "bce", "poisson", "clip_grad_norm", "sgd_update", "adam_update", "activation_forward",
            "act_backward", "mlp_forward"]
 
-# Registered by fastnn.kernels._blas at import: NumPy's cblas_?gemm, or an adapter to Numba's.
-_sgemm = nbtypes.ExternalFunction("fastnn_sgemm", gemm_sig(nbtypes.float32))
-_dgemm = nbtypes.ExternalFunction("fastnn_dgemm", gemm_sig(nbtypes.float64))
+# fastnn_srows fuses each multiply-add, as _affine_rows_loop does only under the fastmath flags (``contract``).
+_ROWS_IN_C = "contract" in FAST_FLAGS
 
 
 @intrinsic
@@ -84,32 +84,6 @@ def _vec(address, n, zero):
 def _mat(address, n, m, zero):
     """As :func:`_vec`, an (n, m) C-contiguous matrix."""
     return carray(_pointer(address, zero), (n, m))
-
-
-@jit
-def _gemm(A, trans_a, B, trans_b, alpha, beta, C):
-    """``C = alpha op(A) op(B) + beta C``, ``op(A)`` being ``A.T`` when ``trans_a``; one BLAS call when
-    all three are C-contiguous. ``beta == 0`` ignores what ``C`` held (NaN included), as BLAS does."""
-    M, N = C.shape
-    K = A.shape[0] if trans_a else A.shape[1]
-    if A.flags.c_contiguous and B.flags.c_contiguous and C.flags.c_contiguous:
-        ta, tb = TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS
-        lda, ldb, ldc = max(1, A.shape[1]), max(1, B.shape[1]), max(1, N)
-        if C.itemsize == 4:
-            _sgemm(ROW_MAJOR, ta, tb, M, N, K, np.float32(alpha), A.ctypes, lda, B.ctypes, ldb, np.float32(beta),
-                   C.ctypes, ldc)
-        else:
-            _dgemm(ROW_MAJOR, ta, tb, M, N, K, np.float64(alpha), A.ctypes, lda, B.ctypes, ldb, np.float64(beta),
-                   C.ctypes, ldc)
-        return
-    # Strided views (never in the training step, whose buffers are contiguous): plain loops,
-    # accumulating in float64, rather than np.dot's copies and performance warnings.
-    for i in range(M):
-        for j in range(N):
-            acc = 0.0
-            for k in range(K):
-                acc += (A[k, i] if trans_a else A[i, k]) * (B[j, k] if trans_b else B[k, j])
-            C[i, j] = alpha * acc + (beta * C[i, j] if beta != 0 else 0)
 
 
 @jit
@@ -462,9 +436,22 @@ ROW_LOOP_MAX = 4
 @jit(fast=True)
 def _affine_rows(X, W, b, out):
     """``out = X W + b`` one row at a time, ``out[i] = b + sum_k X[i, k] W[k]``: W is read once per row in
-    storage order and the inner loop over ``out[i]`` vectorises. Reading W is the cost, so the rows of W
-    that meet a zero input (half the pixels of an image, the units a ReLU switched off) are skipped; with
-    finite weights that changes nothing, as ``x + 0 w == x``."""
+    storage order. Reading W is the cost, so the rows of W that meet a zero input (half the pixels of an image,
+    the units a ReLU switched off) are skipped; with finite weights that changes nothing, as ``x + 0 w == x``.
+    float32 goes to ``fastnn_srows``, which keeps ``out[i]`` in registers over the whole of K (single-row
+    predict of 784-128-64-10: docs/performance.md, "Single-row predict"), with the same bits as the loop."""
+    if _ROWS_IN_C and out.itemsize == 4 and X.flags.c_contiguous and W.flags.c_contiguous and \
+            b.flags.c_contiguous and out.flags.c_contiguous:
+        if _srows(X.shape[0], W.shape[1], X.shape[1], X.ctypes, max(1, X.shape[1]), W.ctypes, max(1, W.shape[1]),
+                  b.ctypes, out.ctypes, max(1, out.shape[1])):
+            return
+    _affine_rows_loop(X, W, b, out)
+
+
+@jit(fast=True)
+def _affine_rows_loop(X, W, b, out):
+    """:func:`_affine_rows` in Numba alone: ``out[i]`` is loaded and stored at every k (the inner loop over it
+    vectorises)."""
     for i in range(X.shape[0]):
         for j in range(W.shape[1]):
             out[i, j] = b[j]
