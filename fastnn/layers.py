@@ -84,6 +84,11 @@ class Layer:
             object.__setattr__(self, "_spec", None)
         object.__setattr__(self, name, value)
 
+    def __delattr__(self, name):
+        if name in self._DESCRIBED:
+            object.__setattr__(self, "_spec", None)
+        object.__delattr__(self, name)
+
     def describe(self):
         """The :class:`LayerSpec` the compiled step needs, from the current attributes; None when the layer has no
         form there. Asked at every call: the same object comes back while nothing it holds has changed, so a
@@ -150,6 +155,8 @@ class Linear(Layer):
     b : Parameter of shape (out_features,)
     """
 
+    _DESCRIBED = frozenset({"W", "b"})
+
     def __init__(self, in_features, out_features, *, init="he", seed=None, dtype=np.float32):
         self.in_features = check("in_features", in_features, POSITIVE_INT)
         self.out_features = check("out_features", out_features, POSITIVE_INT)
@@ -162,8 +169,6 @@ class Linear(Layer):
         self.W = Parameter(W.astype(dtype), "W")
         self.b = Parameter(np.zeros(self.out_features, dtype), "b")
         self._X = None
-
-    _DESCRIBED = frozenset({"W", "b"})
 
     def parameters(self):
         return [self.W, self.b]
@@ -370,14 +375,14 @@ class Dropout(Layer):
         Draws the masks of forward calls outside ``fit`` (hand-written loops in training mode).
     """
 
+    _DESCRIBED = frozenset({"p"})
+
     def __init__(self, p=0.5, *, seed=None):
         self.p = check("p", p, FRACTION)
         self._rng = np.random.default_rng(check("seed", seed, SEED))
         self._key = None  # (key, row offset) for the next forward, set by fit; else drawn from _rng
         self._mask_key = None
         self._shape = None
-
-    _DESCRIBED = frozenset({"p"})
 
     def describe(self):
         spec = self._spec

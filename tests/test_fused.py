@@ -535,8 +535,8 @@ def test_an_alpha_changed_after_predict_is_honoured(backend, act):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_single_row_predict_honours_every_change(backend, dtype):
     """The single-row path (the prebuilt export without its checks, into this thread's work rows) plans again for
-    a changed slope, a replaced weight parameter or bias array, and a replaced layer: setting what ``describe``
-    reads drops the spec a layer keeps, so a plan never outlives a change."""
+    a changed or deleted slope, a replaced weight parameter or bias array, and a replaced layer: setting or
+    deleting what ``describe`` reads drops the spec a layer keeps, so a plan never outlives a change."""
     rng = np.random.default_rng(0)
     model = fn.Sequential(fn.Linear(7, 12, seed=0, dtype=dtype), fn.LeakyReLU(0.05), fn.Linear(12, 4, seed=1,
                                                                                              dtype=dtype))
@@ -547,7 +547,8 @@ def test_a_single_row_predict_honours_every_change(backend, dtype):
                    lambda: setattr(model.layers[0], "W", fn.layers.Parameter(rng.standard_normal((7, 12)).astype(dtype),
                                                                             "W")),
                    lambda: setattr(model.layers[2].b, "data", np.ones(4, dtype)),
-                   lambda: model.layers.__setitem__(1, fn.ReLU())):
+                   lambda: delattr(model.layers[1], "alpha"),  # the class's slope, 0, again
+                   lambda: model.layers.__setitem__(1, fn.ELU())):
         change()
         got = model.predict(x)
         np.testing.assert_allclose(got, model.forward(x), **tolerance)

@@ -15,10 +15,10 @@ or with ``FASTNN_BLAS=numba``, the same names point at small adapters that call
 Numba's own BLAS entry instead; the kernels cannot tell the difference.
 
 ``fastnn_srows``, the product of a few rows (``_aot_gemm.c``), is registered the same way: the ahead-of-time
-extension's own, or a stub that declines, after which the kernel loops itself.
+extension's own where it is trusted, else a stub that declines, after which the kernel loops itself.
 """
 import ctypes
-import importlib.util
+import sys
 
 import llvmlite.binding as ll
 import numpy as np
@@ -53,15 +53,16 @@ _ROWS_ARGS = (ctypes.c_int64,) * 3 + (ctypes.c_void_p, ctypes.c_int64) * 2 + (ct
 
 def _rows():
     """The address of ``fastnn_srows`` for the JIT's kernels and what keeps it valid: the ahead-of-time
-    extension's (plain C, loaded as a library: its Python module need not be usable), or where there is none, a
+    extension's where :func:`fastnn.kernels.aot.load` trusts it (built from these sources, for this CPU), else a
     callback that does nothing and says so (returns 0), after which the kernel runs its own loop."""
-    try:
-        spec = importlib.util.find_spec("fastnn.kernels._aot")
-        if spec is not None and spec.origin:
-            library = ctypes.CDLL(spec.origin)
-            return ctypes.cast(library.fastnn_srows, ctypes.c_void_p).value, library
-    except (ImportError, OSError, AttributeError):  # no build, another platform's, or one from before srows
-        pass
+    from fastnn.kernels import aot  # noqa: PLC0415  (aot does not import this module)
+
+    # The build (_aot_build) imports this module to compile the kernels from it; it links fastnn_srows itself and
+    # must not load the extension it is about to replace.
+    module = aot.load() if "fastnn.kernels._aot_build" not in sys.modules else None
+    if module is not None:
+        library = ctypes.CDLL(module.__file__)
+        return ctypes.cast(library.fastnn_srows, ctypes.c_void_p).value, library
     stub = ctypes.CFUNCTYPE(ctypes.c_int32, *_ROWS_ARGS)(lambda *args: 0)
     return ctypes.cast(stub, ctypes.c_void_p).value, stub
 
