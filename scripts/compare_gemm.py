@@ -90,13 +90,13 @@ def openblas():
 def fastnn_gemm():
     from fastnn.kernels import aot
     if not str(aot.gemm()).startswith("fastnn-"):
-        why = aot.reason() or "a CPU without AVX-512, or FASTNN_GEMM=blas"
+        why = aot.reason() or "a CPU without AVX-512 (FASTNN_GEMM=avx2 takes the AVX2 kernels), or FASTNN_GEMM=blas"
         return None, f"not in use here (fastnn.kernels.aot.gemm() is {aot.gemm()!r}: {why})"
     blas, note = openblas()
     if blas is None:
         return None, note
     return _Cblas(ctypes.CDLL(aot.load().__file__).fastnn_sgemm, ctypes.c_int64, blas.set_threads), \
-        "fastnn's own GEMM (_aot_gemm.c, AVX-512)"
+        f"fastnn's own GEMM (_aot_gemm.c, {'AVX-512' if aot.gemm() == 'fastnn-avx512' else 'AVX2'})"
 
 
 def mkl():
