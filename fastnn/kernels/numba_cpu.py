@@ -390,11 +390,13 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
 def act_backward(act, alpha, x, y, g):
     """``g *= act'`` in place, from the cached output ``y`` (or the input ``x`` for NEEDS_INPUT codes)."""
     n, m = g.shape
+    zero = g.dtype.type(0)
+    # Selects, not conditional stores: a store under a branch does not vectorise and mispredicts on ReLU's
+    # random pattern (256 x 128: 29 against 4.8 us); the bits are the same.
     if act == RELU:
         for i in range(n):
             for j in range(m):
-                if not y[i, j] > 0:
-                    g[i, j] = 0
+                g[i, j] = g[i, j] if y[i, j] > 0 else zero
     elif act == SIGMOID:
         for i in range(n):
             for j in range(m):
@@ -409,13 +411,13 @@ def act_backward(act, alpha, x, y, g):
         slope = g.dtype.type(alpha)
         for i in range(n):
             for j in range(m):
-                if not y[i, j] > 0:  # slope >= 0: y > 0 exactly where x > 0
-                    g[i, j] = g[i, j] * slope
+                gij = g[i, j]  # slope >= 0: y > 0 exactly where x > 0
+                g[i, j] = gij if y[i, j] > 0 else gij * slope
     elif act == ELU:
         for i in range(n):
             for j in range(m):
                 v = x[i, j]
-                if not v > 0:
+                if not v > 0:  # exp is a call: only where it is needed
                     g[i, j] = g[i, j] * (alpha * math.exp(v))
     elif act == GELU:
         for i in range(n):
