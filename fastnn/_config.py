@@ -246,7 +246,7 @@ def _unwritable_cache_dir():
     return problem
 
 
-def jit(fn=None, *, fast=False, parallel=False):
+def jit(fn=None, *, fast=False, parallel=False, inline=False):
     """Compile ``fn`` with fastnn's Numba options.
 
     Parameters
@@ -257,6 +257,10 @@ def jit(fn=None, *, fast=False, parallel=False):
         Allow :data:`FAST_FLAGS` (reassociation, FMA contraction).
     parallel : bool
         Compile with ``parallel=True`` so ``numba.prange`` splits loops.
+    inline : bool
+        Inline ``fn`` into every caller at Numba's level (``inline="always"``): for the per-row helpers of a loop,
+        which LLVM left as calls (a 32-row MSE gradient: 0.56 against 0.17 us). The body then takes its caller's
+        fastmath flags, so only callers without ``fast`` use such helpers.
 
     Notes
     -----
@@ -266,12 +270,12 @@ def jit(fn=None, *, fast=False, parallel=False):
     writing elsewhere. Damaged cache entries are recompiled (:class:`fastnn._cache.HealingCache`).
     """
     if fn is None:
-        return lambda f: jit(f, fast=fast, parallel=parallel)
+        return lambda f: jit(f, fast=fast, parallel=parallel, inline=inline)
     import numba  # noqa: PLC0415  (only the JIT's modules call this)
     # error_model="numpy": x / 0 gives inf/nan as in the NumPy twins, instead of a
     # ZeroDivisionError check per division that also stops LLVM vectorising the loop.
     options = {"nogil": True, "error_model": "numpy", "fastmath": set(FAST_FLAGS) if fast else False,
-               "parallel": parallel}
+               "parallel": parallel, "inline": "always" if inline else "never"}
     dispatcher = numba.njit(cache=False, **options)(fn)
     if not CACHE:
         return dispatcher

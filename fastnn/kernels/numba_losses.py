@@ -21,7 +21,7 @@ def _sigmoid(v):
     return e / (1.0 + e)
 
 
-@jit
+@jit(inline=True)
 def _softmax_row(x, i, out):
     """Softmax of row ``i`` into ``out[i]``; returns log of the sum of exps after the max shift."""
     m = x.shape[1]
@@ -40,7 +40,7 @@ def _softmax_row(x, i, out):
     return mx, math.log(total)
 
 
-@jit
+@jit(inline=True)
 def _xent_row_label(z, i, y, probs, grad, scale):
     """Row ``i`` of fused softmax + cross-entropy with label ``y``: fills ``probs[i]`` and
     ``grad[i] = (probs[i] - onehot(y)) * scale``; returns the row's loss. ``probs`` may be ``grad``."""
@@ -51,7 +51,7 @@ def _xent_row_label(z, i, y, probs, grad, scale):
     return logsum - (z[i, y] - mx)
 
 
-@jit
+@jit(inline=True)
 def _xent_row_dense(z, i, t, probs, grad, scale):
     """As :func:`_xent_row_label` for a target row ``t``: ``grad[i] = (probs[i] sum(t) - t) * scale``."""
     mx, logsum = _softmax_row(z, i, probs)
@@ -66,7 +66,7 @@ def _xent_row_dense(z, i, t, probs, grad, scale):
     return loss
 
 
-@jit
+@jit(inline=True)
 def _weight(w, i):
     """Row ``i``'s sample weight; 1 when ``w`` is empty (unweighted)."""
     return w[i] * 1.0 if w.shape[0] else 1.0
@@ -83,13 +83,13 @@ def _inv_weight_sum(w, n):
     return 1.0 / total if total > 0 else 0.0
 
 
-@jit
+@jit(inline=True)
 def _add_weighted(total, wi, li):
     """``total + wi li``; a row of weight 0 adds nothing, not even a NaN."""
     return total + wi * li if wi != 0 else total
 
 
-@jit
+@jit(inline=True)
 def _mse_row(y, i, t, grad, scale):
     """Row ``i`` of MSE against target row ``t``: ``grad[i] = 2 (y[i] - t) scale / k``; returns ``mean (y[i] - t)^2``."""
     k = y.shape[1]
@@ -101,7 +101,7 @@ def _mse_row(y, i, t, grad, scale):
     return loss / k
 
 
-@jit
+@jit(inline=True)
 def _poisson_row(z, i, t, grad, scale):
     """Row ``i`` of half the Poisson deviance of log-rates ``z``: ``grad[i] = (exp(z) - t) scale / k``; returns
     the row's mean of ``exp(z) - t z + t log t - t`` (0 for a perfect prediction; ``t log t`` is 0 at t = 0)."""
@@ -116,7 +116,7 @@ def _poisson_row(z, i, t, grad, scale):
     return loss / k
 
 
-@jit
+@jit(inline=True)
 def _nll_row_label(P, i, y, eps, grad, scale):
     """Row ``i`` of NLL with label ``y``: ``-log max(p_y, eps)``; a NaN probability propagates."""
     for j in range(P.shape[1]):
@@ -128,7 +128,7 @@ def _nll_row_label(P, i, y, eps, grad, scale):
     return -math.log(p)
 
 
-@jit
+@jit(inline=True)
 def _nll_row_dense(P, i, t, eps, grad, scale):
     loss = 0.0
     for j in range(P.shape[1]):
@@ -143,7 +143,7 @@ def _nll_row_dense(P, i, t, eps, grad, scale):
     return loss
 
 
-@jit
+@jit(inline=True)
 def _bce_logits_row(z, i, t, grad, scale):
     """Row ``i`` of sigmoid + binary cross-entropy on logits: ``grad[i] = (sigmoid(z) - t) scale / k``;
     returns the row's mean of ``max(z, 0) - z t + log1p(exp(-|z|))``, which never overflows."""
@@ -157,7 +157,7 @@ def _bce_logits_row(z, i, t, grad, scale):
     return loss / k
 
 
-@jit
+@jit(inline=True)
 def _bce_row(P, i, t, grad, scale):
     """Row ``i`` of binary cross-entropy on probabilities, PyTorch's ``BCELoss``: logs clamped at -100,
     ``grad[i] = (p - t) / max(p (1 - p), 1e-12) scale / k``."""

@@ -95,9 +95,10 @@ def _gather(src, rows, x):
 
 @jit
 def _work(work, woff, l, slot, m, w):
-    """Layer ``l``'s buffer ``slot`` of the flat workspace, as an (m, w) matrix."""
-    o = woff[l, slot]
-    return work[o:o + m * w].reshape((m, w))
+    """Layer ``l``'s buffer ``slot`` of the flat workspace, as an (m, w) matrix: a view made from the address, as
+    :func:`numba_cpu._mat` makes them (a slice's ``reshape`` is a call into Numba's runtime and a reference count,
+    a dozen times a batch)."""
+    return _mat(np.int64(work.ctypes.data) + woff[l, slot] * work.itemsize, m, w, work.dtype.type(0))
 
 
 @jit
