@@ -117,3 +117,33 @@ def test_bad_construction():
         fn.Linear(3, 2, init="orthogonal")
     with pytest.raises(ValueError, match="eps"):
         fn.NLLLoss(eps=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_the_finiteness_check_finds_every_bad_value_and_passes_large_finite_ones(dtype, layout):
+    """check_finite's fast path (the sum of squares) and its fallback (min and max) agree: huge finite values,
+    whose squares overflow, pass; one NaN or inf anywhere is named with its index."""
+    from fastnn._validation import check_finite
+
+    def arrange(a):
+        if layout == "F":
+            return np.asfortranarray(a)
+        return np.repeat(a, 2, axis=1)[:, ::2] if layout == "strided" else a
+
+    big = np.finfo(dtype).max / 2
+    check_finite(arrange(np.full((50, 7), big, dtype)), "X")  # squares and sums overflow; the values are finite
+    check_finite(arrange(np.full((50, 7), -big, dtype)), "X")
+    for bad, kind in ((np.nan, "NaN"), (np.inf, "inf"), (-np.inf, "inf")):
+        for where in ((0, 0), (31, 4), (49, 6)):
+            a = np.ones((50, 7), dtype)
+            a[where] = bad
+            with pytest.raises(ValueError, match=rf"X contains {kind} \(first at index \({where[0]}, {where[1]}\)\)"):
+                check_finite(arrange(a), "X")
+
+
+def test_the_finiteness_check_reads_no_integers():
+    from fastnn._validation import check_finite
+
+    for dtype in (np.uint8, np.int32, np.int64, np.bool_):
+        check_finite(np.ones((3, 4), dtype), "X")
