@@ -142,8 +142,37 @@ def test_the_finiteness_check_finds_every_bad_value_and_passes_large_finite_ones
                 check_finite(arrange(a), "X")
 
 
+class _Watched(np.ndarray):
+    """An array that fails the test if anything reduces it."""
+
+    def _scanned(self, *args, **kwargs):
+        raise AssertionError("check_finite scanned an array it need not read")
+
+    min = max = dot = _scanned
+
+
 def test_the_finiteness_check_reads_no_integers():
     from fastnn._validation import check_finite
 
     for dtype in (np.uint8, np.int32, np.int64, np.bool_):
-        check_finite(np.ones((3, 4), dtype), "X")
+        check_finite(np.ones((3, 4), dtype).view(_Watched), "X")
+    with pytest.raises(AssertionError, match="scanned"):  # the watch works: a float array is read
+        check_finite(np.ones((3, 4), np.float32).view(_Watched), "X")
+
+
+class _OnePass(np.ndarray):
+    """An array whose min and max fail the test: only the one-pass sum of squares may read it."""
+
+    def _two_passes(self, *args, **kwargs):
+        raise AssertionError("check_finite took min and max")
+
+    min = max = _two_passes
+
+
+def test_the_finiteness_check_reads_finite_data_once_in_either_order():
+    from fastnn._validation import check_finite
+
+    for a in (np.ones((3, 4), np.float32), np.asfortranarray(np.ones((3, 4)))):
+        check_finite(a.view(_OnePass), "X")
+    with pytest.raises(AssertionError, match="min and max"):  # the watch works: strided data takes them
+        check_finite(np.ones((3, 8))[:, ::2].view(_OnePass), "X")
