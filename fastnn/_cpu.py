@@ -8,7 +8,9 @@ Linux counts every CPU's busy time since boot in ``/proc/stat`` and this process
 ``os.times()``. Their difference over an interval, divided by its length, is how many of the CPUs this process may
 run on others used meanwhile -- a neighbour's work, the hypervisor's ``steal`` -- whatever this process did. A
 reading is a file read, so :func:`others` samples at most every :data:`MIN_INTERVAL` seconds and otherwise returns
-the last figure. Elsewhere (no ``/proc/stat``) it returns None: no neighbour known.
+the last figure. Elsewhere (no ``/proc/stat``) it returns None: no neighbour known. Until two readings span an
+interval (a process's first calls, the first after a pause), :func:`read_running` glances at how many of others'
+threads are running at that instant instead.
 """
 import collections
 import os
@@ -17,7 +19,8 @@ import time
 
 from fastnn import _config
 
-__all__ = ["Pace", "threads_now", "others", "allowed_cpus", "Sampler", "MIN_INTERVAL", "WINDOW"]
+__all__ = ["Pace", "threads_now", "others", "allowed_cpus", "read_busy", "read_running", "Sampler", "MIN_INTERVAL",
+           "WINDOW"]
 
 # Shorter than a training call (~0.1 s), longer than a few scheduler ticks (10 ms): /proc/stat counts in ticks.
 MIN_INTERVAL = 0.05
@@ -52,6 +55,33 @@ def read_busy(cpus, path="/proc/stat"):
     return ticks / _HZ
 
 
+def read_running(path="/proc/stat", tasks="/proc/self/task"):
+    """How many threads of other processes are running or waiting for a CPU at this instant: ``procs_running``
+    of ``path`` (the whole machine's, this reading thread included) less this process's threads in state R under
+    ``tasks`` (an idle OpenBLAS thread spinning for work is one of them); None if either cannot be read. One
+    glance, for a choice that cannot wait for an interval of :func:`read_busy`."""
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                if line.startswith(b"procs_running "):
+                    total = int(line.split()[1])
+                    break
+            else:
+                return None
+        mine = 0
+        for tid in os.listdir(tasks):
+            try:
+                with open(os.path.join(tasks, tid, "stat"), "rb") as f:
+                    stat = f.read()
+            except OSError:  # a thread that ended meanwhile
+                continue
+            close = stat.rfind(b")")  # the name in parentheses may hold spaces and parentheses
+            mine += stat[close + 2:close + 3] == b"R"
+    except (OSError, ValueError):
+        return None
+    return max(0, total - mine)
+
+
 def _own_seconds():
     t = os.times()
     return t.user + t.system
@@ -66,11 +96,13 @@ except (AttributeError, ValueError, OSError):
 class Sampler:
     """Others' CPUs, from readings at most every ``min_interval`` seconds. ``busy``, ``own`` and ``clock`` are the
     three readings (replaceable in tests): the machine's busy seconds on ``cpus``, this process's CPU seconds, and
-    a monotonic clock."""
+    a monotonic clock; ``running`` is the glance :func:`threads_now` takes while they know nothing yet."""
 
-    def __init__(self, cpus=None, busy=None, own=_own_seconds, clock=time.monotonic, min_interval=MIN_INTERVAL):
+    def __init__(self, cpus=None, busy=None, own=_own_seconds, clock=time.monotonic, min_interval=MIN_INTERVAL,
+                 running=read_running):
         self.cpus = allowed_cpus() if cpus is None else list(cpus)
         self._busy = busy if busy is not None else (lambda: read_busy(self.cpus))
+        self.running = running  # others' threads running at this instant (read_running), or None
         self._own, self._clock, self.min_interval = own, clock, min_interval
         self._lock = threading.Lock()
         self._readings = collections.deque()  # (clock, busy, own), spanning about the last WINDOW seconds
@@ -137,15 +169,19 @@ def threads_now(batch_size, width=None):
     ``width`` weights (None: not known), asked before every call:
     :func:`fastnn._config.blas_threads`, lowered to the CPUs other processes have left free over the last
     :data:`WINDOW` seconds (a CPU counts as free while they use at most a quarter of it), and one thread while
-    nothing is known yet (the process's first call: one short call). ``FASTNN_BLAS_THREADS`` fixes the count
-    whatever the load."""
+    nothing is known yet (a process's first calls, or the first after a pause of 2 :data:`WINDOW` seconds) lowered
+    by the other processes' threads running at that instant (:func:`read_running`; one thread if that cannot be
+    read either). ``FASTNN_BLAS_THREADS`` fixes the count whatever the load."""
     n = _config.blas_threads(batch_size, width)
     if n == 1 or _config.BLAS_THREADS is not None:
         return n
     sampler = _shared()
     busy = sampler.recent()
     if busy is None:
-        return 1 if sampler.readable else n
+        if not sampler.readable:
+            return n
+        running = sampler.running()
+        return 1 if running is None else max(1, min(n, len(sampler.cpus) - running))
     return max(1, min(n, int(len(sampler.cpus) - busy + 0.25)))
 
 

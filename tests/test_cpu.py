@@ -19,8 +19,9 @@ class Clock:
         return self.t
 
 
-def _sampler(busy, own, clock, cpus=(0, 1)):
-    return _cpu.Sampler(cpus=cpus, busy=lambda: busy[0], own=lambda: own[0], clock=clock)
+def _sampler(busy, own, clock, cpus=(0, 1), running=(0,)):
+    return _cpu.Sampler(cpus=cpus, busy=lambda: busy[0], own=lambda: own[0], clock=clock,
+                        running=lambda: running[0])
 
 
 def test_read_busy_sums_the_busy_fields_of_the_given_cpus(tmp_path):
@@ -33,6 +34,27 @@ def test_read_busy_sums_the_busy_fields_of_the_given_cpus(tmp_path):
     assert _cpu.read_busy([0], stat) == pytest.approx((100 + 10 + 50 + 20 + 30) / hz)  # idle, iowait, guest out
     assert _cpu.read_busy([0, 1], stat) == pytest.approx((210 + 300) / hz)
     assert _cpu.read_busy([0], tmp_path / "missing") is None
+
+
+def _task(tasks, tid, name, state):
+    (tasks / str(tid)).mkdir()
+    (tasks / str(tid) / "stat").write_text(f"{tid} ({name}) {state} 1 {tid} {tid} 0 -1 4194560 100 0\n")
+
+
+def test_read_running_counts_other_processes_running_threads(tmp_path):
+    stat, tasks = tmp_path / "stat", tmp_path / "task"
+    stat.write_text("cpu  10 1 5 100 7 0 2 3 4 0\nctxt 99\nprocs_running 4\nprocs_blocked 1\n")
+    tasks.mkdir()
+    _task(tasks, 11, "python", "R")  # the reading thread
+    _task(tasks, 12, "x) R (y", "S")  # a sleeping thread whose name holds ") R ("
+    _task(tasks, 13, "openblas", "R")  # an idle BLAS thread spinning
+    assert _cpu.read_running(stat, tasks) == 2
+    stat.write_text("procs_running 1\n")  # this process's two running threads: never below none
+    assert _cpu.read_running(stat, tasks) == 0
+    stat.write_text("cpu  10 1 5 100 7 0 2 3 4 0\n")  # no such line
+    assert _cpu.read_running(stat, tasks) is None
+    assert _cpu.read_running(tmp_path / "missing", tasks) is None
+    assert _cpu.read_running(stat, tmp_path / "missing") is None
 
 
 def test_sampler_counts_what_others_used_between_readings():
@@ -81,24 +103,46 @@ def test_an_unreadable_machine_is_not_guessed_at():
 @pytest.fixture
 def shared(monkeypatch):
     """The process's sampler replaced by one whose readings the test sets; two CPUs, no user limits."""
-    busy, own, clock = [0.0], [0.0], Clock()
-    sampler = _sampler(busy, own, clock)
+    busy, own, clock, running = [0.0], [0.0], Clock(), [0]
+    sampler = _sampler(busy, own, clock, running=running)
     monkeypatch.setattr(_cpu, "_sampler", sampler)
     monkeypatch.setattr(_config, "BLAS_THREADS", None)
     monkeypatch.setattr(_config, "thread_limit", lambda: 2)
 
     def load(others, seconds=0.5):  # others' CPUs for that long, read every 0.1 s as a fit's calls do
+        running[0] = int(round(others))
         for _ in range(int(round(seconds / 0.1))):
             clock.t += 0.1
             busy[0] += others * 0.1
             sampler()
 
+    load.running = running
     return sampler, load, clock
+
+
+def test_threads_now_glances_at_running_threads_until_it_has_an_interval(shared):
+    sampler, load, clock = shared
+    running = load.running
+    assert _cpu.threads_now(64) == 2  # the first call: nobody else running at this instant
+    running[0] = 1
+    assert _cpu.threads_now(64) == 1  # one other thread running: it holds one of the two CPUs
+    running[0] = 5
+    assert _cpu.threads_now(64) == 1
+    running[0] = None
+    assert _cpu.threads_now(64) == 1  # nothing readable: one thread, for one short call
+    load(0.0)
+    running[0] = 1  # an interval of a quiet machine overrules the glance
+    assert _cpu.threads_now(64) == 2
+    clock.t += 3 * _cpu.WINDOW  # a pause: what the readings say is long past, and the glance decides again
+    assert _cpu.threads_now(64) == 1
+    running[0] = 0
+    clock.t += 3 * _cpu.WINDOW
+    assert _cpu.threads_now(64) == 2
+    assert _cpu.threads_now(16) == 1  # small batches: one thread whatever the load
 
 
 def test_threads_now_leaves_the_cpus_others_hold(shared):
     sampler, load, clock = shared
-    assert _cpu.threads_now(64) == 1  # nothing known yet: one thread, for one short call
     load(0.0)
     assert _cpu.threads_now(64) == 2  # a quiet machine: every thread
     assert _cpu.threads_now(16) == 1  # small batches: one thread whatever the load
@@ -147,6 +191,7 @@ def test_a_real_neighbour_is_seen_and_fit_still_trains(monkeypatch):
         sampler()
         time.sleep(0.5)
         assert sampler() >= 0.7  # the spinning process, whatever this one does
+        assert _cpu.read_running() >= 1  # and it is running at this instant
         monkeypatch.setattr(_cpu, "_sampler", sampler)
         n = _cpu.threads_now(256)
         assert 1 <= n <= len(sampler.cpus) - 1
