@@ -46,6 +46,17 @@ class LayerSpec(NamedTuple):
     params: tuple
 
 
+# Counts the changes a cached plan depends on: a layer dropping its kept spec (an attribute ``describe`` reads was
+# set) and a Parameter's ``data`` replaced. A plan checked in full while it read n still holds, while it reads n,
+# for the same layer list (fastnn.inference._forward_plan: the check a single-row predict would otherwise repeat).
+CHANGES = 0
+
+
+def _changed():
+    global CHANGES
+    CHANGES += 1
+
+
 class Parameter:
     """A trainable array and its gradient, of equal shape and dtype.
 
@@ -61,6 +72,11 @@ class Parameter:
         self.name = check("name", name, Instance(str))
         self.data = np.ascontiguousarray(data)
         self.grad = np.zeros_like(self.data)
+
+    def __setattr__(self, name, value):
+        if name == "data":
+            _changed()
+        object.__setattr__(self, name, value)
 
     def __repr__(self):
         return f"Parameter({self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
@@ -82,11 +98,13 @@ class Layer:
     def __setattr__(self, name, value):
         if name in self._DESCRIBED:
             object.__setattr__(self, "_spec", None)
+            _changed()
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
         if name in self._DESCRIBED:
             object.__setattr__(self, "_spec", None)
+            _changed()
         object.__delattr__(self, name)
 
     def describe(self):

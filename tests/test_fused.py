@@ -548,12 +548,40 @@ def test_a_single_row_predict_honours_every_change(backend, dtype):
                                                                             "W")),
                    lambda: setattr(model.layers[2].b, "data", np.ones(4, dtype)),
                    lambda: delattr(model.layers[1], "alpha"),  # the class's slope, 0, again
-                   lambda: model.layers.__setitem__(1, fn.ELU())):
+                   lambda: model.layers.__setitem__(1, fn.ELU()),
+                   lambda: model.layers.__setitem__(0, fn.Linear(7, 12, seed=5, dtype=dtype)),  # a new Linear
+                   lambda: setattr(model, "layers", [fn.Linear(7, 12, seed=6, dtype=dtype), *model.layers[1:]])):
         change()
         got = model.predict(x)
         np.testing.assert_allclose(got, model.forward(x), **tolerance)
         assert not any(np.allclose(got, earlier) for earlier in seen)
         seen.append(got)
+
+
+def test_the_full_plan_check_runs_only_after_a_change(monkeypatch):
+    """A predict skips checking every layer and parameter while nothing they hold can have changed
+    (``fastnn.layers.CHANGES`` and the same layer list), and checks in full after a change anywhere: a change to
+    another model costs this one a check, never a stale plan."""
+    from fastnn import fused, inference  # noqa: PLC0415
+
+    model, other = (fn.Sequential(fn.Linear(7, 12, seed=s), fn.ReLU(), fn.Linear(12, 4, seed=s + 1)) for s in (0, 2))
+    x = np.random.default_rng(0).standard_normal((1, 7)).astype(np.float32)
+    model.predict(x)
+    plan = inference._forward_plan(model)
+    checks = []
+    real = fused.still
+    monkeypatch.setattr(fused, "still", lambda m, specs: checks.append(m) or real(m, specs))
+    for _ in range(3):
+        model.predict(x)
+    assert checks == [] and inference._forward_plan(model) is plan
+    other.layers[0].W.data = other.layers[0].W.data * 2  # another model's array replaced
+    model.predict(x)
+    model.predict(x)
+    assert checks == [model] and inference._forward_plan(model) is plan  # checked once, still current
+    model.layers[1].code = fn.kernels.codes.IDENTITY  # this model's activation changed behind its back
+    np.testing.assert_allclose(model.predict(x), model.layers[2].forward(model.layers[0].forward(x)), rtol=1e-5,
+                               atol=1e-6)
+    assert inference._forward_plan(model) is not plan
 
 
 def test_a_slope_or_dropout_rate_changed_between_epochs_is_honoured_by_the_compiled_step(monkeypatch):
