@@ -49,8 +49,10 @@ def test_read_running_counts_other_processes_running_threads(tmp_path):
     _task(tasks, 12, "x) R (y", "S")  # a sleeping thread whose name holds ") R ("
     _task(tasks, 13, "openblas", "R")  # an idle BLAS thread spinning
     assert _cpu.read_running(stat, tasks) == 2
-    stat.write_text("procs_running 1\n")  # this process's two running threads: never below none
+    stat.write_text("procs_running 2\n")  # this process's two running threads: nobody else
     assert _cpu.read_running(stat, tasks) == 0
+    stat.write_text("procs_running 1\n")  # the reading thread alone: the tasks are not read at all
+    assert _cpu.read_running(stat, tmp_path / "missing") == 0
     stat.write_text("cpu  10 1 5 100 7 0 2 3 4 0\n")  # no such line
     assert _cpu.read_running(stat, tasks) is None
     assert _cpu.read_running(tmp_path / "missing", tasks) is None
