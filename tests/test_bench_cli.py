@@ -273,3 +273,41 @@ def test_workload_floor_is_the_faster_gemm(tmp_path):
     rows = {(r["batch"], r["order"]): r for r in bench.workload_rows(bench.load(path))}
     assert rows[(64, "shuffled")]["floor_s"] == pytest.approx(25e9 / 125e9)  # fastnn's GEMM, faster at 2 threads
     assert rows[(16, "in-order")]["floor_s"] == pytest.approx(25e9 / 50e9)  # NumPy's, faster at 1
+
+
+def test_threads_table_puts_the_interleaved_choices_side_by_side(tmp_path):
+    """The epoch suite's thread-choice rows: each choice's median (min–max) in ms and the default's median over
+    the best fixed count's; not listed again among the other benchmarks."""
+    def row(batch, neighbour, default, one, two):
+        medians = {"default": sorted(default)[1], 1: sorted(one)[1], 2: sorted(two)[1]}
+        return {"group": f"threads[bs={batch}, {neighbour} machine]", "name": f"test_epoch_threads[{neighbour}-{batch}]",
+                "stats": stats(sum(default + one + two)),
+                "extra_info": {"kind": "threads", "framework": "fastnn threads, interleaved", "batch": batch,
+                               "neighbour": neighbour, "rounds": 3, "threads_default_s": default, "threads_1_s": one,
+                               "threads_2_s": two,
+                               "default_over_best": medians["default"] / min(medians[1], medians[2])}}
+
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"benchmarks": [row(64, "quiet", [0.30, 0.26, 0.28], [0.40, 0.42, 0.41],
+                                                   [0.27, 0.25, 0.29]),
+                                               row(64, "busy", [0.45, 0.44, 0.50], [0.43, 0.46, 0.44],
+                                                   [1.2, 1.9, 1.5])]}))
+    text = bench.render(path)
+    lines = text.splitlines()
+    assert "| batch | machine | default (ms) | 1 (ms) | 2 (ms) | default / best fixed |" in lines
+    assert "| 64 | busy | 450 (440–500) | 440 (430–460) | 1500 (1200–1900) | 1.02 |" in lines
+    assert "| 64 | quiet | 280 (260–300) | 410 (400–420) | 270 (250–290) | 1.04 |" in lines
+    assert "Other benchmarks" not in text and "test_epoch_threads" not in text
+
+
+def test_interleaved_rounds_rotate_the_order():
+    """Each round times every choice once, in each of their orders in turn: the machine's drift over the rounds,
+    and what ran just before, fall on every choice alike. One untimed warm-up round first."""
+    from fastnn.benchmarks.test_bench_epoch import interleaved  # noqa: PLC0415
+
+    calls, current = [], []
+    times = interleaved(("a", "b", "c"), lambda: calls.append(current[-1]), 6, current.append)
+    rounds = ["".join(calls[i:i + 3]) for i in range(0, len(calls), 3)]
+    assert rounds == ["abc", "abc", "acb", "bac", "bca", "cab", "cba"]  # a warm-up round, then every order once
+    assert {c: len(t) for c, t in times.items()} == {"a": 6, "b": 6, "c": 6}
+    assert all(s >= 0 for t in times.values() for s in t)

@@ -4,17 +4,19 @@ Kernel rows pair the Numba and NumPy twins of one case and shape by ``extra_info
 ``test_bench_kernels.py``); epoch rows put fastnn, the NumPy reference, PyTorch and the peers of ``peers.py`` (JAX
 jit + ``lax.scan``, JAX per-step jit, torch.compile) side by side per batch size (``test_bench_epoch.py``); workload
 rows (``test_bench_workloads.py``) put fastnn, its NumPy twin, those peers and scikit-learn beside the sgemm floor per
-shape, batch and order, plus ``predict`` and start-up; any other benchmark (e.g. the sklearn-API fits) is listed by
+shape, batch and order, plus ``predict`` and start-up; the epoch suite's thread-choice rows (fit's default against
+fixed BLAS thread counts, interleaved) have a table of their own; any other benchmark (e.g. the sklearn-API fits) is listed by
 group and median. All times are medians, and a ratio only ever divides two medians of the same run: ``peer/fastnn``
 (above 1: fastnn is faster) and ``fastnn/floor``. :mod:`fastnn.bench` runs the suites and renders their JSON.
 """
 import importlib.util
 import json
+import statistics
 from pathlib import Path
 
 __all__ = ["BenchError", "PEERS", "FRAMEWORKS", "WORKLOAD_FRAMEWORKS", "check_dependencies", "load", "kernel_pairs",
            "kernel_table", "epoch_rows", "epoch_table", "sgemm_rates", "workload_rows", "workload_table",
-           "other_table", "report", "plot"]
+           "threads_table", "other_table", "report", "plot"]
 
 PEERS = ("jax", "jax_step", "torch_compile")  # peers.py
 FRAMEWORKS = ("fastnn", "numpy", "torch", *PEERS)
@@ -319,10 +321,31 @@ def _p50_ratio(r, fw):
     return r.get(f"{fw}/fastnn")
 
 
+def threads_table(benchmarks):
+    """Markdown table of the epoch suite's thread choices (``kind="threads"``: fit's default and each fixed BLAS
+    thread count, timed interleaved round by round in one test): median ms (min–max) of each and the default's
+    median over the best fixed one's, per batch size and machine (quiet, or a busy neighbour)."""
+    rows = [b["extra_info"] for b in benchmarks if b.get("extra_info", {}).get("kind") == "threads"]
+    if not rows:
+        return ""
+    choices = sorted({k[len("threads_"):-len("_s")] for r in rows for k in r if k.startswith("threads_")},
+                     key=lambda c: (c != "default", c))
+    out = ["| batch | machine | " + " | ".join(f"{c} (ms)" for c in choices) + " | default / best fixed |",
+           "|---:|---|" + "---:|" * len(choices) + "---:|"]
+    for r in sorted(rows, key=lambda r: (r["batch"], r["neighbour"])):
+        cells = []
+        for c in choices:
+            t = r.get(f"threads_{c}_s") or []
+            cells.append(f"{1e3 * statistics.median(t):.0f} ({1e3 * min(t):.0f}–{1e3 * max(t):.0f})" if t else "–")
+        out.append(f"| {r['batch']} | {r['neighbour']} | " + " | ".join(cells) + f" | {r['default_over_best']:.2f} |")
+    return "\n".join(out) + "\n"
+
+
 def other_table(benchmarks):
     """Markdown table (median s) of benchmarks that are neither kernel pairs nor epochs, e.g. the sklearn fits."""
     rows = [b for b in benchmarks if not {"backend", "sgemm", "workload"} & set(b.get("extra_info", {}))
-            and b.get("extra_info", {}).get("framework") not in FRAMEWORKS]
+            and b.get("extra_info", {}).get("framework") not in FRAMEWORKS
+            and b.get("extra_info", {}).get("kind") != "threads"]
     if not rows:
         return ""
     lines = ["| group | benchmark | median (s) | rounds |", "|---|---|---:|---:|"]
@@ -343,6 +366,9 @@ def report(benchmarks, suite=None):
     if workloads := workload_table(benchmarks):
         sections.append("## Workloads (median (min–max over rounds); ratios X/fastnn > 1 mean fastnn is faster)\n\n"
                         + workloads)
+    if chosen := threads_table(benchmarks):
+        sections.append("## BLAS threads: fit's default against fixed counts (interleaved rounds; median ms "
+                        "(min–max))\n\n" + chosen)
     if others := other_table(benchmarks):
         sections.append("## Other benchmarks (median s)\n\n" + others)
     return "\n".join(sections)
