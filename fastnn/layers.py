@@ -49,6 +49,8 @@ class LayerSpec(NamedTuple):
 # Counts the changes a cached plan depends on: a layer dropping its kept spec (an attribute ``describe`` reads was
 # set) and a Parameter's ``data`` replaced. A plan checked in full while it read n still holds, while it reads n,
 # for the same layer list (fastnn.inference._forward_plan: the check a single-row predict would otherwise repeat).
+# Counted after each change is made, so a check that read the count saw every change counted up to it (two threads
+# counting at once may count one: the count still moves, which is all a plan asks).
 CHANGES = 0
 
 
@@ -74,9 +76,9 @@ class Parameter:
         self.grad = np.zeros_like(self.data)
 
     def __setattr__(self, name, value):
-        if name == "data":
-            _changed()
         object.__setattr__(self, name, value)
+        if name == "data":
+            _changed()  # after the change: a plan checked before this count went up is checked again
 
     def __repr__(self):
         return f"Parameter({self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
@@ -96,16 +98,20 @@ class Layer:
     _DESCRIBED = frozenset()
 
     def __setattr__(self, name, value):
-        if name in self._DESCRIBED:
+        described = name in self._DESCRIBED
+        if described:
             object.__setattr__(self, "_spec", None)
-            _changed()
         object.__setattr__(self, name, value)
+        if described:
+            _changed()  # after the change (see CHANGES)
 
     def __delattr__(self, name):
-        if name in self._DESCRIBED:
+        described = name in self._DESCRIBED
+        if described:
             object.__setattr__(self, "_spec", None)
-            _changed()
         object.__delattr__(self, name)
+        if described:
+            _changed()
 
     def describe(self):
         """The :class:`LayerSpec` the compiled step needs, from the current attributes; None when the layer has no

@@ -311,8 +311,9 @@ def test_epoch_features(benchmark, threads, data, init_params, feature):
 
 # fit's default BLAS threads against fixed counts, on a quiet machine and with a neighbour process keeping one CPU
 # busy (issue 18 item 5): the default must stay within 10 % of the best fixed count in both. Shuffled batches, fit's
-# default. The three run interleaved, round by round in a rotating order, so the machine's drift over a run falls on
-# each alike (grouped rounds, one choice after another, let a slow minute decide the verdict). A measurement only:
+# default. The three run interleaved, one fit of each per round, the rounds going through every order of the three,
+# so the machine's drift over a run and what ran just before fall on each alike (grouped rounds, one choice after
+# another, let a slow minute decide the verdict). A measurement only:
 # skipped when benchmarks are disabled (the rule itself is tested in test_cpu.py).
 THREAD_CHOICES = ("default", 1, 2)
 
