@@ -40,7 +40,7 @@ import warnings
 from fastnn._check import POSITIVE_INT, Options, parse
 
 __all__ = ["CACHE", "FAST_FLAGS", "BLAS", "GEMM", "BLAS_THREADS", "env_flag", "blas_threads", "thread_limit",
-           "limit_blas", "limit_blas_for", "blas_libraries", "jit"]
+           "cgroup_cpus", "limit_blas", "limit_blas_for", "blas_libraries", "jit"]
 
 
 def env_flag(name, default):
@@ -179,15 +179,85 @@ def _blas_limit_in_force():
         return None
 
 
+def cgroup_cpus(cgroup="/proc/self/cgroup", mountinfo="/proc/self/mountinfo"):
+    """The whole CPUs this process's cgroups allow it (a CPU quota: ``docker --cpus``, a Kubernetes CPU limit,
+    systemd's ``CPUQuota``), the smallest over its cgroup and each parent up to the mount; None without a quota or
+    where none can be read (not Linux). cgroup v2's ``cpu.max`` and v1's ``cpu.cfs_quota_us`` /
+    ``cpu.cfs_period_us``, found where ``mountinfo`` says the hierarchy is mounted.
+
+    Rounded down, at least 1: under a quota every thread of the cgroup stops once it is spent, so a quota of 1.5 CPUs
+    gives a two-thread GEMM 75 % of each period, no faster than one thread (a 1-CPU quota made two threads 1.55x
+    slower than one, docs/performance.md); affinity alone shows the whole machine."""
+    try:
+        with open(cgroup) as f:
+            paths = [line.rstrip("\n").split(":", 2) for line in f]
+        with open(mountinfo) as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return None
+    found = []
+    for fields in mounts:
+        if "-" not in fields:
+            continue
+        dash = fields.index("-")
+        fstype, options = fields[dash + 1], fields[dash + 3].split(",") if len(fields) > dash + 3 else []
+        root, point = fields[3], fields[4]
+        for _, controllers, path in (p for p in paths if len(p) == 3):
+            if fstype == "cgroup2" and controllers == "":
+                files = ("cpu.max",)
+            elif fstype == "cgroup" and "cpu" in controllers.split(",") and "cpu" in options:
+                files = ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+            else:
+                continue
+            rel = os.path.relpath(path, root) if path.startswith(root) else "."
+            here = os.path.normpath(os.path.join(point, rel))
+            while True:
+                cpus = _quota(here, files)
+                if cpus is not None:
+                    found.append(cpus)
+                if here == point or not here.startswith(point):
+                    break
+                here = os.path.dirname(here)
+    return min(found) if found else None
+
+
+def _quota(directory, files):
+    """``floor(quota / period)`` (at least 1) of one cgroup directory, or None (no quota, no such files)."""
+    try:
+        values = []
+        for name in files:
+            with open(os.path.join(directory, name)) as f:
+                values += f.read().split()
+        quota, period = values[0], values[1] if len(values) > 1 else ""
+        if quota in ("max", "-1") or not period.isdigit() or int(period) <= 0 or not quota.isdigit():
+            return None
+        return max(1, int(quota) // int(period))
+    except (OSError, IndexError):
+        return None
+
+
+_cgroup_seen = [float("-inf"), None]  # (when read, cgroup_cpus() then): reread at most every second
+
+
+def _cgroup_limit():
+    import time  # noqa: PLC0415
+
+    now = time.monotonic()
+    if now - _cgroup_seen[0] > 1.0:
+        _cgroup_seen[:] = [now, cgroup_cpus()]
+    return _cgroup_seen[1]
+
+
 def thread_limit():
     """The most threads the user allows this process: the smallest of the CPUs it may run on
-    (``os.sched_getaffinity``, e.g. under ``taskset``), ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``
-    and the thread count the loaded BLAS is limited to now (threadpoolctl)."""
+    (``os.sched_getaffinity``, e.g. under ``taskset``), the whole CPUs of its cgroups' CPU quota
+    (:func:`cgroup_cpus`), ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` and the thread count the loaded BLAS is
+    limited to now (threadpoolctl)."""
     if hasattr(os, "sched_getaffinity"):
         limits = [len(os.sched_getaffinity(0))]
     else:
         limits = [os.cpu_count() or 1]
-    limits += [n for n in (_env_threads("OPENBLAS_NUM_THREADS"), _env_threads("OMP_NUM_THREADS"),
+    limits += [n for n in (_cgroup_limit(), _env_threads("OPENBLAS_NUM_THREADS"), _env_threads("OMP_NUM_THREADS"),
                            _blas_limit_in_force()) if n is not None]
     return max(1, min(limits))
 

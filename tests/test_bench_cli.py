@@ -306,7 +306,7 @@ def test_interleaved_rounds_rotate_the_order():
     from fastnn.benchmarks.test_bench_epoch import interleaved  # noqa: PLC0415
 
     calls, current = [], []
-    times = interleaved(("a", "b", "c"), lambda: calls.append(current[-1]), 6, current.append)
+    times = interleaved(("a", "b", "c"), lambda: calls.append(current[-1]), 6, current.append, settle=0)
     rounds = ["".join(calls[i:i + 3]) for i in range(0, len(calls), 3)]
     assert rounds == ["abc", "abc", "acb", "bac", "bca", "cab", "cba"]  # a warm-up round, then every order once
     assert {c: len(t) for c, t in times.items()} == {"a": 6, "b": 6, "c": 6}

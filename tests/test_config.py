@@ -139,6 +139,7 @@ def no_thread_limits(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     monkeypatch.setattr(_config, "_blas_limit_in_force", lambda: None)
+    monkeypatch.setattr(_config, "_cgroup_limit", lambda: None)
     return _config
 
 
@@ -182,7 +183,8 @@ def test_the_compiled_step_and_predict_ask_with_the_networks_width(monkeypatch):
     lambda mp, c: mp.setenv("OMP_NUM_THREADS", "3,2"),
     lambda mp, c: mp.setattr(os, "sched_getaffinity", lambda pid: {0, 5, 7}),
     lambda mp, c: mp.setattr(c, "_blas_limit_in_force", lambda: 3),
-], ids=["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "affinity", "threadpoolctl"])
+    lambda mp, c: mp.setattr(c, "_cgroup_limit", lambda: 3),
+], ids=["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "affinity", "threadpoolctl", "cgroup quota"])
 def test_each_user_limit_is_honoured(no_thread_limits, monkeypatch, limit):
     limit(monkeypatch, no_thread_limits)
     assert no_thread_limits.blas_threads(256) == 3
@@ -211,7 +213,92 @@ def test_threadpoolctl_limit_is_read_live():
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         assert _config._blas_limit_in_force() == 1
         assert _config.thread_limit() == 1
-    assert _config.thread_limit() == min(len(os.sched_getaffinity(0)), _config._blas_limit_in_force())
+    quota = _config.cgroup_cpus() or len(os.sched_getaffinity(0))
+    assert _config.thread_limit() == min(len(os.sched_getaffinity(0)), _config._blas_limit_in_force(), quota)
+
+
+def _cgroups(tmp_path, mounts, cgroup, files):
+    """Made-up ``/proc/self/mountinfo`` and ``/proc/self/cgroup`` (``{tmp}`` in them is ``tmp_path``) and cgroup
+    files under ``tmp_path``; returns the two paths."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    info, groups = tmp_path / "mountinfo", tmp_path / "cgroup"
+    info.write_text("".join(line.replace("{tmp}", str(tmp_path)) + "\n" for line in mounts))
+    groups.write_text("".join(line + "\n" for line in cgroup))
+    return groups, info
+
+
+V2 = "30 23 0:27 / {tmp}/cg2 rw,nosuid - cgroup2 cgroup2 rw"
+V1 = "32 31 0:29 / {tmp}/cpu rw,relatime - cgroup cgroup rw,cpu,cpuacct"
+
+
+@pytest.mark.parametrize("mounts, cgroup, files, expected", [
+    # cgroup v2: the smallest quota on the way up; "max" is none; 1.5 CPUs round down to one thread
+    ([V2], ["0::/a/b"], {"cg2/a/b/cpu.max": "max 100000\n", "cg2/a/cpu.max": "150000 100000\n",
+                         "cg2/cpu.max": "400000 100000\n"}, 1),
+    ([V2], ["0::/a"], {"cg2/a/cpu.max": "250000 100000\n"}, 2),
+    ([V2], ["0::/a"], {"cg2/a/cpu.max": "max 100000\n"}, None),
+    ([V2], ["0::/a"], {"cg2/a/cpu.max": "50000 100000\n"}, 1),  # half a CPU: still one thread
+    # cgroup v1, cpu and cpuacct mounted together; -1 is no quota
+    (["33 31 0:30 / {tmp}/cpuacct rw - cgroup cgroup rw,cpuacct", V1],
+     ["5:cpuacct:/x", "4:cpu,cpuacct:/docker/x"],
+     {"cpu/docker/x/cpu.cfs_quota_us": "300000\n", "cpu/docker/x/cpu.cfs_period_us": "100000\n",
+      "cpuacct/x/cpu.cfs_quota_us": "100000\n", "cpuacct/x/cpu.cfs_period_us": "100000\n"}, 3),
+    ([V1], ["4:cpu,cpuacct:/docker/x"], {"cpu/docker/x/cpu.cfs_quota_us": "-1\n",
+                                         "cpu/docker/x/cpu.cfs_period_us": "100000\n"}, None),
+    # inside a container: the hierarchy's root is the container's cgroup, mounted as the mount point itself
+    (["32 31 0:29 /docker/x {tmp}/cpu rw - cgroup cgroup rw,cpu"], ["4:cpu:/docker/x"],
+     {"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),
+    ([V2], ["0::/a"], {}, None),  # no files
+    ([V2], ["0::/a"], {"cg2/a/cpu.max": "lots\n"}, None),  # unreadable
+    ([], ["0::/a"], {}, None),  # no cgroup file system mounted
+], ids=["v2-nested", "v2", "v2-max", "v2-half", "v1", "v1-none", "v1-container", "missing", "garbage", "unmounted"])
+def test_cgroup_cpus_reads_the_quota(tmp_path, mounts, cgroup, files, expected):
+    from fastnn import _config
+
+    groups, info = _cgroups(tmp_path, mounts, cgroup, files)
+    assert _config.cgroup_cpus(groups, info) == expected
+    assert _config.cgroup_cpus(tmp_path / "nowhere", info) is None
+
+
+def _quota_cgroup():
+    """A writable cgroup-v1 cpu hierarchy to make a child in (root on a machine that mounts one), or None."""
+    base = "/sys/fs/cgroup/cpu"
+    return base if os.path.isdir(base) and os.access(base, os.W_OK) and \
+        os.path.exists(os.path.join(base, "cpu.cfs_quota_us")) else None
+
+
+@pytest.mark.skipif(_quota_cgroup() is None or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs a writable cgroup-v1 cpu hierarchy (root) and two CPUs")
+def test_a_real_cpu_quota_caps_the_threads(tmp_path):
+    """A child process in a cgroup with a one-CPU quota (``docker --cpus=1``) on a machine of several CPUs gets one
+    BLAS thread for a large batch, though its affinity shows every CPU."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    group = os.path.join(_quota_cgroup(), f"fastnn-test-{os.getpid()}")
+    try:
+        os.mkdir(group)
+    except OSError as exc:
+        pytest.skip(f"cannot make a cgroup here: {exc}")
+    try:
+        try:
+            for name in ("cpu.cfs_period_us", "cpu.cfs_quota_us"):
+                with open(os.path.join(group, name), "w") as f:
+                    f.write("100000")
+        except OSError as exc:
+            pytest.skip(f"cannot set a cgroup's CPU quota here: {exc}")
+        code = ("import os; open(%r, 'w').write(str(os.getpid())); from fastnn import _config; "
+                "print(_config.cgroup_cpus(), _config.blas_threads(256), len(os.sched_getaffinity(0)))"
+                % os.path.join(group, "cgroup.procs"))
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                               "FASTNN_BLAS_THREADS")}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        quota, threads, cpus = out.stdout.split()
+        assert quota == "1" and threads == "1" and int(cpus) >= 2, out.stdout  # affinity alone: every CPU
+    finally:
+        os.rmdir(group)
 
 
 def test_limit_blas_for_takes_the_steps_threads_and_puts_the_setting_back():

@@ -335,11 +335,15 @@ def neighbour(request):
         proc.wait()
 
 
-def interleaved(choices, fit, rounds, set_choice):
+SETTLE = 0.2  # seconds between two timed fits: OpenBLAS's threads spin for 60-80 ms after a threaded call
+
+
+def interleaved(choices, fit, rounds, set_choice, settle=SETTLE):
     """``{choice: [seconds per round]}``: one untimed ``fit()`` per choice, then ``rounds`` rounds of one timed
-    ``fit()`` per choice, round r in the r-th order of all the choices' orders (``itertools.permutations``, cycled):
-    every choice comes first, last and after each other alike (what ran before matters: OpenBLAS's threads spin
-    for tens of milliseconds after a threaded call); ``set_choice(c)`` before each."""
+    ``fit()`` per choice, round r in the r-th order of all the choices' orders (``itertools.permutations``, cycled),
+    so each comes first, last and after each other; ``set_choice(c)`` and a pause of ``settle`` seconds before each.
+    What ran just before matters otherwise: the two-thread fit's spinning OpenBLAS thread took 10-13 % from the
+    one-thread fit after it beside a neighbour, or under a one-CPU quota (docs/performance.md)."""
     import itertools  # noqa: PLC0415
     import time  # noqa: PLC0415
 
@@ -348,6 +352,7 @@ def interleaved(choices, fit, rounds, set_choice):
     for r in range(-1, rounds):
         for c in orders[max(r, 0) % len(orders)]:
             set_choice(c)
+            time.sleep(settle)
             start = time.perf_counter()
             fit()
             if r >= 0:
