@@ -209,13 +209,13 @@ def cgroup_cpus(cgroup="/proc/self/cgroup", mountinfo="/proc/self/mountinfo"):
                 files = ("cpu.cfs_quota_us", "cpu.cfs_period_us")
             else:
                 continue
-            rel = os.path.relpath(path, root) if path.startswith(root) else "."
-            here = os.path.normpath(os.path.join(point, rel))
-            while True:
+            inside = path == root or path.startswith(root.rstrip("/") + "/")
+            here = os.path.normpath(os.path.join(point, os.path.relpath(path, root) if inside else "."))
+            while True:  # this cgroup, then each parent up to the mount point
                 cpus = _quota(here, files)
                 if cpus is not None:
                     found.append(cpus)
-                if here == point or not here.startswith(point):
+                if here == point:
                     break
                 here = os.path.dirname(here)
     return min(found) if found else None

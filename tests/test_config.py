@@ -250,10 +250,14 @@ V1 = "32 31 0:29 / {tmp}/cpu rw,relatime - cgroup cgroup rw,cpu,cpuacct"
     # inside a container: the hierarchy's root is the container's cgroup, mounted as the mount point itself
     (["32 31 0:29 /docker/x {tmp}/cpu rw - cgroup cgroup rw,cpu"], ["4:cpu:/docker/x"],
      {"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),
+    # a cgroup outside the mount's root (another namespace's): the mount point's own quota, nothing outside it
+    (["32 31 0:29 /docker/x {tmp}/cpu rw - cgroup cgroup rw,cpu"], ["4:cpu:/docker/xy"],
+     {"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n",
+      "xy/cpu.cfs_quota_us": "900000\n", "xy/cpu.cfs_period_us": "100000\n"}, 1),
     ([V2], ["0::/a"], {}, None),  # no files
     ([V2], ["0::/a"], {"cg2/a/cpu.max": "lots\n"}, None),  # unreadable
     ([], ["0::/a"], {}, None),  # no cgroup file system mounted
-], ids=["v2-nested", "v2", "v2-max", "v2-half", "v1", "v1-none", "v1-container", "missing", "garbage", "unmounted"])
+], ids=["v2-nested", "v2", "v2-max", "v2-half", "v1", "v1-none", "v1-container", "v1-outside", "missing", "garbage", "unmounted"])
 def test_cgroup_cpus_reads_the_quota(tmp_path, mounts, cgroup, files, expected):
     from fastnn import _config
 
