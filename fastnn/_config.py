@@ -35,6 +35,7 @@ import contextlib
 import os
 import tempfile
 import threading
+import time
 import warnings
 
 from fastnn._check import POSITIVE_INT, Options, parse
@@ -240,8 +241,6 @@ _cgroup_seen = [float("-inf"), None]  # (when read, cgroup_cpus() then): reread 
 
 
 def _cgroup_limit():
-    import time  # noqa: PLC0415
-
     now = time.monotonic()
     if now - _cgroup_seen[0] > 1.0:
         _cgroup_seen[:] = [now, cgroup_cpus()]

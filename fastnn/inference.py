@@ -92,12 +92,12 @@ def _forward_plan(model):
     skipped while nothing it looks at can have changed since it last passed: no layer dropped its spec and no
     parameter's array was replaced anywhere (:data:`fastnn.layers.CHANGES`), and the layer list holds the same
     layers."""
+    changes = _layers.CHANGES  # read before any check: a change made meanwhile sends the next call here again
     entry = _PLANS.get(model)
     if entry is not None:
         plan, checked_at, layers = entry
-        if checked_at == _layers.CHANGES and model.layers == layers:
+        if checked_at == changes and model.layers == layers:
             return plan
-        changes = _layers.CHANGES  # read before the check: a change made meanwhile sends the next call here again
         if fused.still(model, plan.specs):
             for p, a in plan.arrays:  # a loop, not all(...): this runs at every predict, a single row's too
                 if p.data is not a:
@@ -105,7 +105,6 @@ def _forward_plan(model):
             else:
                 _PLANS[model] = (plan, changes, list(model.layers))  # one tuple: threads see it whole
                 return plan
-    changes = _layers.CHANGES
     found = fused.plan(model)
     if found is None:
         return None

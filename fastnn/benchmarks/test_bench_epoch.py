@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn.benchmarks import peers, reference
+from fastnn.benchmarks import peers, reference, report
 from fastnn.benchmarks.conftest import benchmarks_disabled
 
 BATCHES = (16, 64, 256)
@@ -389,7 +389,5 @@ def test_epoch_threads(request, benchmark, threads, data, init_params, neighbour
     benchmark.extra_info.update(kind="threads", neighbour=neighbour, rounds=ROUNDS,
                                 default_over_best=medians["default"] / best,
                                 **{f"threads_{c}_s": t for c, t in times.items()})
-    print(f"\nthreads bs={batch_size} {neighbour}: " + ", ".join(
-        f"{c} {1e3 * medians[c]:.0f} ms ({1e3 * min(times[c]):.0f}-{1e3 * max(times[c]):.0f})" for c in THREAD_CHOICES)
-        + f"; default/best fixed {medians['default'] / best:.2f}")
+    print("\n" + report.threads_table([{"extra_info": benchmark.extra_info}]))  # the row fastnn bench shows
     assert all(h.fast_path and np.isfinite(h.history["loss"][0]) for h in histories)
