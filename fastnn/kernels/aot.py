@@ -93,8 +93,8 @@ def signatures(name, dtype_code):
 
 _HERE = Path(__file__).resolve().parent
 # What the compiled code is made of: a change to any of these makes a built module stale.
-SOURCES = ("codes.py", "numba_cpu.py", "numba_losses.py", "step_numba.py", "_blas.py", "_cblas.py", "aot.py",
-           "_aot_build.py", "_aot_blas.c", "_aot_gemm.c", "_aot_gemm_kernel.h", "../_config.py")
+SOURCES = ("codes.py", "numba_cpu.py", "numba_losses.py", "numba_optim.py", "step_numba.py", "_blas.py", "_cblas.py",
+           "aot.py", "_aot_build.py", "_aot_blas.c", "_aot_gemm.c", "_aot_gemm_kernel.h", "../_config.py")
 # Instruction-set extensions whose absence on this CPU makes a module built where they were present unusable.
 CPU_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "avx512f", "avx512dq", "avx512cd",
              "avx512bw", "avx512vl", "avx512vnni", "avx512_bf16", "amx_tile")

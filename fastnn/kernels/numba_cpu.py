@@ -21,6 +21,7 @@ from fastnn.kernels._blas import srows as _srows
 from fastnn.kernels.codes import ELU, GELU, LEAKY_RELU, P_B, P_W, RELU, SIGMOID, TANH
 from fastnn.kernels.numba_losses import (_sigmoid, _softmax_row, bce, bce_logits, mse, nll_dense, nll_labels,  # noqa: F401
                                          poisson, softmax_xent_dense, softmax_xent_labels)
+from fastnn.kernels.numba_optim import adam_update, clip_grad_norm, sgd_update  # noqa: F401
 
 __all__ = ["matmul", "linear_forward", "linear_backward", "linear_backward_sgd", "relu_forward", "relu_backward",
            "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward", "softmax_forward",
@@ -320,70 +321,6 @@ def softmax_backward(s, g, out):
         for j in range(m):
             out[i, j] = s[i, j] * (g[i, j] - dot)
     return out
-
-
-@jit
-def clip_grad_norm(dWs, dbs, max_norm):
-    total = 0.0
-    for l in range(len(dWs)):
-        dW, db = dWs[l].reshape(-1), dbs[l]
-        for k in range(dW.shape[0]):
-            total += dW[k] * 1.0 * dW[k]
-        for k in range(db.shape[0]):
-            total += db[k] * 1.0 * db[k]
-    norm = math.sqrt(total)
-    coef = max_norm / (norm + 1e-6)
-    if coef < 1:
-        c = dWs[0].dtype.type(coef)
-        for l in range(len(dWs)):
-            dW, db = dWs[l].reshape(-1), dbs[l]
-            for k in range(dW.shape[0]):
-                dW[k] = dW[k] * c
-            for k in range(db.shape[0]):
-                db[k] = db[k] * c
-    return norm
-
-
-@jit(fast=True)
-def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov, velocity):
-    for k in range(p.shape[0]):
-        d = g[k] + weight_decay * p[k]
-        if momentum != 0 and velocity:  # buf is the velocity v = momentum v - lr d
-            v = momentum * buf[k] - lr * d
-            buf[k] = v
-            p[k] = p[k] + (momentum * v - lr * d if nesterov else v)
-            continue
-        if momentum != 0:
-            b = momentum * buf[k] + d
-            buf[k] = b
-            d = d + momentum * b if nesterov else b
-        p[k] = p[k] - lr * d
-
-
-@jit(fast=True)
-def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled, eps_hat):
-    # Arithmetic in the parameters' dtype, as PyTorch does: float64 sqrt and division run at half
-    # the vector width and made this loop compute-bound (docs/performance.md, "What made it fast").
-    # Bias corrections are folded into two scalars, also as PyTorch.
-    T = p.dtype.type
-    c1 = T(1.0 / (1.0 - beta1**step))
-    c2 = T(1.0 / math.sqrt(1.0 - beta2**step))
-    b1, b2, one_b1, one_b2 = T(beta1), T(beta2), T(1.0 - beta1), T(1.0 - beta2)
-    if eps_hat:  # eps added to sqrt(v), not to sqrt(v_hat) = sqrt(v) c2: the same step with eps c2
-        eps = eps / math.sqrt(1.0 - beta2**step)
-    lr_, eps_, wd, shrink = T(lr), T(eps), T(weight_decay), T(1.0 - lr * weight_decay)
-    for k in range(p.shape[0]):
-        w = p[k]
-        d = g[k]
-        if decoupled:
-            w = w * shrink
-        elif weight_decay != 0:
-            d = d + wd * w
-        mk = b1 * m[k] + one_b1 * d
-        vk = b2 * v[k] + one_b2 * d * d
-        m[k] = mk
-        v[k] = vk
-        p[k] = w - lr_ * (mk * c1) / (math.sqrt(vk) * c2 + eps_)
 
 
 @jit(fast=True)
