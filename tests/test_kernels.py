@@ -368,7 +368,8 @@ def test_mlp_forward_matches_twin(n, chunk, depth, dtype, seed):
     for module in (COMPILED, numpy_ref):
         out = np.full((n, sizes[-1]), np.nan, dtype)
         dims, params = layout.param_table(Ws, bs)
-        assert module.mlp_forward(X, dims, acts, alphas, params, np.full((2, chunk * width), np.nan, dtype), out) is out
+        assert module.mlp_forward(X, dims, acts, alphas, params, np.full((2, chunk * width), np.nan, dtype),
+                                  out) is True
         outs.append(out)
     np.testing.assert_allclose(outs[0], outs[1], **tol(dtype))
     a = X.astype(np.float64)  # and both against the layer-by-layer definition
@@ -427,6 +428,58 @@ def test_rows_kernel_gives_the_loops_bits(rows, n_in, n_out, seed):
     assert (padded[:, n_out:] == 7.0).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", [codes.RELU, codes.SIGMOID, codes.TANH, codes.IDENTITY])
+@pytest.mark.parametrize("n", [1, 3, 40])
+@pytest.mark.parametrize("module", [COMPILED, numpy_ref])
+def test_mlp_forward_says_whether_the_first_pre_activations_were_finite(module, n, act, dtype):
+    """``mlp_forward``'s answer, which lets ``predict`` skip reading X to check it: True for finite X; False for a
+    NaN, inf or -inf anywhere in X (also where ReLU, sigmoid or tanh would map it to a finite output, and where
+    it meets zero weights, ``inf * 0`` being NaN), on the row loop (n <= 4) and the BLAS path, in the first or a
+    later chunk; False also for finite X whose products overflow."""
+    rng = np.random.default_rng(n)
+    Ws = (rng.standard_normal((6, 5)).astype(dtype), rng.standard_normal((5, 2)).astype(dtype))
+    Ws[0][4] = 0  # input 4 meets only zero weights
+    bs = (rng.standard_normal(5).astype(dtype), np.zeros(2, dtype))
+    dims, params = layout.param_table(Ws, bs)
+    acts = np.array([act, codes.IDENTITY])
+
+    def run(X):
+        return module.mlp_forward(X, dims, acts, np.zeros(2), params, np.empty((2, 5 * 16), dtype),
+                                  np.empty((n, 2), dtype))
+
+    X = rng.standard_normal((n, 6)).astype(dtype)
+    assert run(X) is True
+    for value in (np.nan, np.inf, -np.inf):
+        for i, j in ((0, 0), (n - 1, 4), (n // 2, 5)):
+            bad = X.copy()
+            bad[i, j] = value
+            assert run(bad) is False, (value, i, j)
+    huge = np.full((n, 6), np.finfo(dtype).max, dtype)
+    assert run(huge) is False
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mlp_forward_gives_the_bits_of_its_layers(dtype):
+    """The forward's first layer, split into its product, the finiteness check and the bias-and-activation pass,
+    gives the bits of ``linear_forward`` (one call), as every later layer does."""
+    rng = np.random.default_rng(3)
+    sizes = (30, 17, 9, 4)
+    Ws = tuple((rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype) for a, b in zip(sizes[:-1], sizes[1:]))
+    bs = tuple(rng.standard_normal(b).astype(dtype) for b in sizes[1:])
+    for acts in ([codes.RELU, codes.TANH, codes.IDENTITY], [codes.SIGMOID, codes.LEAKY_RELU, codes.IDENTITY],
+                 [codes.GELU, codes.ELU, codes.IDENTITY]):
+        alphas = np.array([0.1, 0.3, 0.0])
+        X = rng.standard_normal((50, sizes[0])).astype(dtype)
+        dims, params = layout.param_table(Ws, bs)
+        out = np.empty((50, sizes[-1]), dtype)
+        assert COMPILED.mlp_forward(X, dims, np.array(acts), alphas, params, np.empty((2, 50 * 17), dtype), out)
+        a = X
+        for W, b, act, alpha in zip(Ws, bs, acts, alphas):
+            a = COMPILED.linear_forward(a, W, b, act, alpha, np.empty((50, W.shape[1]), dtype))
+        np.testing.assert_array_equal(out, a)
+
+
 @pytest.mark.parametrize("n", [1, 7])
 @pytest.mark.parametrize("module", [COMPILED, numpy_ref])
 def test_mlp_forward_propagates_nan(module, n):
@@ -437,6 +490,7 @@ def test_mlp_forward_propagates_nan(module, n):
     X = rng.standard_normal((n, 5)).astype(np.float32)
     X[0, 2] = np.nan
     dims, params = layout.param_table(Ws, bs)
-    out = module.mlp_forward(X, dims, np.array([codes.RELU, codes.IDENTITY]), np.zeros(2), params,
-                             np.empty((2, 4 * n), np.float32), np.empty((n, 3), np.float32))
+    out = np.empty((n, 3), np.float32)
+    assert module.mlp_forward(X, dims, np.array([codes.RELU, codes.IDENTITY]), np.zeros(2), params,
+                              np.empty((2, 4 * n), np.float32), out) is False
     assert np.isnan(out[0]).all() and np.isfinite(out[1:]).all()

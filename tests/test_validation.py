@@ -176,3 +176,37 @@ def test_the_finiteness_check_reads_finite_data_once_in_either_order():
         check_finite(a.view(_OnePass), "X")
     with pytest.raises(AssertionError, match="min and max"):  # the watch works: strided data takes them
         check_finite(np.ones((3, 8))[:, ::2].view(_OnePass), "X")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 3, 2500])
+@pytest.mark.parametrize("value, match", [(np.nan, r"NaN"), (np.inf, r"inf"), (-np.inf, r"inf")])
+def test_predict_finds_a_nonfinite_X_after_the_forward(backend, dtype, n, value, match):
+    """``predict`` runs an X in the model's dtype and layout before checking it, and checks it (the same error as
+    for any other X) when the forward says the first layer's pre-activations were not all finite: -inf too,
+    which ReLU would turn into 0, and in any row, the batches' last included. Nothing is returned, nothing in
+    the model changes."""
+    model = fn.Sequential(fn.Linear(4, 3, seed=0, dtype=dtype), fn.ReLU(), fn.Linear(3, 2, seed=1, dtype=dtype))
+    snap = _snapshot(model)
+    X = np.random.default_rng(0).standard_normal((n, 4)).astype(dtype)
+    expected = model.predict(X)
+    for i, j in ((0, 0), (n - 1, 3)):
+        bad = X.copy()
+        bad[i, j] = value
+        with pytest.raises(ValueError, match=match + rf".*\({i}, {j}\)"):
+            model.predict(bad, batch_size=1000)
+    _assert_unchanged(model, snap)
+    np.testing.assert_array_equal(model.predict(X), expected)
+
+
+def test_predict_of_a_finite_X_whose_products_overflow_is_not_an_error(backend):
+    """A finite X may still overflow the first layer (the forward then says "not finite"): X is checked, found
+    finite, and the outputs are returned as computed, as before; so are a model's own NaN weights."""
+    model = fn.Sequential(fn.Linear(4, 3, seed=0), fn.ReLU(), fn.Linear(3, 2, seed=1))
+    model[0].W.data[...] = 1
+    huge = np.full((5, 4), np.finfo(np.float32).max, np.float32)
+    out = model.predict(huge)
+    assert out.shape == (5, 2) and not np.isfinite(out).all()
+    model[0].W.data[0, 0] = np.nan
+    out = model.predict(np.ones((7, 4), np.float32))
+    assert np.isnan(out).any()

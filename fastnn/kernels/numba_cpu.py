@@ -93,9 +93,16 @@ def matmul(A, B, out):
     return out
 
 
-@jit(fast=True)
+@jit
 def linear_forward(X, W, b, act, alpha, out):
     _gemm(X, False, W, False, 1.0, 0.0, out)
+    _bias_act(out, b, act, alpha)
+    return out
+
+
+@jit(fast=True)
+def _bias_act(out, b, act, alpha):
+    """``out = act(out + b)``: :func:`linear_forward` after its product."""
     n, m = out.shape
     # One pass over `out` for bias and activation instead of two; the branch
     # on `act` sits outside the loops so each loop vectorises.
@@ -130,7 +137,18 @@ def linear_forward(X, W, b, act, alpha, out):
         for i in range(n):
             for j in range(m):
                 out[i, j] += b[j]
-    return out
+
+
+@jit
+def _finite_sums(out, b):
+    """Whether every ``out[i, j] + b[j]`` is finite: ``v - v`` is 0 exactly then (NaN for NaN and inf). No fastmath
+    here, which could assume neither occurs; the flags' OR vectorises without it."""
+    bad = 0
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            v = out[i, j] + b[j]
+            bad |= 0 if v - v == 0 else 1
+    return bad == 0
 
 
 @jit
@@ -409,16 +427,24 @@ def mlp_forward(X, dims, acts, alphas, params, work, out):
     for l in range(1, L):
         width = max(width, dims[l])
     chunk = work.shape[1] // width if L > 1 else n
+    finite = True
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
         a = X[s:e]
         for l in range(L):
             W, b, w = _mat(params[l, P_W], dims[l], dims[l + 1], zero), _vec(params[l, P_B], dims[l + 1], zero), dims[l + 1]
             dst = out[s:e] if l == L - 1 else work[l % 2, :(e - s) * w].reshape((e - s, w))
-            if e - s <= ROW_LOOP_MAX:
+            rows = e - s <= ROW_LOOP_MAX
+            if rows:
                 _affine_rows(a, W, b, dst)
+            else:
+                _gemm(a, False, W, False, 1.0, 0.0, dst)
+            if l == 0:  # the pre-activations, before an activation maps an inf to a finite value (numpy_ref)
+                # the row loop's have b in already: adding it again can only overflow, which says "check X"
+                finite = _finite_sums(dst, b) and finite
+            if rows:
                 activation_forward(acts[l], alphas[l], dst, dst)
             else:
-                linear_forward(a, W, b, acts[l], alphas[l], dst)
+                _bias_act(dst, b, acts[l], alphas[l])
             a = dst
-    return out
+    return finite

@@ -259,18 +259,39 @@ def mlp_forward(X, dims, acts, alphas, params, work, out):
         ``w`` the widest hidden layer: two buffers the hidden layers' outputs alternate between, each holding
         ``chunk`` rows. Rows go through the network ``chunk`` at a time (all at once without hidden layers).
     out : ndarray of shape (n, n_out_L)
+
+    Returns
+    -------
+    bool
+        Whether the first layer's pre-activations ``X W_1 + b_1`` were all finite. A NaN or inf in ``X`` makes
+        them NaN or inf wherever its row meets the layer (``inf * 0`` is NaN; no sum of an inf or NaN is finite),
+        so True proves ``X`` finite, and ``predict`` need not read ``X`` a second time to check it; False may also
+        mean a non-finite parameter or an overflow, which the caller tells apart by checking ``X`` itself.
     """
     n, last = X.shape[0], len(acts) - 1
     Ws = [_view(params[l, P_W], (dims[l], dims[l + 1]), X.dtype) for l in range(last + 1)]
     bs = [_view(params[l, P_B], (dims[l + 1],), X.dtype) for l in range(last + 1)]
     width = max([int(w) for w in dims[1:-1]], default=1)
     chunk = work.shape[1] // width if last else n
-    for s in range(0, n, chunk):
-        a = X[s:s + chunk]
-        m = a.shape[0]
-        for l in range(last + 1):
-            w = Ws[l].shape[1]
-            dst = out[s:s + chunk] if l == last else work[l % 2, :m * w].reshape(m, w)
+    finite = True
+    with np.errstate(over="ignore", invalid="ignore"):  # as the compiled twin: the answer says it, not a warning
+        for s in range(0, n, chunk):
+            finite = _forward_chunk(X[s:s + chunk], Ws, bs, acts, alphas, work, out[s:s + chunk]) and finite
+    return finite
+
+
+def _forward_chunk(a, Ws, bs, acts, alphas, work, out):
+    """:func:`mlp_forward` of the rows ``a`` into ``out``; whether the first layer's pre-activations were finite."""
+    finite, last, m = True, len(acts) - 1, a.shape[0]
+    for l in range(last + 1):
+        w = Ws[l].shape[1]
+        dst = out if l == last else work[l % 2, :m * w].reshape(m, w)
+        if l == 0:  # linear_forward in its two steps, the pre-activations checked between them
+            np.dot(a, Ws[l], out=dst)
+            dst += bs[l]
+            finite = bool(np.isfinite(dst).all())
+            activation_forward(acts[l], alphas[l], dst, dst)
+        else:
             linear_forward(a, Ws[l], bs[l], acts[l], alphas[l], dst)
-            a = dst
-    return out
+        a = dst
+    return finite
