@@ -14,7 +14,7 @@ Usage::
 
     python scripts/check_kernel_ratios.py                 # run the benchmarks, then check
     python scripts/check_kernel_ratios.py --json ci.json  # check an existing run
-    python scripts/check_kernel_ratios.py --repeat 1      # one run (default: median ratio of 3 runs)
+    python scripts/check_kernel_ratios.py --repeat 1      # one run (default: median ratio of 7 runs)
 """
 import argparse
 import json
@@ -85,8 +85,9 @@ def check(ratio_runs, max_ratio):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", nargs="+", help="check these pytest-benchmark JSON files instead of running")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="benchmark runs whose median ratio is checked (default 3: one noisy run cannot fail it)")
+    parser.add_argument("--repeat", type=int, default=7,
+                        help="benchmark runs whose median ratio is checked (default 7, ~10 s each: three noisy "
+                             "runs cannot fail it)")
     parser.add_argument("--thresholds", default=str(THRESHOLDS), help="JSON with a 'max_ratio' mapping")
     parser.add_argument("--max-time", type=float, default=0.1, help="seconds per benchmark (pytest-benchmark)")
     parser.add_argument("--keep-json", help="directory to keep each run's JSON in")
