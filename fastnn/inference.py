@@ -12,8 +12,7 @@ import numpy as np
 
 from fastnn import fused
 from fastnn import layers as _layers
-from fastnn._config import limit_blas
-from fastnn._cpu import threads_now
+from fastnn._config import blas_threads, limit_blas
 from fastnn._check import POSITIVE_INT, check
 from fastnn._validation import check_matrix
 from fastnn.kernels import get_backend, layout
@@ -130,8 +129,11 @@ def _forward_plan(model):
 
 def predict_checked(model, X, batch_size, plan=False):
     """``predict`` on a checked ``X``; ``plan`` is ``_forward_plan(model)`` if the caller has it. Under the
-    training step's BLAS thread rule (:func:`fastnn._cpu.threads_now`), except for a single row, which the BLAS
-    runs on one thread anyway and which should not pay for asking."""
+    training step's BLAS thread rule for the machine (:func:`fastnn._config.blas_threads`), except for a single
+    row, which the BLAS runs on one thread anyway and which should not pay for asking. Not lowered while other
+    processes are busy, as ``fit``'s is (:func:`fastnn._cpu.threads_now`): OpenBLAS sums in another order on
+    another thread count, and the same model must give the same predictions of the same rows from call to
+    call (docs/performance.md, "Predictions that do not depend on the load")."""
     return _predict_limited(model, X, batch_size, _forward_plan(model) if plan is False else plan)[0]
 
 
@@ -139,7 +141,7 @@ def _predict_limited(model, X, batch_size, plan):
     """``(outputs, whether the first layer's pre-activations were all finite)`` (see :func:`_predict_on`)."""
     if X.shape[0] < 2:
         return _predict_on(model, X, batch_size, plan)
-    with limit_blas(threads_now(min(batch_size, X.shape[0]), None if plan is None else plan.weights)):
+    with limit_blas(blas_threads(min(batch_size, X.shape[0]), None if plan is None else plan.weights)):
         return _predict_on(model, X, batch_size, plan)
 
 
