@@ -168,9 +168,9 @@ def test_a_fixed_thread_count_ignores_the_load(shared, monkeypatch):
 
 def test_predict_gives_the_same_bits_whatever_the_load(shared):
     """fit's BLAS threads follow the load; predict's do not: OpenBLAS sums in another order on another thread
-    count (2.8e-6 apart at these shapes on two CPUs, measured), and the same model must predict the same rows
-    the same from call to call. (The quick start's check of its reloaded model failed 2 times in 12 on a busy
-    machine while predict followed the load.)"""
+    count (a 500-row predict of 784-128-64-10 moved by up to 2.8e-6 between one and two threads, measured), and
+    the same model must predict the same rows the same from call to call. (The quick start's check of its
+    reloaded model failed 2 times in 12 on a 2-CPU machine while predict followed the load.)"""
     sampler, load, clock = shared
     model = fn.Sequential(fn.Linear(784, 128, seed=0), fn.ReLU(), fn.Linear(128, 10, seed=1))
     X = np.random.default_rng(0).random((1500, 784)).astype(np.float32)
