@@ -12,7 +12,14 @@ default draws them, one BLAS thread unless ``--threads``), one run times, in alt
 ``gather``
     the shuffled batches' rows copied into the batch buffer (``step_numba._gather``).
 ``sgemm``
-    a 2048^3 sgemm at the same threads: the floor is the epoch's GEMM FLOPs at this rate.
+    a 2048^3 sgemm at the same threads, through NumPy's BLAS and, where the prebuilt kernels multiply with
+    fastnn's own GEMM (:func:`fastnn.kernels.aot.gemm`), through it too: the floor is the epoch's GEMM FLOPs at
+    the faster rate, as in the workloads suite.
+
+The GEMM loop is compiled by Numba's JIT, whose kernels call NumPy's BLAS by the name ``fastnn_sgemm``. Where the
+prebuilt kernels are in use, that name is pointed at their own ``fastnn_sgemm`` first, the entry their training
+step calls: the loop then times the GEMM the epoch runs (fastnn's own on AVX-512 CPUs, NumPy's OpenBLAS
+otherwise), not always OpenBLAS.
 
 The rest (``epoch - gemm - gather``) is the bias and activation passes, their backward, the bias gradients,
 the loss and its gradient and the loop itself. Times are CPU seconds of the process (``time.process_time``):
@@ -36,11 +43,29 @@ if "--threads" in sys.argv:
     os.environ["FASTNN_BLAS_THREADS"] = sys.argv[sys.argv.index("--threads") + 1]
 os.environ.setdefault("FASTNN_BLAS_THREADS", "1")
 
+import ctypes  # noqa: E402
+
+import llvmlite.binding as ll  # noqa: E402
+
 import fastnn  # noqa: E402
-from fastnn import _config  # noqa: E402
+from fastnn import _config, kernels  # noqa: E402
 from fastnn._config import jit  # noqa: E402
+from fastnn.kernels import aot  # noqa: E402
 from fastnn.kernels.numba_cpu import _gemm  # noqa: E402
 from fastnn.kernels.step_numba import _gather  # noqa: E402
+
+
+def _epochs_gemm():
+    """Points the JIT's ``fastnn_sgemm`` at the prebuilt kernels' own entry (before the loop below is compiled) and
+    says who multiplies: ``aot.gemm()``'s name, or ``"openblas"`` when the epoch runs the JIT's kernels too."""
+    module = aot.load()
+    if module is None:
+        return "openblas (the JIT's kernels)"
+    ll.add_symbol("fastnn_sgemm", ctypes.cast(ctypes.CDLL(module.__file__).fastnn_sgemm, ctypes.c_void_p).value)
+    return aot.gemm()
+
+
+GEMM = _epochs_gemm()
 
 # (name, layer sizes, rows, batch, loss): the workloads suite's
 WORKLOADS = (("fmnist-bs16", (784, 128, 64, 10), 60_000, 16, "sce"),
@@ -146,12 +171,21 @@ def profile(name, sizes, n, batch, loss, repeat, wall, sgemm):
 
 
 def sgemm_rate(repeat, wall):
+    """The 2048^3 rate (FLOP/s) through NumPy's BLAS and, where the prebuilt kernels use fastnn's own GEMM, through
+    it (the faster of the two), and which one that was."""
     rng = np.random.default_rng(0)
     A, B = rng.random((2048, 2048), dtype=np.float32), rng.random((2048, 2048), dtype=np.float32)
     C = np.empty_like(A)
-    np.dot(A, B, out=C)
     clock = _timer(wall)
-    return 2 * 2048**3 / statistics.median(_time(lambda: np.dot(A, B, out=C), clock) for _ in range(max(3, repeat)))
+    ways = {"NumPy's BLAS": lambda: np.dot(A, B, out=C)}
+    if str(GEMM).startswith("fastnn-"):
+        ways[GEMM] = lambda: kernels.get_backend("numba").matmul(A, B, C)
+    rates = {}
+    for name, run in ways.items():
+        run()
+        rates[name] = 2 * 2048**3 / statistics.median(_time(run, clock) for _ in range(max(3, repeat)))
+    best = max(rates, key=rates.get)
+    return rates[best], best
 
 
 def main(argv=None):
@@ -163,9 +197,9 @@ def main(argv=None):
     parser.add_argument("-k", default="", help="only workloads whose name contains this")
     args = parser.parse_args(argv)
     with _config.limit_blas(args.threads):
-        rate = sgemm_rate(args.repeat, args.wall)
-        print(f"sgemm 2048^3: {rate / 1e9:.1f} GFLOP/s at {args.threads} thread(s); "
-              f"{'wall' if args.wall else 'CPU'} time, median of {args.repeat} (min–max)\n")
+        rate, by = sgemm_rate(args.repeat, args.wall)
+        print(f"sgemm 2048^3: {rate / 1e9:.1f} GFLOP/s at {args.threads} thread(s) ({by}); the epoch's GEMMs: "
+              f"{GEMM}; {'wall' if args.wall else 'CPU'} time, median of {args.repeat} (min–max)\n")
         print("| workload | epoch µs/batch | GEMMs µs/batch | GEMM GFLOP/s | gather µs | rest µs | floor µs "
               "| epoch / floor | GEMMs / floor |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -174,6 +174,35 @@ def test_fits_are_bit_identical_at_any_thread_count_and_close_to_openblas(tmp_pa
     np.testing.assert_allclose(own, blas, rtol=1e-3, atol=1e-4)
 
 
+PROFILE = """
+    import importlib.util, sys, numpy as np
+    sys.argv = ["profile_batch.py"]
+    spec = importlib.util.spec_from_file_location("profile_batch", {path!r})
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    from fastnn import kernels
+    rng = np.random.default_rng(0)
+    a, W = rng.standard_normal((64, 784)).astype(np.float32), rng.standard_normal((784, 128)).astype(np.float32)
+    acts, grads = (a, np.zeros((64, 128), np.float32)), (np.zeros((64, 784), np.float32), np.zeros((64, 128), np.float32))
+    script._epoch_gemms(64, 64, acts, grads, (W.copy(),), np.float32(0))  # one batch: acts[1] = a W
+    C = np.empty((64, 128), np.float32)
+    kernels.get_backend("numba").matmul(a, W, C)  # the prebuilt kernels' GEMM
+    print(script.GEMM, np.array_equal(acts[1], C), np.array_equal(acts[1], a @ W))
+"""
+
+
+@needs_own
+def test_the_batch_profile_times_the_gemm_the_epoch_runs():
+    """``scripts/profile_batch.py`` times the epoch's GEMM calls in a loop compiled by the JIT, whose kernels
+    multiply with NumPy's BLAS: it points them at the prebuilt kernels' own entry first, so that under fastnn's own
+    GEMM its GEMM column is that GEMM's (it was OpenBLAS's whatever the epoch ran). The products tell them apart:
+    fastnn's sums each output in another order than OpenBLAS."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "profile_batch.py")
+    own_gemm = "auto" if _best == 3 else "avx2"
+    assert _child(PROFILE.format(path=path), FASTNN_GEMM=own_gemm) == f"{NAMES[_best]} True False"
+    assert _child(PROFILE.format(path=path), FASTNN_GEMM="blas") == "openblas True True"
+
+
 THREADED = [(200, 300, 100), (130, 70, 600), (256, 128, 784), (29, 1024, 256), (784, 10, 256)]  # >= 2M mult-adds
 
 
