@@ -183,7 +183,8 @@ PROFILE = """
     from fastnn import kernels
     rng = np.random.default_rng(0)
     a, W = rng.standard_normal((64, 784)).astype(np.float32), rng.standard_normal((784, 128)).astype(np.float32)
-    acts, grads = (a, np.zeros((64, 128), np.float32)), (np.zeros((64, 784), np.float32), np.zeros((64, 128), np.float32))
+    acts = (a, np.zeros((64, 128), np.float32))
+    grads = (np.zeros((64, 784), np.float32), np.zeros((64, 128), np.float32))
     script._epoch_gemms(64, 64, acts, grads, (W.copy(),), np.float32(0))  # one batch: acts[1] = a W
     C = np.empty((64, 128), np.float32)
     kernels.get_backend("numba").matmul(a, W, C)  # the prebuilt kernels' GEMM
